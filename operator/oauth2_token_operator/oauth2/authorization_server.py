@@ -1,0 +1,190 @@
+"""Calls to one authorization server, as one client: grants, introspection, revocation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import httpx
+
+from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
+from oauth2_token_operator.oauth2.errors import (
+    ConfigurationError,
+    HTTPStatusError,
+    MalformedResponseError,
+    error_response,
+)
+from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache, ServerMetadata
+from oauth2_token_operator.oauth2.responses import (
+    Introspection,
+    TokenResponse,
+    parse_introspection,
+    parse_token_response,
+)
+from oauth2_token_operator.oauth2.scopes import Scopes, format_scope
+from oauth2_token_operator.oauth2.transport import HTTPTransport, Replay, parse_retry_after
+
+TokenTypeHint = str  # "access_token" | "refresh_token" | an extension value (RFC 7009 §2.1)
+ACCESS_TOKEN_HINT: TokenTypeHint = "access_token"  # noqa: S105 - a hint name, not a secret
+REFRESH_TOKEN_HINT: TokenTypeHint = "refresh_token"  # noqa: S105 - a hint name, not a secret
+
+
+class AuthorizationServer:
+    """One client's view of one authorization server.
+
+    The same client authentication serves the token, introspection and
+    revocation endpoints. With ``tls_client_auth`` the RFC 8705 §5
+    ``mtls_endpoint_aliases`` are used when the server advertises them.
+    """
+
+    def __init__(
+        self,
+        issuer: IssuerConfig,
+        client: ClientConfig,
+        *,
+        transport: HTTPTransport,
+        metadata_cache: MetadataCache,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = issuer
+        self.client = client
+        self._transport = transport
+        self._metadata_cache = metadata_cache
+        self._clock = clock
+        self._authenticator = ClientAuthenticator(client, clock=clock)
+        self._tls = client.tls(issuer.ca_pem)
+
+    async def metadata(self) -> ServerMetadata:
+        return await self._metadata_cache.get(self.issuer)
+
+    async def client_credentials(
+        self,
+        scopes: Scopes | None = None,
+        *,
+        resources: Iterable[str] = (),
+        audience: str | None = None,
+    ) -> TokenResponse:
+        """RFC 6749 §4.4, with RFC 8707 ``resource`` and the common ``audience`` extension."""
+        form: dict[str, str | list[str]] = {"grant_type": "client_credentials"}
+        if scopes:
+            form["scope"] = format_scope(scopes)
+        if resource_list := list(resources):
+            form["resource"] = resource_list
+        if audience:
+            form["audience"] = audience
+        body = await self._call("token_endpoint", form, Replay.SAFE)
+        return parse_token_response(
+            body, endpoint="token_endpoint", requested_scopes=scopes, now=self._clock()
+        )
+
+    async def refresh(
+        self,
+        refresh_token: str,
+        *,
+        scopes: Scopes | None = None,
+        resources: Iterable[str] = (),
+    ) -> TokenResponse:
+        """RFC 6749 §6. ``scopes`` narrows the grant; ``None`` keeps the original scope.
+
+        A rotated refresh token comes back in ``TokenResponse.refresh_token``:
+        the caller must persist it before anything else. The request is never
+        replayed after an unclear outcome, since a server that rotates refresh
+        tokens treats a replay as token theft.
+        """
+        form: dict[str, str | list[str]] = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+        }
+        if scopes:
+            form["scope"] = format_scope(scopes)
+        if resource_list := list(resources):
+            form["resource"] = resource_list
+        body = await self._call("token_endpoint", form, Replay.UNSAFE)
+        return parse_token_response(
+            body, endpoint="token_endpoint", requested_scopes=scopes, now=self._clock()
+        )
+
+    async def introspect(
+        self, token: str, *, token_type_hint: TokenTypeHint | None = ACCESS_TOKEN_HINT
+    ) -> Introspection:
+        """RFC 7662 §2.1."""
+        form: dict[str, str | list[str]] = {"token": token}
+        if token_type_hint:
+            form["token_type_hint"] = token_type_hint
+        body = await self._call("introspection_endpoint", form, Replay.SAFE)
+        return parse_introspection(body, endpoint="introspection_endpoint")
+
+    async def revoke(
+        self, token: str, *, token_type_hint: TokenTypeHint | None = ACCESS_TOKEN_HINT
+    ) -> None:
+        """RFC 7009 §2.1. Success also for a token the server no longer knows (§2.2).
+
+        A persisting 503 raises ``HTTPStatusError`` with ``retry_after``: the
+        token still exists and the caller should try again later (§2.2.1).
+        """
+        form: dict[str, str | list[str]] = {"token": token}
+        if token_type_hint:
+            form["token_type_hint"] = token_type_hint
+        await self._call("revocation_endpoint", form, Replay.SAFE, expect_json=False)
+
+    async def _call(
+        self,
+        endpoint: str,
+        form: Mapping[str, str | list[str]],
+        replay: Replay,
+        *,
+        expect_json: bool = True,
+    ) -> object:
+        metadata = await self.metadata()
+        url = metadata.endpoint(endpoint, mtls=self.client.uses_mtls)
+        if url is None:
+            raise ConfigurationError(
+                f"the server {self.issuer.issuer} advertises no {endpoint}", endpoint=endpoint
+            )
+        token_endpoint = metadata.endpoint("token_endpoint") or url
+        auth = self._authenticator.authenticate(
+            endpoint_url=url, token_endpoint=token_endpoint, issuer=metadata.issuer
+        )
+        response = await self._transport.request(
+            "POST",
+            url,
+            endpoint=endpoint,
+            tls=self._tls,
+            replay=replay,
+            data={**form, **auth.form},
+            headers=auth.headers,
+        )
+        return _interpret(response, endpoint=endpoint, expect_json=expect_json, now=self._clock())
+
+
+def _interpret(response: httpx.Response, *, endpoint: str, expect_json: bool, now: float) -> object:
+    status = response.status_code
+    if 200 <= status < 300 and (status == 200 or not expect_json):
+        if not expect_json:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise MalformedResponseError(
+                f"HTTP {status} with a body that is not JSON", endpoint=endpoint
+            ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        uri = body.get("error_uri")
+        raise error_response(
+            endpoint=endpoint,
+            status_code=status,
+            error=body["error"],
+            error_description=description if isinstance(description, str) else None,
+            error_uri=uri if isinstance(uri, str) else None,
+        )
+    raise HTTPStatusError(
+        f"unexpected HTTP {status}",
+        endpoint=endpoint,
+        status_code=status,
+        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+    )

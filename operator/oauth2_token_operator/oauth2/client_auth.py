@@ -1,0 +1,243 @@
+"""Client authentication at the token, introspection and revocation endpoints.
+
+The method comes from the client's own configuration, never from the
+server's metadata (the seed's defect 3). Methods: RFC 6749 §2.3.1
+``client_secret_basic`` and ``client_secret_post``; RFC 7523 / OIDC Core §9
+``client_secret_jwt`` and ``private_key_jwt``; RFC 8705 ``tls_client_auth``;
+``none`` for public clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote_plus
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from oauth2_token_operator.oauth2.errors import ConfigurationError
+from oauth2_token_operator.oauth2.transport import TLSConfig
+
+AuthMethod = Literal[
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "tls_client_auth",
+    "none",
+]
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+_RSA_ALGORITHMS = frozenset(a for a in ASYMMETRIC_ALGORITHMS if a[:2] in ("RS", "PS"))
+_EC_ALGORITHM_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+class ClientConfig(BaseModel):
+    """A registered OAuth2 client: who we are to the authorization server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str
+    auth_method: AuthMethod = "client_secret_basic"
+    client_secret: SecretStr | None = None
+    private_key: SecretStr | None = None
+    """PEM (PKCS#8, PKCS#1 or SEC1) or a private JWK in JSON, for ``private_key_jwt``."""
+    signing_alg: str | None = None
+    """JWS algorithm; by default HS256 for secrets and derived from the key type for keys."""
+    key_id: str | None = None
+    """``kid`` header; by default the JWK's own ``kid`` when the key is a JWK."""
+    assertion_audience: Literal["token_endpoint", "issuer"] = "token_endpoint"
+    assertion_lifetime: float = 60.0
+    tls_client_cert: str | None = None
+    """PEM certificate chain for ``tls_client_auth``."""
+    tls_client_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> ClientConfig:
+        method = self.auth_method
+        if not self.client_id:
+            raise ValueError("client_id must not be empty")
+        needs_secret = method in ("client_secret_basic", "client_secret_post", "client_secret_jwt")
+        if needs_secret and not (self.client_secret and self.client_secret.get_secret_value()):
+            raise ValueError(f"{method} needs a client secret")
+        if method == "client_secret_jwt" and (self.signing_alg or "HS256") not in HMAC_ALGORITHMS:
+            raise ValueError(f"client_secret_jwt signs with one of {', '.join(HMAC_ALGORITHMS)}")
+        if method == "private_key_jwt":
+            if self.private_key is None:
+                raise ValueError("private_key_jwt needs a private key")
+            if self.signing_alg is not None and self.signing_alg not in ASYMMETRIC_ALGORITHMS:
+                raise ValueError(
+                    f"private_key_jwt signs with one of {', '.join(ASYMMETRIC_ALGORITHMS)}"
+                )
+        if method == "tls_client_auth" and not (self.tls_client_cert and self.tls_client_key):
+            raise ValueError("tls_client_auth needs a client certificate and its key")
+        if self.assertion_lifetime <= 0 or self.assertion_lifetime > 600:
+            raise ValueError("assertion_lifetime must be within (0, 600] seconds")
+        return self
+
+    @property
+    def uses_mtls(self) -> bool:
+        return self.auth_method == "tls_client_auth"
+
+    def tls(self, ca_pem: str | None) -> TLSConfig:
+        """The TLS configuration for calls made as this client."""
+        if not self.uses_mtls:
+            return TLSConfig(ca_pem=ca_pem)
+        assert self.tls_client_key is not None
+        return TLSConfig(
+            ca_pem=ca_pem,
+            client_cert_pem=self.tls_client_cert,
+            client_key_pem=self.tls_client_key.get_secret_value(),
+        )
+
+
+@dataclass(frozen=True)
+class ClientAuthentication:
+    """What to add to one request: headers and form fields."""
+
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """RFC 6749 §2.3.1: form-urlencode id and secret, then base64 ``id:secret``."""
+    raw = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+@dataclass(frozen=True)
+class _SigningKey:
+    key: Any
+    algorithm: str
+    kid: str | None
+
+
+def _load_signing_key(client: ClientConfig) -> _SigningKey:
+    assert client.private_key is not None
+    text = client.private_key.get_secret_value().strip()
+    kid = client.key_id
+    try:
+        if text.startswith("{"):
+            jwk = json.loads(text)
+            if "d" not in jwk:
+                raise ConfigurationError("the JWK has no private part ('d')")
+            kid = kid or jwk.get("kid")
+            loaded = jwt.PyJWK(jwk, algorithm=client.signing_alg or jwk.get("alg"))
+            key: Any = loaded.key
+        else:
+            key = load_pem_private_key(text.encode("utf-8"), password=None)
+    except ConfigurationError:
+        raise
+    except (ValueError, TypeError, jwt.PyJWKError) as exc:
+        # Never echo the key material: only its kind of failure.
+        raise ConfigurationError(
+            f"private key for client {client.client_id!r} cannot be loaded ({type(exc).__name__})"
+        ) from None
+    return _SigningKey(key, client.signing_alg or _default_algorithm(key), kid)
+
+
+def _default_algorithm(key: Any) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = _EC_ALGORITHM_BY_CURVE.get(key.curve.name)
+        if alg:
+            return alg
+        raise ConfigurationError(f"unsupported EC curve {key.curve.name}")
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return "EdDSA"
+    raise ConfigurationError(f"unsupported private key type {type(key).__name__}")
+
+
+def _check_key_matches(signing: _SigningKey) -> None:
+    alg, key = signing.algorithm, signing.key
+    ok = (
+        (alg in _RSA_ALGORITHMS and isinstance(key, rsa.RSAPrivateKey))
+        or (alg.startswith("ES") and isinstance(key, ec.EllipticCurvePrivateKey))
+        or (alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey))
+    )
+    if not ok:
+        raise ConfigurationError(f"signing_alg {alg} does not fit a {type(key).__name__}")
+
+
+class ClientAuthenticator:
+    """Adds the configured client authentication to requests.
+
+    The private key is parsed once, not on every request.
+    """
+
+    def __init__(self, client: ClientConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self._clock = clock
+        self._signing_key: _SigningKey | None = None
+        if client.auth_method == "private_key_jwt":
+            self._signing_key = _load_signing_key(client)
+            _check_key_matches(self._signing_key)
+
+    def authenticate(
+        self, *, endpoint_url: str, token_endpoint: str, issuer: str
+    ) -> ClientAuthentication:
+        client = self.client
+        method = client.auth_method
+        if method == "client_secret_basic":
+            assert client.client_secret is not None
+            header = basic_credentials(client.client_id, client.client_secret.get_secret_value())
+            return ClientAuthentication({"Authorization": header}, {})
+        if method == "client_secret_post":
+            assert client.client_secret is not None
+            return ClientAuthentication(
+                {},
+                {
+                    "client_id": client.client_id,
+                    "client_secret": client.client_secret.get_secret_value(),
+                },
+            )
+        if method in ("client_secret_jwt", "private_key_jwt"):
+            audience = token_endpoint if client.assertion_audience == "token_endpoint" else issuer
+            return ClientAuthentication(
+                {},
+                {
+                    "client_id": client.client_id,
+                    "client_assertion_type": (
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                    ),
+                    "client_assertion": self._assertion(audience),
+                },
+            )
+        # tls_client_auth (the certificate is on the connection) and none.
+        return ClientAuthentication({}, {"client_id": client.client_id})
+
+    def _assertion(self, audience: str) -> str:
+        """RFC 7523 §3: iss = sub = client_id, aud, unique jti, short lifetime."""
+        client = self.client
+        now = int(self._clock())
+        claims = {
+            "iss": client.client_id,
+            "sub": client.client_id,
+            "aud": audience,
+            "jti": secrets.token_urlsafe(24),
+            "iat": now,
+            "exp": now + int(client.assertion_lifetime),
+        }
+        if client.auth_method == "client_secret_jwt":
+            assert client.client_secret is not None
+            return jwt.encode(
+                claims,
+                client.client_secret.get_secret_value(),
+                algorithm=client.signing_alg or "HS256",
+            )
+        assert self._signing_key is not None
+        headers = {"kid": self._signing_key.kid} if self._signing_key.kid else None
+        return jwt.encode(
+            claims, self._signing_key.key, algorithm=self._signing_key.algorithm, headers=headers
+        )

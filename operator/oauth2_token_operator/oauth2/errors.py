@@ -1,0 +1,197 @@
+"""One small exception hierarchy for every OAuth2 failure.
+
+Every message names the endpoint it concerns and is safe to log: it never
+contains an access token, refresh token, client secret or key. Server-sent
+``error_description`` text is kept, but trimmed and stripped of control
+characters so a hostile server cannot forge log lines.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_SERVER_TEXT = 300
+
+
+def sanitize_server_text(text: str | None) -> str | None:
+    """Make server-provided text safe to put in a log line or a status message."""
+    if text is None:
+        return None
+    cleaned = _CONTROL_CHARS.sub(" ", str(text)).strip()
+    if len(cleaned) > _MAX_SERVER_TEXT:
+        cleaned = cleaned[: _MAX_SERVER_TEXT - 1] + "…"
+    return cleaned
+
+
+class OAuth2Error(Exception):
+    """Base of every error raised by the OAuth2 core and the token manager."""
+
+    #: Whether trying again later may succeed without a change of configuration.
+    retryable: bool = False
+
+    def __init__(self, message: str, *, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: {message}" if endpoint else message)
+
+
+class ConfigurationError(OAuth2Error):
+    """The caller's configuration is unusable (missing credentials, bad key, insecure URL)."""
+
+
+class MetadataError(OAuth2Error):
+    """Authorization server metadata could not be discovered or is invalid."""
+
+    retryable = True
+
+
+class IssuerMismatchError(MetadataError):
+    """The discovered document names another issuer than the one configured (RFC 8414 §3.3)."""
+
+    retryable = False
+
+
+class TransportError(OAuth2Error):
+    """The request did not get an HTTP answer (DNS, connect, TLS, timeout)."""
+
+    retryable = True
+
+
+class HTTPStatusError(OAuth2Error):
+    """An HTTP answer that is neither success nor an RFC 6749 §5.2 error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        status_code: int,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.retryable = status_code == 429 or status_code >= 500
+        super().__init__(message, endpoint=endpoint)
+
+
+class MalformedResponseError(OAuth2Error):
+    """A success status with a body that does not follow the RFC."""
+
+
+class OAuth2ErrorResponse(OAuth2Error):
+    """An RFC 6749 §5.2 (or RFC 7009 / RFC 8707) error response.
+
+    Subclasses exist for the codes callers act on; unknown codes use this class.
+    """
+
+    code: str = "unknown_error"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None,
+        status_code: int,
+        error: str,
+        error_description: str | None = None,
+        error_uri: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error = error
+        self.error_description = sanitize_server_text(error_description)
+        self.error_uri = sanitize_server_text(error_uri)
+        text = sanitize_server_text(error) or "unknown_error"
+        if self.error_description:
+            text = f"{text}: {self.error_description}"
+        super().__init__(f"{text} (HTTP {status_code})", endpoint=endpoint)
+
+
+class InvalidRequestError(OAuth2ErrorResponse):
+    code = "invalid_request"
+
+
+class InvalidClientError(OAuth2ErrorResponse):
+    code = "invalid_client"
+
+
+class InvalidGrantError(OAuth2ErrorResponse):
+    code = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuth2ErrorResponse):
+    code = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuth2ErrorResponse):
+    code = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuth2ErrorResponse):
+    code = "invalid_scope"
+
+
+class InvalidTargetError(OAuth2ErrorResponse):
+    """RFC 8707 §2: the requested resource is unknown or not allowed."""
+
+    code = "invalid_target"
+
+
+class UnsupportedTokenTypeError(OAuth2ErrorResponse):
+    """RFC 7009 §2.2.1: the server cannot revoke this type of token."""
+
+    code = "unsupported_token_type"
+
+
+class TemporarilyUnavailableError(OAuth2ErrorResponse):
+    code = "temporarily_unavailable"
+    retryable = True
+
+
+_BY_CODE: dict[str, type[OAuth2ErrorResponse]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequestError,
+        InvalidClientError,
+        InvalidGrantError,
+        UnauthorizedClientError,
+        UnsupportedGrantTypeError,
+        InvalidScopeError,
+        InvalidTargetError,
+        UnsupportedTokenTypeError,
+        TemporarilyUnavailableError,
+    )
+}
+
+
+def error_response(
+    *,
+    endpoint: str | None,
+    status_code: int,
+    error: str,
+    error_description: str | None = None,
+    error_uri: str | None = None,
+) -> OAuth2ErrorResponse:
+    """Build the typed exception for an RFC 6749 §5.2 error body."""
+    cls = _BY_CODE.get(error, OAuth2ErrorResponse)
+    return cls(
+        endpoint=endpoint,
+        status_code=status_code,
+        error=error,
+        error_description=error_description,
+        error_uri=error_uri,
+    )
+
+
+class TokenError(OAuth2Error):
+    """Base of the token manager's own errors."""
+
+
+class NoTokenAvailableError(TokenError):
+    """``get`` found no valid token and had no way to obtain one."""
+
+
+class TokenNotFoundError(TokenError):
+    """The token is not in the store."""
+
+
+class InactiveTokenError(TokenError):
+    """Introspection says the token is not active (RFC 7662 ``active: false``)."""

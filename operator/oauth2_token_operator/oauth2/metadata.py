@@ -1,0 +1,239 @@
+"""Authorization server metadata: RFC 8414 discovery with OpenID Connect fallback.
+
+Discovered documents are cached per issuer: refreshed every
+``refresh_interval`` (1 h), fetched at most once per ``min_fetch_interval``
+(10 s) however often callers ask, and a failed refresh keeps the last good
+document. Caller overrides (the seed's ``server_metadata``) are merged over the
+discovered document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from oauth2_token_operator.oauth2.errors import (
+    ConfigurationError,
+    IssuerMismatchError,
+    MetadataError,
+    OAuth2Error,
+)
+from oauth2_token_operator.oauth2.transport import HTTPTransport, Replay, TLSConfig
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_NAMES = ("token_endpoint", "introspection_endpoint", "revocation_endpoint")
+
+
+class ServerMetadata(BaseModel):
+    """The RFC 8414 fields this project uses; every other field is kept as extra."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    issuer: str
+    token_endpoint: str | None = None
+    introspection_endpoint: str | None = None
+    revocation_endpoint: str | None = None
+    jwks_uri: str | None = None
+    grant_types_supported: list[str] | None = None
+    token_endpoint_auth_methods_supported: list[str] | None = None
+    scopes_supported: list[str] | None = None
+    mtls_endpoint_aliases: dict[str, str] | None = None
+
+    def endpoint(self, name: str, *, mtls: bool = False) -> str | None:
+        """URL of an endpoint; with ``mtls`` the RFC 8705 §5 alias when advertised."""
+        if mtls and self.mtls_endpoint_aliases and name in self.mtls_endpoint_aliases:
+            return self.mtls_endpoint_aliases[name]
+        value = getattr(self, name, None)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """An authorization server as the caller configures it."""
+
+    issuer: str
+    metadata_overrides: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    allow_insecure_http: bool = False
+    """Plain ``http://`` is refused unless this is set (tests, loopback demos)."""
+    discovery: bool = True
+    """Without discovery the metadata is ``{"issuer": issuer, **metadata_overrides}``."""
+    ca_pem: str | None = None
+    """CA bundle that verifies the server, instead of the system's trust store."""
+
+    def cache_key(self) -> str:
+        return json.dumps(
+            [
+                self.issuer,
+                dict(self.metadata_overrides),
+                self.allow_insecure_http,
+                self.discovery,
+                self.ca_pem,
+            ],
+            sort_keys=True,
+            default=str,
+        )
+
+    @property
+    def tls(self) -> TLSConfig:
+        return TLSConfig(ca_pem=self.ca_pem)
+
+
+def check_url(url: str, *, allow_http: bool, what: str) -> None:
+    """Refuse non-https URLs unless plain http was explicitly allowed."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"{what} is not a valid URL: {url!r}") from exc
+    if not parsed.host:
+        raise ConfigurationError(f"{what} has no host: {url!r}")
+    if parsed.scheme == "https":
+        return
+    if parsed.scheme == "http" and allow_http:
+        return
+    if parsed.scheme == "http":
+        raise ConfigurationError(
+            f"{what} {url!r} uses plain http; allow it explicitly (allowInsecureHTTP) "
+            "only for local testing"
+        )
+    raise ConfigurationError(f"{what} {url!r} must use https")
+
+
+def discovery_urls(issuer: str) -> list[str]:
+    """RFC 8414 §3.1 (well-known segment inserted before the path), then OIDC Discovery §4."""
+    parsed = httpx.URL(issuer)
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError(f"issuer {issuer!r} must not have a query or fragment")
+    path = parsed.path.rstrip("/")
+    origin = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+    return [
+        f"{origin}/.well-known/oauth-authorization-server{path}",
+        f"{origin}{path}/.well-known/openid-configuration",
+    ]
+
+
+@dataclass
+class _Entry:
+    metadata: ServerMetadata | None = None
+    fetched_at: float = float("-inf")
+    attempted_at: float = float("-inf")
+    last_error: OAuth2Error | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class MetadataCache:
+    """Discovers and caches server metadata; one fetch at a time per issuer."""
+
+    def __init__(
+        self,
+        transport: HTTPTransport,
+        *,
+        refresh_interval: float = 3600.0,
+        min_fetch_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._transport = transport
+        self.refresh_interval = refresh_interval
+        self.min_fetch_interval = min_fetch_interval
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self.fetch_count = 0
+        """How many discovery documents were fetched (for tests and metrics)."""
+
+    async def get(self, config: IssuerConfig) -> ServerMetadata:
+        entry = self._entries.setdefault(config.cache_key(), _Entry())
+        if self._fresh(entry):
+            assert entry.metadata is not None
+            return entry.metadata
+        async with entry.lock:
+            if self._fresh(entry):
+                assert entry.metadata is not None
+                return entry.metadata
+            if self._clock() - entry.attempted_at < self.min_fetch_interval:
+                return self._stale_or_raise(entry, config)
+            entry.attempted_at = self._clock()
+            try:
+                metadata = await self._load(config)
+            except OAuth2Error as exc:
+                entry.last_error = exc
+                return self._stale_or_raise(entry, config)
+            entry.metadata, entry.fetched_at, entry.last_error = metadata, self._clock(), None
+            return metadata
+
+    def _fresh(self, entry: _Entry) -> bool:
+        return (
+            entry.metadata is not None and self._clock() - entry.fetched_at < self.refresh_interval
+        )
+
+    @staticmethod
+    def _stale_or_raise(entry: _Entry, config: IssuerConfig) -> ServerMetadata:
+        if entry.metadata is not None:
+            if entry.last_error is not None:
+                log.warning(
+                    "keeping the last good metadata of %s: %s", config.issuer, entry.last_error
+                )
+            return entry.metadata
+        if entry.last_error is not None:
+            raise entry.last_error
+        raise MetadataError(f"metadata of {config.issuer} not fetched yet", endpoint="discovery")
+
+    async def _load(self, config: IssuerConfig) -> ServerMetadata:
+        check_url(config.issuer, allow_http=config.allow_insecure_http, what="issuer")
+        if "issuer" in config.metadata_overrides:
+            raise ConfigurationError("metadata overrides must not change the issuer")
+        document: dict[str, Any] = (
+            await self._discover(config) if config.discovery else {"issuer": config.issuer}
+        )
+        document.update(config.metadata_overrides)
+        try:
+            metadata = ServerMetadata.model_validate(document)
+        except ValidationError as exc:
+            raise MetadataError(
+                f"metadata of {config.issuer} is invalid: {exc.error_count()} error(s), "
+                f"first: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
+                endpoint="discovery",
+            ) from None
+        for name in (*ENDPOINT_NAMES, "jwks_uri"):
+            url = getattr(metadata, name)
+            if url is not None:
+                check_url(url, allow_http=config.allow_insecure_http, what=name)
+        for name, url in (metadata.mtls_endpoint_aliases or {}).items():
+            check_url(url, allow_http=config.allow_insecure_http, what=f"mtls alias {name}")
+        return metadata
+
+    async def _discover(self, config: IssuerConfig) -> dict[str, Any]:
+        failures: list[str] = []
+        for url in discovery_urls(config.issuer):
+            self.fetch_count += 1
+            response = await self._transport.request(
+                "GET", url, endpoint="discovery", tls=config.tls, replay=Replay.SAFE
+            )
+            if response.status_code != 200:
+                failures.append(f"{url} answered HTTP {response.status_code}")
+                continue
+            try:
+                document = response.json()
+            except ValueError:
+                failures.append(f"{url} did not answer JSON")
+                continue
+            if not isinstance(document, dict):
+                failures.append(f"{url} did not answer a JSON object")
+                continue
+            if document.get("issuer") != config.issuer:
+                raise IssuerMismatchError(
+                    f"{url} names issuer {str(document.get('issuer'))[:200]!r}, "
+                    f"expected exactly {config.issuer!r}",
+                    endpoint="discovery",
+                )
+            return document
+        raise MetadataError(
+            f"no metadata for {config.issuer}: " + "; ".join(failures), endpoint="discovery"
+        )
