@@ -1,0 +1,63 @@
+"""Command line: ``oauth2-token-operator``.
+
+``discover`` fetches and validates an authorization server's metadata exactly
+as the operator does (RFC 8414, then OpenID Connect discovery; exact issuer
+match; https unless ``--allow-insecure-http``) and prints it as JSON. It is
+the first thing to try when an ``OAuth2Client`` reports a discovery error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from oauth2_token_operator import __version__
+from oauth2_token_operator.oauth2.errors import OAuth2Error
+from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
+from oauth2_token_operator.oauth2.transport import HTTPTransport
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oauth2-token-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    discover = commands.add_parser("discover", help="fetch and validate server metadata")
+    discover.add_argument("issuer", help="the issuer identifier, e.g. https://login.example.com")
+    discover.add_argument("--ca-file", type=Path, help="PEM bundle that verifies the server")
+    discover.add_argument(
+        "--allow-insecure-http", action="store_true", help="accept plain http (testing only)"
+    )
+    return parser
+
+
+async def _discover(args: argparse.Namespace) -> int:
+    config = IssuerConfig(
+        issuer=args.issuer,
+        allow_insecure_http=args.allow_insecure_http,
+        ca_pem=args.ca_file.read_text() if args.ca_file else None,
+    )
+    transport = HTTPTransport()
+    try:
+        metadata = await MetadataCache(transport).get(config)
+    except OAuth2Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await transport.aclose()
+    print(json.dumps(metadata.model_dump(exclude_none=True), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "discover":
+        return asyncio.run(_discover(args))
+    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
+
+
+if __name__ == "__main__":
+    sys.exit(main())

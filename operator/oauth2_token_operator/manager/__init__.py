@@ -1,0 +1,38 @@
+"""The token manager: the seed library's AccessToken API over a ``TokenStore``."""
+
+from oauth2_token_operator.manager.manager import (
+    DeleteResult,
+    Revocation,
+    TokenManager,
+    TokenManagerConfig,
+)
+from oauth2_token_operator.manager.model import (
+    CLIENT_CREDENTIALS,
+    AccessToken,
+    RefreshToken,
+    Subject,
+    TokenKey,
+    TokenState,
+    Validity,
+    ValidityPolicy,
+    assess_validity,
+)
+from oauth2_token_operator.manager.store import InMemoryTokenStore, TokenStore
+
+__all__ = [
+    "CLIENT_CREDENTIALS",
+    "AccessToken",
+    "DeleteResult",
+    "InMemoryTokenStore",
+    "RefreshToken",
+    "Revocation",
+    "Subject",
+    "TokenKey",
+    "TokenManager",
+    "TokenManagerConfig",
+    "TokenState",
+    "TokenStore",
+    "Validity",
+    "ValidityPolicy",
+    "assess_validity",
+]

@@ -1,0 +1,446 @@
+"""The token manager: the seed's ``AccessToken`` API (get, register, introspect,
+revoke, delete, delete_all), with its defects fixed (see ``shared/seed/SEMANTICS.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oauth2_token_operator.manager.model import (
+    CLIENT_CREDENTIALS,
+    AccessToken,
+    RefreshToken,
+    Subject,
+    TokenKey,
+    ValidityPolicy,
+    assess_validity,
+    refresh_token_covers,
+    scopes_match,
+)
+from oauth2_token_operator.manager.singleflight import SingleFlight
+from oauth2_token_operator.manager.store import TokenStore
+from oauth2_token_operator.oauth2.authorization_server import (
+    ACCESS_TOKEN_HINT,
+    AuthorizationServer,
+)
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.errors import (
+    InactiveTokenError,
+    InvalidGrantError,
+    NoTokenAvailableError,
+    OAuth2Error,
+)
+from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
+from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
+from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
+from oauth2_token_operator.oauth2.transport import HTTPTransport
+
+log = logging.getLogger(__name__)
+
+
+class TokenManagerConfig(BaseModel):
+    """The seed's options, with its defaults, plus what it lacked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auto_introspect: bool = True
+    min_introspect_interval: float = Field(default=30.0, ge=0)
+    revoke_on_delete: bool = True
+    clock_skew: float = Field(default=30.0, ge=0)
+    unknown_expiry_lifetime: float = Field(default=300.0, gt=0)
+    metadata_refresh_interval: float = Field(default=3600.0, gt=0)
+    metadata_min_fetch_interval: float = Field(default=10.0, ge=0)
+
+    @property
+    def validity(self) -> ValidityPolicy:
+        return ValidityPolicy(
+            clock_skew=self.clock_skew, unknown_expiry_lifetime=self.unknown_expiry_lifetime
+        )
+
+
+class Revocation(enum.Enum):
+    NOT_ATTEMPTED = "not_attempted"
+    REVOKED = "revoked"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What ``delete`` did: the seed could not tell whether revocation worked."""
+
+    removed: bool
+    revocation: Revocation
+    error: OAuth2Error | None = None
+
+
+IssuerLike = str | IssuerConfig
+
+
+class TokenManager:
+    """Obtains, stores, introspects and revokes access tokens.
+
+    ``issuer`` arguments accept a plain issuer URL or an ``IssuerConfig``
+    (overrides, CA bundle, http opt-in). Close with ``aclose`` when the
+    manager created its own transport.
+    """
+
+    def __init__(
+        self,
+        store: TokenStore,
+        *,
+        config: TokenManagerConfig | None = None,
+        transport: HTTPTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config or TokenManagerConfig()
+        self._owns_transport = transport is None
+        self._transport = transport or HTTPTransport()
+        self._clock = clock
+        self._metadata = MetadataCache(
+            self._transport,
+            refresh_interval=self.config.metadata_refresh_interval,
+            min_fetch_interval=self.config.metadata_min_fetch_interval,
+        )
+        self._servers: dict[tuple[str, ClientConfig], AuthorizationServer] = {}
+        self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
+        self._refresh_locks: defaultdict[TokenKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def aclose(self) -> None:
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> TokenManager:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def server(self, issuer: IssuerLike, client: ClientConfig) -> AuthorizationServer:
+        """The (cached) protocol client for ``client`` at ``issuer``."""
+        issuer_config = _issuer_config(issuer)
+        cache_key = (issuer_config.cache_key(), client)
+        server = self._servers.get(cache_key)
+        if server is None:
+            server = AuthorizationServer(
+                issuer_config,
+                client,
+                transport=self._transport,
+                metadata_cache=self._metadata,
+                clock=self._clock,
+            )
+            self._servers[cache_key] = server
+        return server
+
+    # -- get ---------------------------------------------------------------------------------
+
+    async def get(
+        self,
+        issuer: IssuerLike,
+        subject: Subject,
+        client: ClientConfig,
+        scopes: Iterable[str] | None,
+        *,
+        resources: Iterable[str] = (),
+        audience: str | None = None,
+        min_remaining: float = 0.0,
+    ) -> AccessToken:
+        """A valid access token with exactly ``scopes`` (``None``: any scopes).
+
+        For ``CLIENT_CREDENTIALS`` a missing token is obtained with the
+        client_credentials grant; for a subject, with a stored refresh token
+        whose grant covers the scopes. Concurrent calls for the same request
+        make one token request. ``min_remaining`` skips tokens expiring sooner.
+        """
+        requested = None if scopes is None else validate_scopes(scopes)
+        server = self.server(issuer, client)
+        key = TokenKey(server.issuer.issuer, subject, client.client_id)
+        wanted = _Wanted(requested, frozenset(resources), audience, min_remaining)
+        found = await self._find_usable(key, wanted)
+        if found is not None:
+            return found
+        flight = (server.issuer.cache_key(), client, key, wanted)
+        return await self._flights.run(flight, lambda: self._obtain(server, key, wanted))
+
+    async def _find_usable(self, key: TokenKey, wanted: _Wanted) -> AccessToken | None:
+        now = self._clock()
+        policy = self.config.validity
+        best: AccessToken | None = None
+        best_until = float("-inf")
+        for token in await self.store.find_access_tokens(key):
+            validity = assess_validity(token, now, policy)
+            if not validity.usable or token.resources != wanted.resources:
+                continue
+            if not scopes_match(token, wanted.scopes):
+                continue
+            until = validity.usable_until if validity.usable_until is not None else float("inf")
+            if until - now < wanted.min_remaining:
+                continue
+            if until > best_until:
+                best, best_until = token, until
+        return best
+
+    async def _obtain(
+        self, server: AuthorizationServer, key: TokenKey, wanted: _Wanted
+    ) -> AccessToken:
+        if key.subject is CLIENT_CREDENTIALS:
+            response = await server.client_credentials(
+                wanted.scopes, resources=sorted(wanted.resources), audience=wanted.audience
+            )
+            return await self._store_new(key, wanted, response)
+        # One refresh per subject at a time: with rotation, two concurrent refreshes
+        # would present the same refresh token twice and lose the grant.
+        async with self._refresh_locks[key]:
+            found = await self._find_usable(key, wanted)
+            if found is not None:
+                return found
+            return await self._refresh(server, key, wanted)
+
+    async def _refresh(
+        self, server: AuthorizationServer, key: TokenKey, wanted: _Wanted
+    ) -> AccessToken:
+        candidates = sorted(
+            (rt for rt in await self.store.find_refresh_tokens(key)
+             if refresh_token_covers(rt, wanted.scopes)),
+            key=lambda rt: (len(rt.scopes), -rt.obtained_at),
+        )  # fmt: skip
+        if not candidates:
+            raise NoTokenAvailableError(
+                f"no valid access token and no refresh token covering the requested scopes "
+                f"for this subject at {key.issuer}"
+            )
+        last_error: InvalidGrantError | None = None
+        for refresh_token in candidates:
+            try:
+                response = await server.refresh(
+                    refresh_token.value,
+                    scopes=wanted.scopes,
+                    resources=sorted(wanted.resources),
+                )
+            except InvalidGrantError as exc:
+                # The refresh token is dead (expired, revoked, consumed): forget it.
+                log.info("a refresh token for %s was refused: %s", key.issuer, exc)
+                await self.store.delete_refresh_token(key.issuer, refresh_token.value)
+                last_error = exc
+                continue
+            if response.refresh_token and response.refresh_token != refresh_token.value:
+                # Persist the successor before anything else; never revoke the predecessor.
+                await self.store.put_refresh_token(
+                    RefreshToken(
+                        value=response.refresh_token,
+                        key=key,
+                        scopes=refresh_token.scopes,
+                        obtained_at=response.issued_at,
+                    )
+                )
+                await self.store.delete_refresh_token(key.issuer, refresh_token.value)
+            if wanted.scopes is None and not response.scope_echoed:
+                response = dataclasses.replace(response, scopes=refresh_token.scopes)
+            return await self._store_new(key, wanted, response)
+        assert last_error is not None
+        raise last_error
+
+    async def _store_new(
+        self, key: TokenKey, wanted: _Wanted, response: TokenResponse
+    ) -> AccessToken:
+        token = AccessToken(
+            value=response.access_token,
+            token_type=response.token_type,
+            key=key,
+            scopes=response.scopes,
+            requested_scopes=wanted.scopes,
+            resources=wanted.resources,
+            obtained_at=response.issued_at,
+            expires_at=response.expires_at,
+            metadata_at=response.issued_at,
+        )
+        await self.store.put_access_token(token)
+        return token
+
+    async def add_refresh_token(
+        self,
+        refresh_token: str,
+        issuer: IssuerLike,
+        subject: str,
+        client: ClientConfig,
+        scopes: Iterable[str],
+    ) -> RefreshToken:
+        """Store a refresh token obtained elsewhere (e.g. an authorization-code flow)."""
+        issuer_url = _issuer_config(issuer).issuer
+        stored = RefreshToken(
+            value=refresh_token,
+            key=TokenKey(issuer_url, subject, client.client_id),
+            scopes=validate_scopes(scopes),
+            obtained_at=self._clock(),
+        )
+        await self.store.put_refresh_token(stored)
+        return stored
+
+    # -- register / introspect / revoke / delete ---------------------------------------------
+
+    async def register(
+        self,
+        access_token: str,
+        token_type: str,
+        metadata: Mapping[str, Any] | None,
+        issuer: IssuerLike,
+        client: ClientConfig,
+        *,
+        subject: Subject | None = None,
+        auto_introspect: bool | None = None,
+    ) -> AccessToken:
+        """Store a token obtained elsewhere.
+
+        With ``auto_introspect`` (default from the config, true) the server's
+        introspection answer replaces ``metadata``, and an inactive token is
+        refused with ``InactiveTokenError`` instead of being stored.
+        """
+        server = self.server(issuer, client)
+        now = self._clock()
+        introspect = self.config.auto_introspect if auto_introspect is None else auto_introspect
+        if introspect:
+            info = await server.introspect(access_token, token_type_hint=ACCESS_TOKEN_HINT)
+            if not info.active:
+                raise InactiveTokenError(
+                    "the token to register is not active", endpoint="introspection_endpoint"
+                )
+        else:
+            info = parse_introspection({"active": True, **(metadata or {})}, endpoint="register")
+        if subject is None:
+            subject = info.sub if info.sub and info.sub != client.client_id else CLIENT_CREDENTIALS
+        token = AccessToken(
+            value=access_token,
+            token_type=token_type,
+            key=TokenKey(server.issuer.issuer, subject, client.client_id),
+            scopes=info.scopes or frozenset(),
+            obtained_at=now,
+            expires_at=info.exp,
+            not_before=info.nbf,
+            active=True if introspect else None,
+            metadata=info,
+            metadata_at=now,
+        )
+        await self.store.put_access_token(token)
+        return token
+
+    async def introspect(
+        self, access_token: str, issuer: IssuerLike, client: ClientConfig
+    ) -> Introspection:
+        """RFC 7662, answered from the store while its metadata is younger than
+        ``min_introspect_interval``. The answer updates the stored token, so an
+        inactive token is no longer handed out by ``get``."""
+        server = self.server(issuer, client)
+        stored = await self.store.get_access_token(server.issuer.issuer, access_token)
+        now = self._clock()
+        if (
+            stored is not None
+            and stored.metadata_at is not None
+            and now - stored.metadata_at < self.config.min_introspect_interval
+        ):
+            return stored.metadata or _metadata_of(stored)
+        info = await server.introspect(access_token, token_type_hint=ACCESS_TOKEN_HINT)
+        if stored is not None:
+            await self.store.put_access_token(_with_introspection(stored, info, now))
+        return info
+
+    async def revoke(self, access_token: str, issuer: IssuerLike, client: ClientConfig) -> None:
+        """RFC 7009. The stored copy is kept but marked inactive (``delete`` removes it)."""
+        server = self.server(issuer, client)
+        await server.revoke(access_token, token_type_hint=ACCESS_TOKEN_HINT)
+        stored = await self.store.get_access_token(server.issuer.issuer, access_token)
+        if stored is not None:
+            await self.store.put_access_token(
+                dataclasses.replace(stored, active=False, metadata_at=self._clock())
+            )
+
+    async def delete(
+        self,
+        access_token: str,
+        issuer: IssuerLike,
+        client: ClientConfig,
+        *,
+        revoke: bool | None = None,
+    ) -> DeleteResult:
+        """Revoke (if ``revoke_on_delete``) then remove; says what happened."""
+        server = self.server(issuer, client)
+        should_revoke = self.config.revoke_on_delete if revoke is None else revoke
+        revocation, error = Revocation.NOT_ATTEMPTED, None
+        if should_revoke:
+            try:
+                await server.revoke(access_token, token_type_hint=ACCESS_TOKEN_HINT)
+                revocation = Revocation.REVOKED
+            except OAuth2Error as exc:
+                log.warning("revocation at %s failed: %s", server.issuer.issuer, exc)
+                revocation, error = Revocation.FAILED, exc
+        removed = await self.store.delete_access_token(server.issuer.issuer, access_token)
+        return DeleteResult(removed=removed, revocation=revocation, error=error)
+
+    async def delete_all(
+        self,
+        issuer: IssuerLike,
+        subject: Subject,
+        client: ClientConfig,
+        *,
+        revoke: bool | None = None,
+    ) -> list[DeleteResult]:
+        """Delete (and revoke) every access token of ``subject`` (or of the client in
+        the client-credentials flow) at this issuer, each at its own issuer."""
+        issuer_url = _issuer_config(issuer).issuer
+        tokens = await self.store.find_access_tokens(
+            TokenKey(issuer_url, subject, client.client_id)
+        )
+        return list(
+            await asyncio.gather(
+                *(self.delete(token.value, issuer, client, revoke=revoke) for token in tokens)
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    scopes: Scopes | None
+    resources: frozenset[str]
+    audience: str | None
+    min_remaining: float
+
+
+def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
+    return issuer if isinstance(issuer, IssuerConfig) else IssuerConfig(issuer=issuer)
+
+
+def _metadata_of(token: AccessToken) -> Introspection:
+    """Introspection-shaped metadata of a token we obtained ourselves."""
+    return Introspection(
+        active=token.active is not False,
+        scopes=token.scopes,
+        client_id=token.key.client_id,
+        token_type=token.token_type,
+        exp=token.expires_at,
+        iat=token.obtained_at,
+        nbf=token.not_before,
+        sub=None if token.key.subject is CLIENT_CREDENTIALS else str(token.key.subject),
+        iss=token.key.issuer,
+    )
+
+
+def _with_introspection(token: AccessToken, info: Introspection, now: float) -> AccessToken:
+    if not info.active:
+        return dataclasses.replace(token, active=False, metadata=info, metadata_at=now)
+    return dataclasses.replace(
+        token,
+        active=True,
+        metadata=info,
+        metadata_at=now,
+        expires_at=info.exp if info.exp is not None else token.expires_at,
+        not_before=info.nbf if info.nbf is not None else token.not_before,
+        scopes=info.scopes if info.scopes is not None else token.scopes,
+    )

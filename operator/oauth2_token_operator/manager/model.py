@@ -1,0 +1,122 @@
+"""What the token manager stores, and the pure rules that say whether a token is usable."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+from oauth2_token_operator.oauth2.responses import Introspection
+from oauth2_token_operator.oauth2.scopes import Scopes
+
+
+class Flow(enum.Enum):
+    CLIENT_CREDENTIALS = "client_credentials"
+
+
+CLIENT_CREDENTIALS = Flow.CLIENT_CREDENTIALS
+"""The 'subject' of tokens a client obtains for itself (the seed's ``:client_credentials``)."""
+
+Subject = str | Literal[Flow.CLIENT_CREDENTIALS]
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """Whose tokens: one subject (or the client itself) at one issuer through one client."""
+
+    issuer: str
+    subject: Subject
+    client_id: str
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str = field(repr=False)
+    token_type: str
+    key: TokenKey
+    scopes: Scopes
+    """Granted scopes (echoed by the server, or the requested ones)."""
+    obtained_at: float
+    """When it was obtained or registered (epoch seconds)."""
+    expires_at: float | None
+    """``exp``; ``None`` when the server said nothing about expiry."""
+    requested_scopes: Scopes | None = None
+    """What ``get`` asked for, when it obtained the token (servers may drop unknown scopes)."""
+    resources: frozenset[str] = frozenset()
+    not_before: float | None = None
+    active: bool | None = None
+    """The last introspection answer; ``None`` when never introspected."""
+    metadata: Introspection | None = field(default=None, repr=False)
+    metadata_at: float | None = None
+    """When ``metadata`` was last confirmed by the server (introspection or issuance)."""
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    value: str = field(repr=False)
+    key: TokenKey
+    scopes: Scopes
+    """The scope of the grant; a rotated successor keeps it (RFC 6749 §6)."""
+    obtained_at: float
+
+
+class TokenState(enum.Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True)
+class ValidityPolicy:
+    clock_skew: float = 30.0
+    """Seconds by which our clock and the server's may differ; applied to exp and nbf."""
+    unknown_expiry_lifetime: float = 300.0
+    """How long a token whose server gave no expiry is trusted after it was last confirmed
+    (issued, registered or introspected active). Never forever."""
+
+
+@dataclass(frozen=True)
+class Validity:
+    state: TokenState
+    expiry_known: bool
+    usable_until: float | None
+    """When the token stops being usable under the policy (skew and assumptions applied)."""
+
+    @property
+    def usable(self) -> bool:
+        return self.state is TokenState.VALID
+
+
+def assess_validity(token: AccessToken, now: float, policy: ValidityPolicy) -> Validity:
+    """Whether ``token`` may be handed out at ``now``. Pure: no I/O, no clock."""
+    expiry_known = token.expires_at is not None
+    if token.expires_at is not None:
+        usable_until = token.expires_at - policy.clock_skew
+    else:
+        confirmed = token.metadata_at if token.metadata_at is not None else token.obtained_at
+        usable_until = confirmed + policy.unknown_expiry_lifetime
+    if token.active is False:
+        return Validity(TokenState.INACTIVE, expiry_known, None)
+    if now >= usable_until:
+        return Validity(TokenState.EXPIRED, expiry_known, usable_until)
+    if token.not_before is not None and now < token.not_before - policy.clock_skew:
+        return Validity(TokenState.NOT_YET_VALID, expiry_known, usable_until)
+    return Validity(TokenState.VALID, expiry_known, usable_until)
+
+
+def scopes_match(token: AccessToken, requested: Scopes | None) -> bool:
+    """The seed's exact matching: ``None`` = any scopes; otherwise the very same set.
+
+    A token obtained for a request matches that request again even when the
+    server granted less (unknown scopes are often silently dropped): asking
+    again would only yield the same token and loop.
+    """
+    if requested is None:
+        return True
+    return token.scopes == requested or token.requested_scopes == requested
+
+
+def refresh_token_covers(refresh_token: RefreshToken, requested: Scopes | None) -> bool:
+    """A refresh token can serve a request for a subset of its grant's scopes."""
+    return requested is None or requested <= refresh_token.scopes

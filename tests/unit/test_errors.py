@@ -1,0 +1,56 @@
+import pytest
+
+from oauth2_token_operator.oauth2.errors import (
+    HTTPStatusError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2ErrorResponse,
+    TemporarilyUnavailableError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+    error_response,
+    sanitize_server_text,
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("invalid_request", InvalidRequestError),
+        ("invalid_client", InvalidClientError),
+        ("invalid_grant", InvalidGrantError),
+        ("unauthorized_client", UnauthorizedClientError),
+        ("unsupported_grant_type", UnsupportedGrantTypeError),
+        ("invalid_scope", InvalidScopeError),
+        ("temporarily_unavailable", TemporarilyUnavailableError),
+        ("something_else", OAuth2ErrorResponse),
+    ],
+)
+def test_rfc6749_codes_map_to_types(code: str, cls: type[OAuth2ErrorResponse]) -> None:
+    exc = error_response(
+        endpoint="token_endpoint", status_code=400, error=code, error_description="why"
+    )
+    assert type(exc) is cls
+    assert str(exc) == f"token_endpoint: {code}: why (HTTP 400)"
+    assert exc.error == code
+
+
+def test_server_text_cannot_forge_log_lines() -> None:
+    exc = error_response(
+        endpoint="token_endpoint", status_code=400, error="invalid_grant",
+        error_description="bad\nERROR fake line\r" + "x" * 1000,
+    )  # fmt: skip
+    assert "\n" not in str(exc)
+    assert "\r" not in str(exc)
+    assert len(str(exc)) < 400
+    assert sanitize_server_text(None) is None
+
+
+def test_retryable_statuses() -> None:
+    assert HTTPStatusError("x", status_code=503).retryable
+    assert HTTPStatusError("x", status_code=429).retryable
+    assert not HTTPStatusError("x", status_code=404).retryable
+    assert TemporarilyUnavailableError(endpoint=None, status_code=503, error="t").retryable
+    assert not InvalidGrantError(endpoint=None, status_code=400, error="invalid_grant").retryable

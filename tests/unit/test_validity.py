@@ -1,0 +1,140 @@
+"""The pure validity rules (the seed's defect 2: `active`, skew, unknown expiry)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oauth2_token_operator.manager.model import (
+    CLIENT_CREDENTIALS,
+    AccessToken,
+    RefreshToken,
+    TokenKey,
+    TokenState,
+    ValidityPolicy,
+    assess_validity,
+    refresh_token_covers,
+    scopes_match,
+)
+
+KEY = TokenKey("https://as.example", CLIENT_CREDENTIALS, "client")
+POLICY = ValidityPolicy(clock_skew=30.0, unknown_expiry_lifetime=300.0)
+
+
+def token(**overrides: object) -> AccessToken:
+    fields: dict[str, object] = {
+        "value": "opaque",
+        "token_type": "Bearer",
+        "key": KEY,
+        "scopes": frozenset({"read"}),
+        "obtained_at": 1000.0,
+        "expires_at": 4600.0,
+    }
+    fields.update(overrides)
+    return AccessToken(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "now", "state"),
+    [
+        ({}, 1000.0, TokenState.VALID),
+        ({}, 4569.9, TokenState.VALID),
+        # the skew margin: 30 s before exp the token already counts as expired
+        ({}, 4570.0, TokenState.EXPIRED),
+        ({}, 4600.0, TokenState.EXPIRED),
+        ({"active": False}, 1000.0, TokenState.INACTIVE),
+        ({"active": True}, 1000.0, TokenState.VALID),
+        ({"not_before": 2000.0}, 1000.0, TokenState.NOT_YET_VALID),
+        ({"not_before": 2000.0}, 1970.0, TokenState.VALID),
+        # unknown expiry: trusted for unknown_expiry_lifetime after confirmation, not forever
+        ({"expires_at": None}, 1299.0, TokenState.VALID),
+        ({"expires_at": None}, 1300.0, TokenState.EXPIRED),
+        ({"expires_at": None, "metadata_at": 5000.0}, 5299.0, TokenState.VALID),
+        ({"expires_at": None}, 10.0**12, TokenState.EXPIRED),
+    ],
+)
+def test_validity_table(overrides: dict[str, object], now: float, state: TokenState) -> None:
+    assert assess_validity(token(**overrides), now, POLICY).state is state
+
+
+def test_unknown_expiry_is_explicit() -> None:
+    assert assess_validity(token(expires_at=None), 1000.0, POLICY).expiry_known is False
+    assert assess_validity(token(), 1000.0, POLICY).expiry_known is True
+
+
+times = st.floats(min_value=0, max_value=1e10, allow_nan=False)
+skews = st.floats(min_value=0, max_value=600, allow_nan=False)
+
+
+@given(obtained=times, lifetime=st.floats(0, 1e6), now=times, skew=skews)
+def test_never_usable_within_skew_of_expiry(
+    obtained: float, lifetime: float, now: float, skew: float
+) -> None:
+    t = token(obtained_at=obtained, expires_at=obtained + lifetime)
+    v = assess_validity(t, now, ValidityPolicy(clock_skew=skew))
+    if v.usable:
+        assert now < obtained + lifetime - skew
+
+
+@given(obtained=times, now=times, lifetime=st.floats(1, 1e5))
+def test_unknown_expiry_never_valid_forever(obtained: float, now: float, lifetime: float) -> None:
+    t = token(obtained_at=obtained, expires_at=None)
+    v = assess_validity(t, now, ValidityPolicy(unknown_expiry_lifetime=lifetime))
+    assert v.usable == (now < obtained + lifetime)
+
+
+@given(now=times, exp=st.none() | times)
+def test_inactive_is_never_usable(now: float, exp: float | None) -> None:
+    assert not assess_validity(token(active=False, expires_at=exp), now, POLICY).usable
+
+
+@given(t1=times, t2=times, exp=times)
+def test_validity_is_monotonic_in_time_after_nbf(t1: float, t2: float, exp: float) -> None:
+    earlier, later = sorted((t1, t2))
+    t = token(obtained_at=0.0, expires_at=exp)
+    if assess_validity(t, later, POLICY).usable:
+        assert assess_validity(t, earlier, POLICY).usable
+
+
+# The seed's exact scope matching (sorted-list equality; nil = any; [] = no scope only).
+@pytest.mark.parametrize(
+    ("granted", "requested_by_get", "asked", "matches"),
+    [
+        ({"a", "b"}, None, {"a", "b"}, True),
+        ({"a", "b"}, None, {"b", "a"}, True),
+        ({"a", "b"}, None, {"a"}, False),
+        ({"a"}, None, {"a", "b"}, False),
+        ({"a", "b"}, None, None, True),
+        (set(), None, None, True),
+        (set(), None, set(), True),
+        ({"a"}, None, set(), False),
+        # the server dropped an unknown scope: the same request matches again
+        ({"a"}, {"a", "unknown"}, {"a", "unknown"}, True),
+        ({"a"}, {"a", "unknown"}, {"a"}, True),
+        ({"a"}, {"a", "unknown"}, {"unknown"}, False),
+    ],
+)
+def test_exact_scope_matching_table(
+    granted: set[str], requested_by_get: set[str] | None, asked: set[str] | None, matches: bool
+) -> None:
+    t = token(
+        scopes=frozenset(granted),
+        requested_scopes=None if requested_by_get is None else frozenset(requested_by_get),
+    )
+    assert scopes_match(t, None if asked is None else frozenset(asked)) is matches
+
+
+@pytest.mark.parametrize(
+    ("grant", "asked", "covers"),
+    [
+        ({"a", "b"}, {"a"}, True),
+        ({"a", "b"}, {"a", "b"}, True),
+        ({"a"}, {"a", "b"}, False),
+        ({"a"}, None, True),
+        ({"a"}, set(), True),
+    ],
+)
+def test_refresh_token_covers_subsets(
+    grant: set[str], asked: set[str] | None, covers: bool
+) -> None:
+    rt = RefreshToken("r", TokenKey("i", "alice", "c"), frozenset(grant), 0.0)
+    assert refresh_token_covers(rt, None if asked is None else frozenset(asked)) is covers
