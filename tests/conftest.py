@@ -3,3 +3,6 @@
 The fixture modules live next to what they start (``tests/authserver``,
 ``tests/cluster``); they are imported here so that any test can use them.
 """
+
+from tests.authserver.fixtures import authserver  # noqa: F401
+from tests.cluster.fixtures import kube_admin, kube_cluster, kube_namespace  # noqa: F401
