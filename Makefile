@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster lint test unit
+.PHONY: setup cluster lint test unit bench
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -32,3 +32,6 @@ unit: $(VENV)/.installed
 
 test: setup cluster lint
 	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) -m bench.token_requests

@@ -171,6 +171,15 @@ def discovery_document(url: str) -> dict[str, str]:
     }
 
 
+def authorization_server_at(url: str, t: HTTPTransport) -> AuthorizationServer:
+    return AuthorizationServer(
+        IssuerConfig(url, allow_insecure_http=True),
+        ClientConfig(client_id="c", client_secret=SECRET),
+        transport=t,
+        metadata_cache=MetadataCache(t),
+    )
+
+
 async def test_revocation_503_with_retry_after_means_try_later() -> None:
     """RFC 7009 §2.2.1: the token still exists; the caller gets retry_after."""
     async with fault_server() as server:
@@ -179,12 +188,7 @@ async def test_revocation_503_with_retry_after_means_try_later() -> None:
             Respond(503, headers={"Retry-After": "60"}),
         )
         t = transport(Sleeps())
-        authorization_server = AuthorizationServer(
-            IssuerConfig(server.url, allow_insecure_http=True),
-            ClientConfig(client_id="c", client_secret=SECRET),
-            transport=t,
-            metadata_cache=MetadataCache(t),
-        )
+        authorization_server = authorization_server_at(server.url, t)
         with pytest.raises(HTTPStatusError) as caught:
             await authorization_server.revoke("the-access-token")
         await t.aclose()
@@ -201,16 +205,11 @@ async def test_error_body_on_401_is_parsed_and_carries_no_secret() -> None:
                     headers={"WWW-Authenticate": 'Basic realm="as"'}),
         )  # fmt: skip
         t = transport(Sleeps())
-        authorization_server = AuthorizationServer(
-            IssuerConfig(server.url, allow_insecure_http=True),
-            ClientConfig(client_id="c", client_secret=SECRET),
-            transport=t,
-            metadata_cache=MetadataCache(t),
-        )
+        authorization_server = authorization_server_at(server.url, t)
         with pytest.raises(InvalidClientError) as caught:
             await authorization_server.client_credentials(frozenset({"read"}))
         await t.aclose()
-    assert str(caught.value) == ("token_endpoint: invalid_client: client auth failed (HTTP 401)")
+    assert str(caught.value) == "token_endpoint: invalid_client: client auth failed (HTTP 401)"
     assert SECRET not in str(caught.value)
 
 

@@ -1,0 +1,92 @@
+"""What the token manager saves per token, against the real oidc-provider.
+
+Run: ``make bench`` (or ``.venv/bin/python -m bench.token_requests``).
+
+Baseline (measured in the same run): a client_credentials request on a fresh
+HTTPS connection each time, which is what a CronJob running curl does. Then:
+the same request over the transport's pooled connection, a ``get`` answered
+from the store, and 50 concurrent ``get`` calls collapsed into one request.
+Printed as ratios to the baseline; absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
+from oauth2_token_operator.oauth2 import ClientConfig, HTTPTransport, IssuerConfig
+from oauth2_token_operator.oauth2.client_auth import basic_credentials
+from tests.authserver.fixtures import AuthServer, run_authserver
+
+ROUNDS = 5
+PER_ROUND = 40
+
+
+async def per_call_seconds(call: Callable[[], Awaitable[object]]) -> float:
+    """Median over rounds of the mean time of one call."""
+    samples = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(PER_ROUND):
+            await call()
+        samples.append((time.perf_counter() - start) / PER_ROUND)
+    return statistics.median(samples)
+
+
+async def main(server: AuthServer) -> None:
+    registered = server.clients["client_secret_basic"]
+    assert registered.client_secret is not None
+    client = ClientConfig(
+        client_id=registered.client_id,
+        auth_method="client_secret_basic",
+        client_secret=registered.client_secret,
+    )
+    issuer = IssuerConfig(server.issuer, ca_pem=server.ca_bundle.read_text())
+    form = {"grant_type": "client_credentials", "scope": "read", "resource": server.resource}
+    headers = {"Authorization": basic_credentials(client.client_id, registered.client_secret)}
+
+    async def fresh_connection() -> None:
+        async with httpx.AsyncClient(verify=server.ssl_context()) as http:
+            response = await http.post(server.token_endpoint, data=form, headers=headers)
+            response.raise_for_status()
+
+    transport = HTTPTransport()
+    manager = TokenManager(InMemoryTokenStore(), transport=transport)
+    authorization_server = manager.server(issuer, client)
+
+    async def pooled_connection() -> None:
+        await authorization_server.client_credentials(
+            frozenset({"read"}), resources=[server.resource]
+        )
+
+    async def from_store() -> None:
+        await manager.get(issuer, CLIENT_CREDENTIALS, client, ["read"], resources=[server.resource])
+
+    await from_store()  # warm: discovery, the first token, the pooled connection
+    baseline = await per_call_seconds(fresh_connection)
+    pooled = await per_call_seconds(pooled_connection)
+    cached = await per_call_seconds(from_store)
+
+    before = server.counters().get(f"client={client.client_id} /token", 0)
+    concurrent = TokenManager(InMemoryTokenStore(), transport=transport)
+    await asyncio.gather(
+        *(concurrent.get(issuer, CLIENT_CREDENTIALS, client, ["write"],
+                         resources=[server.resource]) for _ in range(50))
+    )  # fmt: skip
+    requests = server.counters().get(f"client={client.client_id} /token", 0) - before
+    await transport.aclose()
+
+    print(f"baseline: token request on a fresh TLS connection = 1.00 ({baseline * 1e3:.2f} ms)")
+    print(f"token request on the pooled connection             = {pooled / baseline:.3f}")
+    print(f"get() answered from the store                      = {cached / baseline:.4f}")
+    print(f"50 concurrent get() for one key: {requests} token request(s) (baseline: 50)")
+
+
+if __name__ == "__main__":
+    with run_authserver() as authserver:
+        asyncio.run(main(authserver))
