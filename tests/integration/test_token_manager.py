@@ -202,6 +202,27 @@ async def test_expiry_with_skew_and_proactive_renewal(w: World) -> None:
     clock.offset += lifetime - 0.5
     after = await w.cc_token(manager, ["read"], client=short)
     assert after.value not in (first.value, ahead.value)
+    # Within the skew margin the server still accepts it: it is kept. Past its real
+    # expiry it is forgotten.
+    stored = {t.value for t in await manager.store.find_access_tokens(after.key)}
+    assert first.value in stored
+    clock.offset += 1.0
+    await w.cc_token(manager, ["read"], client=short)
+    stored = {t.value for t in await manager.store.find_access_tokens(after.key)}
+    assert first.value not in stored
+
+
+async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> None:
+    manager = w.manager()
+    plain = await w.cc_token(manager, ["read"])
+    other = await manager.get(
+        w.issuer, CLIENT_CREDENTIALS, w.client, ["read"],
+        resources=[w.authserver.resource], audience="https://other.example",
+    )  # fmt: skip
+    assert other.value != plain.value
+    assert other.audience == "https://other.example"
+    assert (await w.cc_token(manager, ["read"])).value == plain.value
+    assert counters.delta(w.token_requests()) == 2
 
 
 async def subject_manager(w: World) -> tuple[TokenManager, list[str], str]:

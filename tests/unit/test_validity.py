@@ -12,6 +12,7 @@ from oauth2_token_operator.manager.model import (
     TokenState,
     ValidityPolicy,
     assess_validity,
+    is_dead,
     refresh_token_covers,
     scopes_match,
 )
@@ -138,3 +139,18 @@ def test_refresh_token_covers_subsets(
 ) -> None:
     rt = RefreshToken("r", TokenKey("i", "alice", "c"), frozenset(grant), 0.0)
     assert refresh_token_covers(rt, None if asked is None else frozenset(asked)) is covers
+
+
+@pytest.mark.parametrize(
+    ("overrides", "now", "dead"),
+    [
+        ({}, 4570.0, False),  # within the skew margin: unusable, but the server still takes it
+        ({}, 4600.0, True),
+        ({"active": False}, 1000.0, True),
+        ({"expires_at": None}, 1299.0, False),
+        ({"expires_at": None}, 1300.0, True),
+    ],
+)
+def test_dead_tokens(overrides: dict[str, object], now: float, dead: bool) -> None:
+    t = token(**overrides)
+    assert is_dead(t, assess_validity(t, now, POLICY), now) is dead

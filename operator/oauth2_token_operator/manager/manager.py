@@ -23,6 +23,7 @@ from oauth2_token_operator.manager.model import (
     TokenKey,
     ValidityPolicy,
     assess_validity,
+    is_dead,
     refresh_token_covers,
     scopes_match,
 )
@@ -178,7 +179,12 @@ class TokenManager:
         best_until = float("-inf")
         for token in await self.store.find_access_tokens(key):
             validity = assess_validity(token, now, policy)
-            if not validity.usable or token.resources != wanted.resources:
+            if is_dead(token, validity, now):
+                await self.store.delete_access_token(key.issuer, token.value)
+                continue
+            if not validity.usable:
+                continue
+            if token.resources != wanted.resources or token.audience != wanted.audience:
                 continue
             if not scopes_match(token, wanted.scopes):
                 continue
@@ -259,6 +265,7 @@ class TokenManager:
             scopes=response.scopes,
             requested_scopes=wanted.scopes,
             resources=wanted.resources,
+            audience=wanted.audience,
             obtained_at=response.issued_at,
             expires_at=response.expires_at,
             metadata_at=response.issued_at,

@@ -43,6 +43,9 @@ class AccessToken:
     requested_scopes: Scopes | None = None
     """What ``get`` asked for, when it obtained the token (servers may drop unknown scopes)."""
     resources: frozenset[str] = frozenset()
+    """RFC 8707 resources it was requested for."""
+    audience: str | None = None
+    """The ``audience`` parameter it was requested with (a common extension)."""
     not_before: float | None = None
     active: bool | None = None
     """The last introspection answer; ``None`` when never introspected."""
@@ -103,6 +106,16 @@ def assess_validity(token: AccessToken, now: float, policy: ValidityPolicy) -> V
     if token.not_before is not None and now < token.not_before - policy.clock_skew:
         return Validity(TokenState.NOT_YET_VALID, expiry_known, usable_until)
     return Validity(TokenState.VALID, expiry_known, usable_until)
+
+
+def is_dead(token: AccessToken, validity: Validity, now: float) -> bool:
+    """Worth forgetting: inactive, past its real ``exp`` (not merely inside the skew
+    margin, where the server still accepts it), or of unknown expiry and no longer trusted."""
+    if validity.state is TokenState.INACTIVE:
+        return True
+    if token.expires_at is not None:
+        return now >= token.expires_at
+    return validity.state is TokenState.EXPIRED
 
 
 def scopes_match(token: AccessToken, requested: Scopes | None) -> bool:
