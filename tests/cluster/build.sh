@@ -17,6 +17,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 from_versions_file() { sed -n "s/^$1=//p" "$here/versions.env"; }
 ETCD_VERSION="${CLUSTER_ETCD_VERSION:-$(from_versions_file ETCD_VERSION)}"
 KUBERNETES_VERSION="${CLUSTER_KUBERNETES_VERSION:-$(from_versions_file KUBERNETES_VERSION)}"
+HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE_DIR="${CLUSTER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-token-operator/cluster}"
 ETCD_DIR="$CACHE_DIR/etcd-$ETCD_VERSION"
 KUBE_DIR="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION"
@@ -87,7 +88,8 @@ go $(go_directive "$gomod")
 require $mod $ETCD_VERSION
 MOD
   (cd "$dir" && "$GO" get "$mod@$ETCD_VERSION" &&
-    "$GO" build -trimpath -ldflags "-s -w" -o "$dir/etcd" "$mod")
+    "$GO" build -trimpath -o "$dir/etcd" \
+      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION" "$mod")
   mkdir -p "$ETCD_DIR"
   mv -f "$dir/etcd" "$ETCD_DIR/etcd"
   log "etcd built in $((SECONDS - start))s: $("$ETCD_DIR/etcd" --version | head -1)"
@@ -142,7 +144,9 @@ build_kubernetes() {
   local cmd
   for cmd in kube-apiserver kube-controller-manager; do
     local t=$SECONDS
-    (cd "$dir" && "$GO" build -trimpath -ldflags "$ldflags" -o "$dir/$cmd" "$mod/cmd/$cmd")
+    # The tags of Kubernetes' own release builds (hack/lib/golang.sh).
+    (cd "$dir" && "$GO" build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
+      -o "$dir/$cmd" "$mod/cmd/$cmd")
     log "$cmd compiled in $((SECONDS - t))s"
   done
   mkdir -p "$KUBE_DIR"
