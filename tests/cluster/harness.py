@@ -24,6 +24,7 @@ removes what a killed run left behind.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import base64
 import contextlib
@@ -297,13 +298,16 @@ class ServiceAccountIdentity:
         """A new client acting as the ServiceAccount (the caller closes it)."""
         return k8s.ApiClient(self.configuration())
 
-    @contextlib.contextmanager
-    def client(self) -> Iterator[k8s.ApiClient]:
-        api = self.api_client()
-        try:
-            yield api
-        finally:
-            api.close()
+    def client(self) -> contextlib.AbstractContextManager[k8s.ApiClient]:
+        return _closing(self.api_client())
+
+
+@contextlib.contextmanager
+def _closing(api: k8s.ApiClient) -> Iterator[k8s.ApiClient]:
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 def _bearer_configuration(base: k8s.Configuration, token: str) -> k8s.Configuration:
@@ -328,7 +332,7 @@ def _ignore_conflict(call: Callable[[], object]) -> None:
 # --------------------------------------------------------------------------- clusters
 
 
-class KubeCluster:
+class KubeCluster(abc.ABC):
     """What tests use, whichever backend runs the API server."""
 
     kubeconfig: Path
@@ -343,20 +347,16 @@ class KubeCluster:
         self._identity_dir: Path | None = None
 
     # -- admin access
+    @abc.abstractmethod
     def configuration(self) -> k8s.Configuration:
-        raise NotImplementedError
+        """How to reach the API server as the admin identity."""
 
     def api_client(self) -> k8s.ApiClient:
         """A new admin client (the caller closes it)."""
         return k8s.ApiClient(self.configuration())
 
-    @contextlib.contextmanager
-    def admin_client(self) -> Iterator[k8s.ApiClient]:
-        api = self.api_client()
-        try:
-            yield api
-        finally:
-            api.close()
+    def admin_client(self) -> contextlib.AbstractContextManager[k8s.ApiClient]:
+        return _closing(self.api_client())
 
     def version(self) -> dict[str, str]:
         with self.admin_client() as api:
