@@ -252,6 +252,17 @@ async def test_refresh_persists_the_rotated_token_and_never_revokes_its_predeces
     assert counters.delta("/token/revocation") == 0
 
 
+async def test_a_subject_token_is_renewed_ahead_of_expiry(w: World) -> None:
+    manager, scopes, _ = await subject_manager(w)
+    first = await manager.get(w.issuer, "alice", w.client, scopes)
+    assert first.expires_at is not None
+    remaining = first.expires_at - time.time()
+    same = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining / 2)
+    assert same.value == first.value
+    renewed = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining + 60)
+    assert renewed.value != first.value
+
+
 async def test_concurrent_refreshes_of_one_subject_do_not_burn_the_grant(w: World) -> None:
     """Two scope sets at once: without one refresh per subject at a time, the second
     request presents an already rotated refresh token and oidc-provider revokes the grant."""

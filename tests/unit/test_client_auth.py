@@ -28,9 +28,7 @@ def pem(key: object) -> str:
 
 
 def authenticate(client: ClientConfig) -> tuple[dict[str, str], dict[str, str]]:
-    auth = ClientAuthenticator(client).authenticate(
-        endpoint_url=TOKEN_ENDPOINT, token_endpoint=TOKEN_ENDPOINT, issuer=ISSUER
-    )
+    auth = ClientAuthenticator(client).authenticate(token_endpoint=TOKEN_ENDPOINT, issuer=ISSUER)
     return auth.headers, auth.form
 
 
@@ -103,9 +101,9 @@ def test_private_key_jwt_ps256_and_issuer_audience_and_unique_jti() -> None:
     )
     authenticator = ClientAuthenticator(client)
     assertions = [
-        authenticator.authenticate(
-            endpoint_url=TOKEN_ENDPOINT, token_endpoint=TOKEN_ENDPOINT, issuer=ISSUER
-        ).form["client_assertion"]
+        authenticator.authenticate(token_endpoint=TOKEN_ENDPOINT, issuer=ISSUER).form[
+            "client_assertion"
+        ]
         for _ in range(20)
     ]
     header = jwt.get_unverified_header(assertions[0])

@@ -418,6 +418,7 @@ class _Wanted:
     resources: frozenset[str]
     audience: str | None
     min_remaining: float
+    """Part of the flight key on purpose: the re-check under the refresh lock honours it."""
 
 
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:

@@ -143,7 +143,7 @@ class AuthorizationServer:
             )
         token_endpoint = metadata.endpoint("token_endpoint") or url
         auth = self._authenticator.authenticate(
-            endpoint_url=url, token_endpoint=token_endpoint, issuer=metadata.issuer
+            token_endpoint=token_endpoint, issuer=metadata.issuer
         )
         response = await self._transport.request(
             "POST",

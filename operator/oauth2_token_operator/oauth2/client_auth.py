@@ -184,9 +184,9 @@ class ClientAuthenticator:
             self._signing_key = _load_signing_key(client)
             _check_key_matches(self._signing_key)
 
-    def authenticate(
-        self, *, endpoint_url: str, token_endpoint: str, issuer: str
-    ) -> ClientAuthentication:
+    def authenticate(self, *, token_endpoint: str, issuer: str) -> ClientAuthentication:
+        """Credentials for a call to any endpoint; a JWT assertion's ``aud`` is the token
+        endpoint or the issuer (RFC 7523 §3), as configured, whichever endpoint is called."""
         client = self.client
         method = client.auth_method
         if method == "client_secret_basic":
