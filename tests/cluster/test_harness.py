@@ -111,23 +111,11 @@ def widget(name: str, size: int = 1, **spec: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def widgets(kube_admin: k8s.ApiClient) -> Iterator[k8s.CustomObjectsApi]:
+def widgets(kube_cluster: KubeCluster, kube_admin: k8s.ApiClient) -> Iterator[k8s.CustomObjectsApi]:
     """The Widget CRD, applied and Established."""
-    ext = k8s.ApiextensionsV1Api(kube_admin)
-    name = WIDGET_CRD["metadata"]["name"]
-    try:
-        ext.create_custom_resource_definition(WIDGET_CRD)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-
-    def established() -> bool:
-        conditions = ext.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    wait_for("CRD Established", established, 30)
+    (name,) = kube_cluster.apply_crds([WIDGET_CRD])
     yield k8s.CustomObjectsApi(kube_admin)
-    ext.delete_custom_resource_definition(name)
+    k8s.ApiextensionsV1Api(kube_admin).delete_custom_resource_definition(name)
 
 
 def test_version_is_the_built_release(kube_cluster: KubeCluster) -> None:

@@ -26,7 +26,6 @@ from oauth2_token_operator.oauth2.transport import HTTPTransport, Replay, parse_
 
 TokenTypeHint = str  # "access_token" | "refresh_token" | an extension value (RFC 7009 §2.1)
 ACCESS_TOKEN_HINT: TokenTypeHint = "access_token"  # noqa: S105 - a hint name, not a secret
-REFRESH_TOKEN_HINT: TokenTypeHint = "refresh_token"  # noqa: S105 - a hint name, not a secret
 
 
 class AuthorizationServer:

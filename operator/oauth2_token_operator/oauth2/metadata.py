@@ -145,8 +145,6 @@ class MetadataCache:
         self.min_fetch_interval = min_fetch_interval
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self.fetch_count = 0
-        """How many discovery documents were fetched (for tests and metrics)."""
 
     async def get(self, config: IssuerConfig) -> ServerMetadata:
         entry = self._entries.setdefault(config.cache_key(), _Entry())
@@ -212,7 +210,6 @@ class MetadataCache:
     async def _discover(self, config: IssuerConfig) -> dict[str, Any]:
         failures: list[str] = []
         for url in discovery_urls(config.issuer):
-            self.fetch_count += 1
             response = await self._transport.request(
                 "GET", url, endpoint="discovery", tls=config.tls, replay=Replay.SAFE
             )
