@@ -19,15 +19,8 @@ from oauth2_token_operator.api.references import (
     SecretKeySelector,
     SecretReference,
 )
+from oauth2_token_operator.oauth2.client_auth import AuthMethod
 
-AuthMethod = Literal[
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_jwt",
-    "private_key_jwt",
-    "tls_client_auth",
-    "none",
-]
 SigningAlgorithm = Literal[
     "HS256", "HS384", "HS512",
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",

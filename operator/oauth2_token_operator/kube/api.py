@@ -74,17 +74,17 @@ class KubeApi:
 
         return await asyncio.to_thread(run)
 
-    async def read_secret(self, namespace: str, name: str) -> JsonObject | None:
+    async def _read(self, what: str, call: Callable[..., Any], *args: Any) -> JsonObject | None:
         try:
-            secret: JsonObject = await self._call(
-                f"reading Secret {namespace}/{name}",
-                self._core.read_namespaced_secret,
-                name,
-                namespace,
-            )
+            found: JsonObject = await self._call(what, call, *args)
         except NotFound:
             return None
-        return secret
+        return found
+
+    async def read_secret(self, namespace: str, name: str) -> JsonObject | None:
+        return await self._read(
+            f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+        )
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
         name = body["metadata"]["name"]
@@ -126,16 +126,12 @@ class KubeApi:
         return True
 
     async def read_config_map(self, namespace: str, name: str) -> JsonObject | None:
-        try:
-            found: JsonObject = await self._call(
-                f"reading ConfigMap {namespace}/{name}",
-                self._core.read_namespaced_config_map,
-                name,
-                namespace,
-            )
-        except NotFound:
-            return None
-        return found
+        return await self._read(
+            f"reading ConfigMap {namespace}/{name}",
+            self._core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
