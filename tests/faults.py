@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,19 @@ class Stall:
     seconds: float = 5.0
 
 
-Action = Respond | Drop | Stall
+@dataclass(frozen=True)
+class Trickle:
+    """Send the status line and headers at once, then one body byte every ``interval``.
+
+    Every single read finishes well within a read timeout, so only a deadline
+    over the whole call ends it.
+    """
+
+    interval: float = 2.0
+    length: int = 10_000
+
+
+Action = Respond | Drop | Stall | Trickle
 
 
 @dataclass(frozen=True)
@@ -45,28 +58,51 @@ class Request:
 
 
 class FaultServer:
-    """Answers each request with the next scripted action; the last one repeats."""
+    """Answers each request with the next scripted action; the last one repeats.
 
-    def __init__(self, *actions: Action) -> None:
+    With ``tls`` (a server-side context) it speaks https; ``url`` always names
+    127.0.0.1, and ``port`` is there to build URLs with another host name.
+    """
+
+    def __init__(self, *actions: Action, tls: ssl.SSLContext | None = None) -> None:
         self.script: list[Action] = list(actions) or [Respond()]
         self.requests: list[Request] = []
         self.url = ""
+        self.port = 0
+        self._tls = tls
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def then(self, *actions: Action) -> None:
         self.script = list(actions)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            # Stalled or trickling answers would otherwise outlive the test.
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._answer(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly (asyncio logs a handler that ends cancelled)
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
@@ -81,6 +117,15 @@ class FaultServer:
             action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
             if isinstance(action, Stall):
                 await asyncio.sleep(action.seconds)
+            elif isinstance(action, Trickle):
+                writer.write(
+                    f"HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {action.length}\r\n\r\n".encode()
+                )
+                for _ in range(action.length):
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(action.interval)
             elif isinstance(action, Respond):
                 payload = json.dumps(action.body).encode()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
@@ -90,15 +135,15 @@ class FaultServer:
                     + payload
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
-        finally:
-            writer.close()
 
 
 @asynccontextmanager
-async def fault_server(*actions: Action) -> AsyncIterator[FaultServer]:
-    server = FaultServer(*actions)
+async def fault_server(
+    *actions: Action, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[FaultServer]:
+    server = FaultServer(*actions, tls=tls)
     await server.start()
     try:
         yield server

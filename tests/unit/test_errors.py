@@ -1,7 +1,6 @@
 import pytest
 
 from oauth2_token_operator.oauth2.errors import (
-    HTTPStatusError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
@@ -9,6 +8,7 @@ from oauth2_token_operator.oauth2.errors import (
     OAuth2ErrorResponse,
     TemporarilyUnavailableError,
     UnauthorizedClientError,
+    UnexpectedStatusError,
     UnsupportedGrantTypeError,
     error_response,
     sanitize_server_text,
@@ -49,8 +49,8 @@ def test_server_text_cannot_forge_log_lines() -> None:
 
 
 def test_retryable_statuses() -> None:
-    assert HTTPStatusError("x", status_code=503).retryable
-    assert HTTPStatusError("x", status_code=429).retryable
-    assert not HTTPStatusError("x", status_code=404).retryable
+    assert UnexpectedStatusError("x", status_code=503).retryable
+    assert UnexpectedStatusError("x", status_code=429).retryable
+    assert not UnexpectedStatusError("x", status_code=404).retryable
     assert TemporarilyUnavailableError(endpoint=None, status_code=503, error="t").retryable
     assert not InvalidGrantError(endpoint=None, status_code=400, error="invalid_grant").retryable

@@ -2,13 +2,13 @@ import ssl
 
 import trustme
 
-from oauth2_token_operator.oauth2.transport import HTTPTransport, TLSConfig, parse_retry_after
+from oauth2_token_operator.oauth2.transport import OAuth2Transport, TLSConfig, parse_retry_after
 
 
 async def test_one_pooled_client_per_tls_configuration() -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("client.example")
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     plain = TLSConfig()
     custom_ca = TLSConfig(ca_pem=ca.cert_pem.bytes().decode())
     mtls = TLSConfig(
