@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import quote_plus
 
 import jwt
@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.config import ExtraValues
 
 from oauth2_token_operator.oauth2.errors import ConfigurationError
 from oauth2_token_operator.oauth2.tls import TLSConfig
@@ -73,6 +74,31 @@ class ClientConfig(BaseModel):
     tls_client_cert: str | None = None
     """PEM certificate chain for ``tls_client_auth``."""
     tls_client_key: SecretStr | None = None
+
+    @classmethod
+    def model_validate_json(
+        cls,
+        json_data: str | bytes | bytearray,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """As pydantic's; malformed JSON, which no validator sees, is not quoted either."""
+        try:
+            return super().model_validate_json(
+                json_data,
+                strict=strict,
+                extra=extra,
+                context=context,
+                by_alias=by_alias,
+                by_name=by_name,
+            )
+        except ValidationError as exc:
+            problems = describe_validation_errors(exc)
+        raise ConfigurationError(f"invalid client configuration: {problems}")
 
     @model_validator(mode="after")
     def _check_credentials(self) -> ClientConfig:

@@ -28,6 +28,7 @@ import contextvars
 import email.utils
 import enum
 import logging
+import os
 import random
 import ssl
 import time
@@ -427,13 +428,15 @@ _TIMEOUT_TEXT: dict[type[httpx.TimeoutException], str] = {
 
 
 def _os_reason(exc: BaseException) -> str | None:
-    """The ``strerror`` of the first ``OSError`` in the chain, lower-cased."""
+    """The reason of the first ``OSError`` in the chain (``connection refused``…)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror.lower()
+        if isinstance(current, OSError) and (current.errno or current.strerror):
+            # asyncio's strerror says "Connect call failed (addr)"; the errno says why.
+            reason = os.strerror(current.errno) if current.errno else str(current.strerror)
+            return reason.lower()
         current = current.__cause__ or current.__context__
     return None
 
