@@ -111,7 +111,7 @@ class ClientConfig(BaseModel):
         if method == "client_secret_jwt" and (self.signing_alg or "HS256") not in HMAC_ALGORITHMS:
             raise ValueError(f"client_secret_jwt signs with one of {', '.join(HMAC_ALGORITHMS)}")
         if method == "private_key_jwt":
-            if self.private_key is None:
+            if not (self.private_key and self.private_key.get_secret_value()):
                 raise ValueError("private_key_jwt needs a private key")
             if self.signing_alg is not None and self.signing_alg not in ASYMMETRIC_ALGORITHMS:
                 raise ValueError(
@@ -209,7 +209,7 @@ def _load_signing_key(client: ClientConfig) -> _SigningKey:
             key = load_pem_private_key(text.encode("utf-8"), password=None)
     except ConfigurationError:
         raise
-    except (ValueError, TypeError, jwt.PyJWKError) as exc:
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
         failure = type(exc).__name__
     else:
         return _SigningKey(key, client.signing_alg or _default_algorithm(key), kid)
