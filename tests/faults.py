@@ -72,9 +72,16 @@ class FaultServer:
         self._tls = tls
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._arrived = asyncio.Event()
 
     def then(self, *actions: Action) -> None:
         self.script = list(actions)
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Until ``count`` requests have arrived (answered or not)."""
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._tls)
@@ -114,6 +121,7 @@ class FaultServer:
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append(Request(method, path, headers, body))
+            self._arrived.set()
             action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
             if isinstance(action, Stall):
                 await asyncio.sleep(action.seconds)
