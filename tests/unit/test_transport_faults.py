@@ -7,6 +7,7 @@ against the real server.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 
@@ -299,3 +300,42 @@ async def test_endpoints_must_be_https_too() -> None:
     with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http"):
         await MetadataCache(t).get(config)
     await t.aclose()
+
+
+async def test_a_failed_metadata_refresh_warns_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fault_server() as server:
+        document = discovery_document(server.url)
+        server.then(Respond(200, document))
+        clock = FakeClock()
+        t = transport(Sleeps(), attempts=1)
+        cache = MetadataCache(t, refresh_interval=60, min_fetch_interval=10, clock=clock)
+        config = IssuerConfig(server.url, allow_insecure_http=True)
+        await cache.get(config)
+
+        def warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+        caplog.set_level(logging.INFO, logger="oauth2_token_operator")
+        server.then(Respond(500))
+        clock.now += 61
+        for _ in range(5):  # every call during the outage, some of them fetching again
+            await cache.get(config)
+            clock.now += 4
+        assert len(server.requests) > 2
+        assert len(warnings()) == 1
+        assert "keeping the last good metadata" in warnings()[0]
+
+        server.then(Respond(200, document))
+        clock.now += 61
+        await cache.get(config)  # recovery ends the episode
+        assert len(warnings()) == 1
+
+        server.then(Respond(503))
+        clock.now += 61
+        for _ in range(3):
+            await cache.get(config)
+            clock.now += 11
+        assert len(warnings()) == 2
+        await t.aclose()
