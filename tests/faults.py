@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from tests.loopback import LoopbackServer, read_head
+
 
 @dataclass(frozen=True)
 class Respond:
@@ -57,7 +59,7 @@ class Request:
     body: bytes
 
 
-class FaultServer:
+class FaultServer(LoopbackServer):
     """Answers each request with the next scripted action; the last one repeats.
 
     With ``tls`` (a server-side context) it speaks https; ``url`` always names
@@ -65,13 +67,9 @@ class FaultServer:
     """
 
     def __init__(self, *actions: Action, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls=tls)
         self.script: list[Action] = list(actions) or [Respond()]
         self.requests: list[Request] = []
-        self.url = ""
-        self.port = 0
-        self._tls = tls
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
         self._arrived = asyncio.Event()
 
     def then(self, *actions: Action) -> None:
@@ -83,68 +81,32 @@ class FaultServer:
             self._arrived.clear()
             await self._arrived.wait()
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._tls)
-        self.port = self._server.sockets[0].getsockname()[1]
-        self.url = f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            # Stalled or trickling answers would otherwise outlive the test.
-            for task in list(self._handlers):
-                task.cancel()
-            await asyncio.gather(*self._handlers, return_exceptions=True)
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            await self._answer(reader, writer)
-        except asyncio.CancelledError:
-            pass  # stop(): end quietly (asyncio logs a handler that ends cancelled)
-        finally:
-            self._handlers.discard(task)
-            writer.close()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(method, path, headers, body))
-            self._arrived.set()
-            action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-            if isinstance(action, Stall):
-                await asyncio.sleep(action.seconds)
-            elif isinstance(action, Trickle):
-                writer.write(
-                    f"HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {action.length}\r\n\r\n".encode()
-                )
-                for _ in range(action.length):
-                    writer.write(b" ")
-                    await writer.drain()
-                    await asyncio.sleep(action.interval)
-            elif isinstance(action, Respond):
-                payload = json.dumps(action.body).encode()
-                extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
-                writer.write(
-                    f"HTTP/1.1 {action.status} X\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(payload)}\r\nConnection: close\r\n{extra}\r\n".encode()
-                    + payload
-                )
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (method, path, _), headers = await read_head(reader)
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.requests.append(Request(method, path, headers, body))
+        self._arrived.set()
+        action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(action, Stall):
+            await asyncio.sleep(action.seconds)
+        elif isinstance(action, Trickle):
+            writer.write(
+                f"HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {action.length}\r\n\r\n".encode()
+            )
+            for _ in range(action.length):
+                writer.write(b" ")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
+                await asyncio.sleep(action.interval)
+        elif isinstance(action, Respond):
+            payload = json.dumps(action.body).encode()
+            extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
+            writer.write(
+                f"HTTP/1.1 {action.status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n{extra}\r\n".encode()
+                + payload
+            )
+            await writer.drain()
 
 
 @asynccontextmanager

@@ -380,7 +380,7 @@ class _ProxyRouter(httpx.AsyncBaseTransport):
                 verify=self._verify,
                 limits=self._limits,
                 trust_env=False,
-                proxy=None if proxy is None else httpx.Proxy(proxy, ssl_context=_proxy_tls()),
+                proxy=None if proxy is None else _proxy(proxy),
             )
             self._routes[proxy] = route
         return route
@@ -396,9 +396,11 @@ class _ProxyRouter(httpx.AsyncBaseTransport):
             await route.aclose()
 
 
-def _proxy_tls() -> ssl.SSLContext:
-    """For an ``https://`` proxy: the system's trust store, not ``SSL_CERT_FILE``."""
-    return system_trust_context()
+def _proxy(url: httpx.URL) -> httpx.Proxy:
+    """An ``https://`` proxy is verified with the system's trust store, not ``SSL_CERT_FILE``."""
+    if url.scheme == "https":
+        return httpx.Proxy(url, ssl_context=system_trust_context())
+    return httpx.Proxy(url)
 
 
 def describe_transport_error(exc: httpx.TransportError, timeouts: Timeouts) -> str:
