@@ -216,7 +216,7 @@ class OAuth2Transport:
 
     @property
     def pool_count(self) -> int:
-        """Open pools, busy retired ones included."""
+        """Pools not closed yet: in use, and retired ones waiting for their requests to end."""
         return len(self._pools) + len(self._retired)
 
     async def aclose(self) -> None:
