@@ -61,7 +61,10 @@ async def test_a_trickling_token_endpoint_fails_get_at_the_deadline() -> None:
         async with TokenManager(InMemoryTokenStore(), transport=transport) as tokens:
             with pytest.raises(DeadlineExceededError) as caught:
                 await asyncio.wait_for(
-                    tokens.get(issuer, CLIENT_CREDENTIALS, client(), ["read"]), HANG_GUARD
+                    tokens.get(
+                        issuer=issuer, subject=CLIENT_CREDENTIALS, client=client(), scopes=["read"]
+                    ),
+                    HANG_GUARD,
                 )
         await transport.aclose()
     assert caught.value.retryable

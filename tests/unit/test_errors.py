@@ -1,5 +1,9 @@
+import inspect
+
 import pytest
 
+from oauth2_token_operator import oauth2
+from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.oauth2.errors import (
     InvalidClientError,
     InvalidGrantError,
@@ -54,3 +58,13 @@ def test_retryable_statuses() -> None:
     assert not UnexpectedStatusError("x", status_code=404).retryable
     assert TemporarilyUnavailableError(endpoint=None, status_code=503, error="t").retryable
     assert not InvalidGrantError(endpoint=None, status_code=400, error="invalid_grant").retryable
+
+
+def test_every_error_class_is_exported_from_the_package() -> None:
+    classes = {
+        name
+        for name, value in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(value, errors.OAuth2Error)
+    }
+    assert classes <= set(oauth2.__all__)
+    assert all(getattr(oauth2, name) is getattr(errors, name) for name in classes)

@@ -297,8 +297,11 @@ async def test_endpoints_must_be_https_too() -> None:
         discovery=False,
         metadata_overrides={"token_endpoint": "http://as.example/token"},
     )
-    with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http"):
+    with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http") as caught:
         await MetadataCache(t).get(config)
+    # The core names its own parameter, not a Kubernetes field.
+    assert "allow_insecure_http" in str(caught.value)
+    assert "allowInsecureHTTP" not in str(caught.value)
     await t.aclose()
 
 
