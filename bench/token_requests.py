@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
-from oauth2_token_operator.oauth2 import ClientConfig, HTTPTransport, IssuerConfig
+from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig, OAuth2Transport
 from oauth2_token_operator.oauth2.client_auth import basic_credentials
 from tests.authserver.fixtures import AuthServer, run_authserver
 
@@ -55,7 +55,7 @@ async def main(server: AuthServer) -> None:
             response = await http.post(server.token_endpoint, data=form, headers=headers)
             response.raise_for_status()
 
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     manager = TokenManager(InMemoryTokenStore(), transport=transport)
     authorization_server = manager.server(issuer, client)
 
