@@ -34,4 +34,4 @@ test: setup cluster lint
 	$(VENV)/bin/pytest
 
 bench: setup
-	$(PY) -m bench.token_requests
+	$(PY) -m bench
