@@ -212,6 +212,49 @@ async def test_expiry_with_skew_and_proactive_renewal(w: World) -> None:
     assert first.value not in stored
 
 
+async def test_short_lived_tokens_are_reused_for_most_of_their_life(
+    w: World, counters: Counters
+) -> None:
+    """Issue 6: with the default 30 s clock skew a 3 s token counted as expired from the
+    start, so every get() made a token request. The margin is now at most a quarter of
+    the lifetime; tokens past their real expiry are forgotten."""
+    short = w.config_for("short_ttl")
+    clock = Clock()
+    manager = w.manager(clock)
+    assert manager.config.clock_skew == 30
+    first = await w.cc_token(manager, ["read"], client=short)
+    assert first.expires_at is not None
+    lifetime = first.expires_at - first.obtained_at
+    assert 0 < lifetime <= 3
+    for _ in range(5):
+        assert (await w.cc_token(manager, ["read"], client=short)).value == first.value
+    clock.offset += 0.7 * lifetime
+    assert (await w.cc_token(manager, ["read"], client=short)).value == first.value
+    clock.offset += 0.1 * lifetime  # 80 % of its life: inside the last quarter
+    second = await w.cc_token(manager, ["read"], client=short)
+    assert second.value != first.value
+    assert counters.delta(f"client={short.client_id} /token") == 2
+    clock.offset += lifetime  # both past their real expiry
+    third = await w.cc_token(manager, ["read"], client=short)
+    assert [t.value for t in await manager.store.find_access_tokens(third.key)] == [third.value]
+
+
+async def test_a_subject_with_short_lived_tokens_refreshes_once(w: World) -> None:
+    """Issue 6: a subject with 3 s tokens rotated its refresh token on every get()."""
+    registered = w.authserver.clients["short_ttl"]
+    grant = w.authserver.password_grant(registered, w.authserver.user_scopes)
+    short = w.config_for("short_ttl")
+    scopes = sorted(w.authserver.user_scopes)
+    manager = w.manager()
+    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", short, scopes)
+    counters = Counters(w.authserver)
+    tokens = [await manager.get(w.issuer, "alice", short, scopes) for _ in range(5)]
+    assert tokens[0].expires_at is not None
+    assert tokens[0].expires_at - tokens[0].obtained_at <= 3
+    assert {t.value for t in tokens} == {tokens[0].value}
+    assert counters.delta(f"client={short.client_id} /token") == 1
+
+
 async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> None:
     manager = w.manager()
     plain = await w.cc_token(manager, ["read"])

@@ -57,6 +57,7 @@ class TokenManagerConfig(BaseModel):
     min_introspect_interval: float = Field(default=30.0, ge=0)
     revoke_on_delete: bool = True
     clock_skew: float = Field(default=30.0, ge=0)
+    max_margin_fraction: float = Field(default=0.25, ge=0, le=1)
     unknown_expiry_lifetime: float = Field(default=300.0, gt=0)
     metadata_refresh_interval: float = Field(default=3600.0, gt=0)
     metadata_min_fetch_interval: float = Field(default=10.0, ge=0)
@@ -64,7 +65,9 @@ class TokenManagerConfig(BaseModel):
     @property
     def validity(self) -> ValidityPolicy:
         return ValidityPolicy(
-            clock_skew=self.clock_skew, unknown_expiry_lifetime=self.unknown_expiry_lifetime
+            clock_skew=self.clock_skew,
+            max_margin_fraction=self.max_margin_fraction,
+            unknown_expiry_lifetime=self.unknown_expiry_lifetime,
         )
 
 

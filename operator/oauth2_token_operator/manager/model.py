@@ -74,6 +74,11 @@ class TokenState(enum.Enum):
 class ValidityPolicy:
     clock_skew: float = 30.0
     """Seconds by which our clock and the server's may differ; applied to exp and nbf."""
+    max_margin_fraction: float = 0.25
+    """The margin before ``exp`` is ``clock_skew``, but never more than this fraction of
+    the token's lifetime: a token living less than the skew is still reused for most of
+    its life (3/4 by default) instead of counting as expired from the start, while a
+    token living longer than ``clock_skew / max_margin_fraction`` keeps the full skew."""
     unknown_expiry_lifetime: float = 300.0
     """How long a token whose server gave no expiry is trusted after it was last confirmed
     (issued, registered or introspected active). Never forever."""
@@ -82,30 +87,34 @@ class ValidityPolicy:
 @dataclass(frozen=True)
 class Validity:
     state: TokenState
-    expiry_known: bool
     usable_until: float | None
-    """When the token stops being usable under the policy (skew and assumptions applied)."""
+    """When the token stops being usable under the policy (margin and assumptions applied)."""
 
     @property
     def usable(self) -> bool:
         return self.state is TokenState.VALID
 
 
+def expiry_margin(lifetime: float, policy: ValidityPolicy) -> float:
+    """Seconds before ``exp`` from which a token of ``lifetime`` seconds counts as expired."""
+    return min(policy.clock_skew, policy.max_margin_fraction * max(0.0, lifetime))
+
+
 def assess_validity(token: AccessToken, now: float, policy: ValidityPolicy) -> Validity:
     """Whether ``token`` may be handed out at ``now``. Pure: no I/O, no clock."""
-    expiry_known = token.expires_at is not None
     if token.expires_at is not None:
-        usable_until = token.expires_at - policy.clock_skew
+        lifetime = token.expires_at - token.obtained_at
+        usable_until = token.expires_at - expiry_margin(lifetime, policy)
     else:
         confirmed = token.metadata_at if token.metadata_at is not None else token.obtained_at
         usable_until = confirmed + policy.unknown_expiry_lifetime
     if token.active is False:
-        return Validity(TokenState.INACTIVE, expiry_known, None)
+        return Validity(TokenState.INACTIVE, None)
     if now >= usable_until:
-        return Validity(TokenState.EXPIRED, expiry_known, usable_until)
+        return Validity(TokenState.EXPIRED, usable_until)
     if token.not_before is not None and now < token.not_before - policy.clock_skew:
-        return Validity(TokenState.NOT_YET_VALID, expiry_known, usable_until)
-    return Validity(TokenState.VALID, expiry_known, usable_until)
+        return Validity(TokenState.NOT_YET_VALID, usable_until)
+    return Validity(TokenState.VALID, usable_until)
 
 
 def is_dead(token: AccessToken, validity: Validity, now: float) -> bool:
