@@ -239,6 +239,24 @@ async def test_short_lived_tokens_are_reused_for_most_of_their_life(
     assert [t.value for t in await manager.store.find_access_tokens(third.key)] == [third.value]
 
 
+async def test_dead_tokens_do_not_pile_up(w: World) -> None:
+    """Issue 6: dead tokens of requests nobody repeats stayed in the store forever.
+    Storing a new token sweeps them out (at most every prune_interval)."""
+    short = w.config_for("short_ttl")
+    clock = Clock()
+    manager = w.manager(clock, prune_interval=60)
+    stale = await w.cc_token(manager, ["read"], client=short)
+    clock.offset += 61  # long dead, and the sweep is due
+    await w.cc_token(manager, ["read"])  # another client: a lookup that never meets `stale`
+    assert await manager.store.find_access_tokens(stale.key) == []
+    again = await w.cc_token(manager, ["write"], client=short)
+    clock.offset += 10  # dead, but the next sweep is not due: only an explicit prune
+    await w.cc_token(manager, ["write"])
+    assert await manager.store.find_access_tokens(again.key) == [again]
+    assert await manager.prune() == 1
+    assert await manager.store.find_access_tokens(again.key) == []
+
+
 async def test_a_subject_with_short_lived_tokens_refreshes_once(w: World) -> None:
     """Issue 6: a subject with 3 s tokens rotated its refresh token on every get()."""
     registered = w.authserver.clients["short_ttl"]

@@ -50,7 +50,7 @@ def token(**overrides: object) -> AccessToken:
         # unknown expiry: trusted for unknown_expiry_lifetime after confirmation, not forever
         ({"expires_at": None}, 1299.0, TokenState.VALID),
         ({"expires_at": None}, 1300.0, TokenState.EXPIRED),
-        ({"expires_at": None, "metadata_at": 5000.0}, 5299.0, TokenState.VALID),
+        ({"expires_at": None, "confirmed_at": 5000.0}, 5299.0, TokenState.VALID),
         ({"expires_at": None}, 10.0**12, TokenState.EXPIRED),
     ],
 )

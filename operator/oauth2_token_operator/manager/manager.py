@@ -20,12 +20,15 @@ from oauth2_token_operator.manager.model import (
     AccessToken,
     RefreshToken,
     Subject,
+    TokenClaims,
     TokenKey,
+    TokenSpec,
     ValidityPolicy,
     assess_validity,
     is_dead,
+    matches,
     refresh_token_covers,
-    scopes_match,
+    with_introspection,
 )
 from oauth2_token_operator.manager.singleflight import SingleFlight
 from oauth2_token_operator.manager.store import TokenStore
@@ -42,7 +45,7 @@ from oauth2_token_operator.oauth2.errors import (
 )
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
-from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
+from oauth2_token_operator.oauth2.scopes import validate_scopes
 from oauth2_token_operator.oauth2.transport import HTTPTransport
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ class TokenManagerConfig(BaseModel):
     unknown_expiry_lifetime: float = Field(default=300.0, gt=0)
     metadata_refresh_interval: float = Field(default=3600.0, gt=0)
     metadata_min_fetch_interval: float = Field(default=10.0, ge=0)
+    prune_interval: float = Field(default=60.0, ge=0)
+    """At most this often (seconds), storing a new token first sweeps dead tokens out of
+    the whole store; lookups forget the dead tokens they meet at any time."""
 
     @property
     def validity(self) -> ValidityPolicy:
@@ -118,6 +124,7 @@ class TokenManager:
         self._servers: dict[tuple[str, ClientConfig], AuthorizationServer] = {}
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
         self._refresh_locks: defaultdict[TokenKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._next_prune = float("-inf")
 
     async def aclose(self) -> None:
         if self._owns_transport:
@@ -168,7 +175,7 @@ class TokenManager:
         requested = None if scopes is None else validate_scopes(scopes)
         server = self.server(issuer, client)
         key = TokenKey(server.issuer.issuer, subject, client.client_id)
-        wanted = _Wanted(requested, frozenset(resources), audience, min_remaining)
+        wanted = _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
         found = await self._find_usable(key, wanted)
         if found is not None:
             return found
@@ -180,16 +187,12 @@ class TokenManager:
         policy = self.config.validity
         best: AccessToken | None = None
         best_until = float("-inf")
-        for token in await self.store.find_access_tokens(key):
+        for token in await self.store.find_access_tokens(key, wanted.spec):
             validity = assess_validity(token, now, policy)
             if is_dead(token, validity, now):
                 await self.store.delete_access_token(key.issuer, token.value)
                 continue
-            if not validity.usable:
-                continue
-            if token.resources != wanted.resources or token.audience != wanted.audience:
-                continue
-            if not scopes_match(token, wanted.scopes):
+            if not validity.usable or not matches(token, wanted.spec):
                 continue
             until = validity.usable_until if validity.usable_until is not None else float("inf")
             if until - now < wanted.min_remaining:
@@ -202,8 +205,9 @@ class TokenManager:
         self, server: AuthorizationServer, key: TokenKey, wanted: _Wanted
     ) -> AccessToken:
         if key.subject is CLIENT_CREDENTIALS:
+            spec = wanted.spec
             response = await server.client_credentials(
-                wanted.scopes, resources=sorted(wanted.resources), audience=wanted.audience
+                spec.scopes, resources=sorted(spec.resources), audience=spec.audience
             )
             return await self._store_new(key, wanted, response)
         # One refresh per subject at a time: with rotation, two concurrent refreshes
@@ -219,7 +223,7 @@ class TokenManager:
     ) -> AccessToken:
         candidates = sorted(
             (rt for rt in await self.store.find_refresh_tokens(key)
-             if refresh_token_covers(rt, wanted.scopes)),
+             if refresh_token_covers(rt, wanted.spec.scopes)),
             key=lambda rt: (len(rt.scopes), -rt.obtained_at),
         )  # fmt: skip
         if not candidates:
@@ -232,8 +236,8 @@ class TokenManager:
             try:
                 response = await server.refresh(
                     refresh_token.value,
-                    scopes=wanted.scopes,
-                    resources=sorted(wanted.resources),
+                    scopes=wanted.spec.scopes,
+                    resources=sorted(wanted.spec.resources),
                 )
             except InvalidGrantError as exc:
                 # The refresh token is dead (expired, revoked, consumed): forget it.
@@ -252,7 +256,7 @@ class TokenManager:
                     )
                 )
                 await self.store.delete_refresh_token(key.issuer, refresh_token.value)
-            if wanted.scopes is None and not response.scope_echoed:
+            if wanted.spec.scopes is None and not response.scope_echoed:
                 response = dataclasses.replace(response, scopes=refresh_token.scopes)
             return await self._store_new(key, wanted, response)
         assert last_error is not None
@@ -266,15 +270,38 @@ class TokenManager:
             token_type=response.token_type,
             key=key,
             scopes=response.scopes,
-            requested_scopes=wanted.scopes,
-            resources=wanted.resources,
-            audience=wanted.audience,
+            requested_scopes=wanted.spec.scopes,
+            resources=wanted.spec.resources,
+            audience=wanted.spec.audience,
             obtained_at=response.issued_at,
             expires_at=response.expires_at,
-            metadata_at=response.issued_at,
+            confirmed_at=response.issued_at,
         )
-        await self.store.put_access_token(token)
+        await self._put_new(token)
         return token
+
+    async def _put_new(self, token: AccessToken) -> None:
+        """Store a token that was not in the store; the store grows only here, so this is
+        where the sweep of dead tokens runs (at most every ``prune_interval``)."""
+        if self._clock() >= self._next_prune:
+            await self.prune()
+        await self.store.put_access_token(token)
+
+    async def prune(self) -> int:
+        """Forget every dead access token in the store (inactive, past its expiry, or of
+        unknown expiry and no longer trusted); return how many. ``get`` calls it at most
+        every ``prune_interval`` when it stores a new token."""
+        now = self._clock()
+        self._next_prune = now + self.config.prune_interval
+        policy = self.config.validity
+        dead = [
+            token
+            for token in await self.store.all_access_tokens()
+            if is_dead(token, assess_validity(token, now, policy), now)
+        ]
+        for token in dead:
+            await self.store.delete_access_token(token.key.issuer, token.value)
+        return len(dead)
 
     async def add_refresh_token(
         self,
@@ -336,10 +363,10 @@ class TokenManager:
             expires_at=info.exp,
             not_before=info.nbf,
             active=True if introspect else None,
-            metadata=info,
-            metadata_at=now,
+            claims=TokenClaims.of(info),
+            confirmed_at=now,
         )
-        await self.store.put_access_token(token)
+        await self._put_new(token)
         return token
 
     async def introspect(
@@ -353,13 +380,13 @@ class TokenManager:
         now = self._clock()
         if (
             stored is not None
-            and stored.metadata_at is not None
-            and now - stored.metadata_at < self.config.min_introspect_interval
+            and stored.confirmed_at is not None
+            and now - stored.confirmed_at < self.config.min_introspect_interval
         ):
-            return stored.metadata or _metadata_of(stored)
+            return stored.introspection()
         info = await server.introspect(access_token, token_type_hint=ACCESS_TOKEN_HINT)
         if stored is not None:
-            await self.store.put_access_token(_with_introspection(stored, info, now))
+            await self.store.put_access_token(with_introspection(stored, info, now))
         return info
 
     async def revoke(self, access_token: str, issuer: IssuerLike, client: ClientConfig) -> None:
@@ -369,7 +396,7 @@ class TokenManager:
         stored = await self.store.get_access_token(server.issuer.issuer, access_token)
         if stored is not None:
             await self.store.put_access_token(
-                dataclasses.replace(stored, active=False, metadata_at=self._clock())
+                dataclasses.replace(stored, active=False, confirmed_at=self._clock())
             )
 
     async def delete(
@@ -417,41 +444,10 @@ class TokenManager:
 
 @dataclass(frozen=True)
 class _Wanted:
-    scopes: Scopes | None
-    resources: frozenset[str]
-    audience: str | None
+    spec: TokenSpec
     min_remaining: float
     """Part of the flight key on purpose: the re-check under the refresh lock honours it."""
 
 
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
     return issuer if isinstance(issuer, IssuerConfig) else IssuerConfig(issuer=issuer)
-
-
-def _metadata_of(token: AccessToken) -> Introspection:
-    """Introspection-shaped metadata of a token we obtained ourselves."""
-    return Introspection(
-        active=token.active is not False,
-        scopes=token.scopes,
-        client_id=token.key.client_id,
-        token_type=token.token_type,
-        exp=token.expires_at,
-        iat=token.obtained_at,
-        nbf=token.not_before,
-        sub=None if token.key.subject is CLIENT_CREDENTIALS else str(token.key.subject),
-        iss=token.key.issuer,
-    )
-
-
-def _with_introspection(token: AccessToken, info: Introspection, now: float) -> AccessToken:
-    if not info.active:
-        return dataclasses.replace(token, active=False, metadata=info, metadata_at=now)
-    return dataclasses.replace(
-        token,
-        active=True,
-        metadata=info,
-        metadata_at=now,
-        expires_at=info.exp if info.exp is not None else token.expires_at,
-        not_before=info.nbf if info.nbf is not None else token.not_before,
-        scopes=info.scopes if info.scopes is not None else token.scopes,
-    )
