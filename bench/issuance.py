@@ -64,7 +64,7 @@ async def _library(setup: Setup, round_no: int) -> float:
 
         async def issue(i: int) -> None:
             await manager.get(
-                setup.issuer, CLIENT_CREDENTIALS, setup.client, ["read"],
+                setup.issuer, CLIENT_CREDENTIALS, setup.client, scopes=["read"],
                 resources=[setup.server.resource], audience=f"https://lib-{round_no}-{i}.example",
             )  # fmt: skip
 

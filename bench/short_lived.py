@@ -39,7 +39,7 @@ async def _scenario(setup: Setup, subject: Subject) -> None:
         scopes = sorted(setup.server.user_scopes)
         resources = []
         await manager.add_refresh_token(
-            grant["refresh_token"], setup.issuer, subject, client, scopes
+            grant["refresh_token"], setup.issuer, subject, client, scopes=scopes
         )
     counter = f"client={client.client_id} /token"
     before = setup.server.counters().get(counter, 0)
@@ -47,7 +47,7 @@ async def _scenario(setup: Setup, subject: Subject) -> None:
     deadline = time.monotonic() + WINDOW
     try:
         while time.monotonic() < deadline:
-            await manager.get(setup.issuer, subject, client, scopes, resources=resources)
+            await manager.get(setup.issuer, subject, client, scopes=scopes, resources=resources)
             calls += 1
             await asyncio.sleep(INTERVAL)
         requests = setup.server.counters().get(counter, 0) - before

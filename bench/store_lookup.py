@@ -62,7 +62,7 @@ async def _per_get_seconds(fillers: list[AccessToken]) -> float:
         for _ in range(ROUNDS):
             start = time.perf_counter()
             for _ in range(PER_ROUND):
-                found = await manager.get(ISSUER, CLIENT_CREDENTIALS, CLIENT, ["read"])
+                found = await manager.get(ISSUER, CLIENT_CREDENTIALS, CLIENT, scopes=["read"])
                 assert found.value == "wanted"
             samples.append((time.perf_counter() - start) / PER_ROUND)
         return statistics.median(samples)

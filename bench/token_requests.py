@@ -55,7 +55,9 @@ async def run(setup: Setup) -> None:
         )
 
     async def from_store() -> None:
-        await manager.get(issuer, CLIENT_CREDENTIALS, client, ["read"], resources=[server.resource])
+        await manager.get(
+            issuer, CLIENT_CREDENTIALS, client, scopes=["read"], resources=[server.resource]
+        )
 
     await from_store()  # warm: discovery, the first token, the pooled connection
     baseline = await per_call_seconds(fresh_connection)
@@ -65,7 +67,7 @@ async def run(setup: Setup) -> None:
     before = server.counters().get(f"client={client.client_id} /token", 0)
     concurrent = TokenManager(InMemoryTokenStore(), transport=transport)
     await asyncio.gather(
-        *(concurrent.get(issuer, CLIENT_CREDENTIALS, client, ["write"],
+        *(concurrent.get(issuer, CLIENT_CREDENTIALS, client, scopes=["write"],
                          resources=[server.resource]) for _ in range(50))
     )  # fmt: skip
     requests = server.counters().get(f"client={client.client_id} /token", 0) - before

@@ -86,7 +86,7 @@ class World:
             issuer or self.issuer,
             CLIENT_CREDENTIALS,
             client or self.client,
-            scopes,
+            scopes=scopes,
             resources=[self.authserver.resource],
             min_remaining=min_remaining,
         )
@@ -162,7 +162,7 @@ async def test_introspection_is_answered_from_the_store_within_the_interval(
     external = await w.outsider().client_credentials(w.cc_scopes, resources=[w.authserver.resource])
     introspections = f"client={w.client.client_id} /token/introspection"
 
-    registered = await manager.register(external.access_token, "Bearer", None, w.issuer, w.client)
+    registered = await manager.register(external.access_token, w.issuer, w.client)
     assert counters.delta(introspections) == 1  # auto_introspect
     assert registered.active is True
     for _ in range(5):
@@ -264,9 +264,9 @@ async def test_a_subject_with_short_lived_tokens_refreshes_once(w: World) -> Non
     short = w.config_for("short_ttl")
     scopes = sorted(w.authserver.user_scopes)
     manager = w.manager()
-    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", short, scopes)
+    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", short, scopes=scopes)
     counters = Counters(w.authserver)
-    tokens = [await manager.get(w.issuer, "alice", short, scopes) for _ in range(5)]
+    tokens = [await manager.get(w.issuer, "alice", short, scopes=scopes) for _ in range(5)]
     assert tokens[0].expires_at is not None
     assert tokens[0].expires_at - tokens[0].obtained_at <= 3
     assert {t.value for t in tokens} == {tokens[0].value}
@@ -277,7 +277,7 @@ async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> 
     manager = w.manager()
     plain = await w.cc_token(manager, ["read"])
     other = await manager.get(
-        w.issuer, CLIENT_CREDENTIALS, w.client, ["read"],
+        w.issuer, CLIENT_CREDENTIALS, w.client, scopes=["read"],
         resources=[w.authserver.resource], audience="https://other.example",
     )  # fmt: skip
     assert other.value != plain.value
@@ -293,7 +293,9 @@ async def subject_manager(w: World) -> tuple[TokenManager, list[str], str]:
     )
     manager = w.manager()
     scopes = sorted(w.authserver.user_scopes)
-    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", w.client, scopes)
+    await manager.add_refresh_token(
+        grant["refresh_token"], w.issuer, "alice", w.client, scopes=scopes
+    )
     return manager, scopes, grant["refresh_token"]
 
 
@@ -302,25 +304,29 @@ async def test_refresh_persists_the_rotated_token_and_never_revokes_its_predeces
 ) -> None:
     """Seed defect 5: the rotated refresh token must be kept, the old one not revoked."""
     manager, scopes, original = await subject_manager(w)
-    first = await manager.get(w.issuer, "alice", w.client, scopes[:1])
+    first = await manager.get(w.issuer, "alice", w.client, scopes=scopes[:1])
     stored = await manager.store.find_refresh_tokens(w.key("alice"))
     assert len(stored) == 1
     assert stored[0].value != original  # the successor replaced it
     assert stored[0].scopes == set(scopes)  # and keeps the grant's scope
     # The successor works: a different scope set needs another refresh.
-    second = await manager.get(w.issuer, "alice", w.client, scopes)
+    second = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
     assert second.value != first.value
     assert counters.delta("/token/revocation") == 0
 
 
 async def test_a_subject_token_is_renewed_ahead_of_expiry(w: World) -> None:
     manager, scopes, _ = await subject_manager(w)
-    first = await manager.get(w.issuer, "alice", w.client, scopes)
+    first = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
     assert first.expires_at is not None
     remaining = first.expires_at - time.time()
-    same = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining / 2)
+    same = await manager.get(
+        w.issuer, "alice", w.client, scopes=scopes, min_remaining=remaining / 2
+    )
     assert same.value == first.value
-    renewed = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining + 60)
+    renewed = await manager.get(
+        w.issuer, "alice", w.client, scopes=scopes, min_remaining=remaining + 60
+    )
     assert renewed.value != first.value
 
 
@@ -329,20 +335,24 @@ async def test_concurrent_refreshes_of_one_subject_do_not_burn_the_grant(w: Worl
     request presents an already rotated refresh token and oidc-provider revokes the grant."""
     manager, scopes, _ = await subject_manager(w)
     requests = [scopes[:1], scopes[1:2], scopes, scopes[:1]]
-    tokens = await asyncio.gather(*(manager.get(w.issuer, "alice", w.client, s) for s in requests))
+    tokens = await asyncio.gather(
+        *(manager.get(w.issuer, "alice", w.client, scopes=s) for s in requests)
+    )
     assert len({t.value for t in tokens[:3]}) == 3
     assert tokens[3].value == tokens[0].value
 
 
 async def test_a_dead_refresh_token_is_forgotten_and_reported(w: World) -> None:
     manager = w.manager()
-    await manager.add_refresh_token("not-a-real-refresh-token", w.issuer, "bob", w.client, ["x"])
+    await manager.add_refresh_token(
+        "not-a-real-refresh-token", w.issuer, "bob", w.client, scopes=["x"]
+    )
     with pytest.raises(InvalidGrantError) as caught:
-        await manager.get(w.issuer, "bob", w.client, ["x"])
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
     assert "not-a-real-refresh-token" not in str(caught.value)
     assert await manager.store.find_refresh_tokens(w.key("bob")) == []
     with pytest.raises(NoTokenAvailableError):
-        await manager.get(w.issuer, "bob", w.client, ["x"])
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
 
 
 async def test_register_replaces_metadata_with_introspection_and_refuses_inactive(
@@ -352,24 +362,22 @@ async def test_register_replaces_metadata_with_introspection_and_refuses_inactiv
     outsider = w.outsider()
     external = await outsider.client_credentials(w.cc_scopes, resources=[w.authserver.resource])
     claimed = {"exp": 1, "scope": "made-up"}
-    registered = await manager.register(
-        external.access_token, "Bearer", claimed, w.issuer, w.client
-    )
+    registered = await manager.register(external.access_token, w.issuer, w.client, metadata=claimed)
     assert registered.scopes == w.cc_scopes
     assert registered.expires_at is not None
     assert registered.expires_at > time.time()
     assert registered.key.subject is CLIENT_CREDENTIALS
     # It is now what `get` hands out for those scopes.
-    got = await manager.get(w.issuer, CLIENT_CREDENTIALS, w.client, w.cc_scopes)
+    got = await manager.get(w.issuer, CLIENT_CREDENTIALS, w.client, scopes=w.cc_scopes)
     assert got.value == external.access_token
 
     await outsider.revoke(external.access_token)
     with pytest.raises(InactiveTokenError):
-        await w.manager().register(external.access_token, "Bearer", None, w.issuer, w.client)
+        await w.manager().register(external.access_token, w.issuer, w.client)
 
     trusted = await w.manager().register(
-        "opaque-from-elsewhere", "Bearer", {"exp": 2_000_000_000, "scope": "x y"},
-        w.issuer, w.client, auto_introspect=False,
+        "opaque-from-elsewhere", w.issuer, w.client, token_type="Bearer",
+        metadata={"exp": 2_000_000_000, "scope": "x y"}, auto_introspect=False,
     )  # fmt: skip
     assert trusted.expires_at == 2_000_000_000
     assert trusted.scopes == {"x", "y"}

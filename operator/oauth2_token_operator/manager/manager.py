@@ -45,7 +45,7 @@ from oauth2_token_operator.oauth2.errors import (
 )
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
-from oauth2_token_operator.oauth2.scopes import validate_scopes
+from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
 from oauth2_token_operator.oauth2.transport import HTTPTransport
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,8 @@ class TokenManager:
         issuer: IssuerLike,
         subject: Subject,
         client: ClientConfig,
-        scopes: Iterable[str] | None,
         *,
+        scopes: Iterable[str] | None,
         resources: Iterable[str] = (),
         audience: str | None = None,
         min_remaining: float = 0.0,
@@ -172,7 +172,7 @@ class TokenManager:
         whose grant covers the scopes. Concurrent calls for the same request
         make one token request. ``min_remaining`` skips tokens expiring sooner.
         """
-        requested = None if scopes is None else validate_scopes(scopes)
+        requested = None if scopes is None else _scope_set(scopes)
         server = self.server(issuer, client)
         key = TokenKey(server.issuer.issuer, subject, client.client_id)
         wanted = _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
@@ -309,14 +309,16 @@ class TokenManager:
         issuer: IssuerLike,
         subject: str,
         client: ClientConfig,
+        *,
         scopes: Iterable[str],
     ) -> RefreshToken:
-        """Store a refresh token obtained elsewhere (e.g. an authorization-code flow)."""
+        """Store a refresh token obtained elsewhere (e.g. an authorization-code flow);
+        ``scopes`` is the scope of its grant."""
         issuer_url = _issuer_config(issuer).issuer
         stored = RefreshToken(
             value=refresh_token,
             key=TokenKey(issuer_url, subject, client.client_id),
-            scopes=validate_scopes(scopes),
+            scopes=_scope_set(scopes),
             obtained_at=self._clock(),
         )
         await self.store.put_refresh_token(stored)
@@ -327,11 +329,11 @@ class TokenManager:
     async def register(
         self,
         access_token: str,
-        token_type: str,
-        metadata: Mapping[str, Any] | None,
         issuer: IssuerLike,
         client: ClientConfig,
         *,
+        token_type: str = "Bearer",  # noqa: S107 - a token type, not a secret
+        metadata: Mapping[str, Any] | None = None,
         subject: Subject | None = None,
         auto_introspect: bool | None = None,
     ) -> AccessToken:
@@ -447,6 +449,16 @@ class _Wanted:
     spec: TokenSpec
     min_remaining: float
     """Part of the flight key on purpose: the re-check under the refresh lock honours it."""
+
+
+def _scope_set(scopes: Iterable[str]) -> Scopes:
+    """Validated scopes; a ``str`` is refused, since iterating it yields its letters."""
+    if isinstance(scopes, str):
+        raise TypeError(
+            "scopes must be a collection of scope tokens such as ['read', 'write'], "
+            "not a str (which would be split into letters)"
+        )
+    return validate_scopes(scopes)
 
 
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
