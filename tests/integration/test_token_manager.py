@@ -17,6 +17,7 @@ from oauth2_token_operator.manager import (
     InMemoryTokenStore,
     Revocation,
     TokenKey,
+    TokenKind,
     TokenManager,
     TokenManagerConfig,
 )
@@ -286,12 +287,12 @@ async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> 
     assert counters.delta(w.token_requests()) == 2
 
 
-async def subject_manager(w: World) -> tuple[TokenManager, list[str], str]:
+async def subject_manager(w: World, **config: object) -> tuple[TokenManager, list[str], str]:
     """A manager holding a fresh refresh token of alice's (from the real password grant)."""
     grant = w.authserver.password_grant(
         w.authserver.clients["client_secret_basic"], w.authserver.user_scopes
     )
-    manager = w.manager()
+    manager = w.manager(**config)
     scopes = sorted(w.authserver.user_scopes)
     await manager.add_refresh_token(
         grant["refresh_token"], w.issuer, "alice", w.client, scopes=scopes
@@ -443,3 +444,44 @@ async def test_delete_all_revokes_at_the_right_issuer_and_honours_the_option(
     for token in tokens:
         assert (await w.outsider().introspect(token.value)).active is (not revoke_on_delete)
     assert await manager.store.find_access_tokens(w.key()) == []
+
+
+@pytest.mark.parametrize("revoke_on_delete", [True, False])
+async def test_delete_all_covers_the_subjects_refresh_tokens(
+    w: World, revoke_on_delete: bool
+) -> None:
+    """Issue 6, defect 5: delete_all left the subject's refresh tokens stored, so get()
+    could silently mint new tokens after it and the grant stayed alive at the server."""
+    manager, scopes, _ = await subject_manager(w, revoke_on_delete=revoke_on_delete)
+    await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    [refresh_token] = await manager.store.find_refresh_tokens(w.key("alice"))
+    results = await manager.delete_all(w.issuer, "alice", w.client)
+    assert [r.kind for r in results] == [TokenKind.REFRESH_TOKEN, TokenKind.ACCESS_TOKEN]
+    expected = Revocation.REVOKED if revoke_on_delete else Revocation.NOT_ATTEMPTED
+    assert all(r.removed and r.revocation is expected for r in results)
+    assert await manager.store.find_refresh_tokens(w.key("alice")) == []
+    with pytest.raises(NoTokenAvailableError):
+        await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    info = await w.outsider().introspect(refresh_token.value, token_type_hint="refresh_token")
+    assert info.active is not revoke_on_delete
+    if revoke_on_delete:
+        with pytest.raises(InvalidGrantError):
+            await w.outsider().refresh(refresh_token.value)
+
+
+async def test_a_refresh_token_can_be_forgotten_or_revoked(w: World) -> None:
+    manager, scopes, original = await subject_manager(w)
+    forgotten = await manager.delete_refresh_token(
+        original, w.issuer, "alice", w.client, revoke=False
+    )
+    assert (forgotten.removed, forgotten.revocation) == (True, Revocation.NOT_ATTEMPTED)
+    with pytest.raises(NoTokenAvailableError):
+        await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    assert (await w.outsider().introspect(original, token_type_hint="refresh_token")).active
+
+    await manager.add_refresh_token(original, w.issuer, "alice", w.client, scopes=scopes)
+    await manager.revoke_refresh_token(original, w.issuer, "alice", w.client)
+    assert await manager.store.find_refresh_tokens(w.key("alice")) == []
+    assert not (await w.outsider().introspect(original, token_type_hint="refresh_token")).active
+    with pytest.raises(InvalidGrantError):
+        await w.outsider().refresh(original)

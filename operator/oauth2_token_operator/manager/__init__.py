@@ -3,6 +3,7 @@
 from oauth2_token_operator.manager.manager import (
     DeleteResult,
     Revocation,
+    TokenKind,
     TokenManager,
     TokenManagerConfig,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Subject",
     "TokenClaims",
     "TokenKey",
+    "TokenKind",
     "TokenManager",
     "TokenManagerConfig",
     "TokenSpec",

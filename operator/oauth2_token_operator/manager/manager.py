@@ -83,13 +83,21 @@ class Revocation(enum.Enum):
     FAILED = "failed"
 
 
+class TokenKind(enum.Enum):
+    """Which kind of token; the value is its RFC 7009 / RFC 7662 ``token_type_hint``."""
+
+    ACCESS_TOKEN = "access_token"  # noqa: S105 - a hint name, not a secret
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a hint name, not a secret
+
+
 @dataclass(frozen=True)
 class DeleteResult:
-    """What ``delete`` did: the seed could not tell whether revocation worked."""
+    """What a deletion did: the seed could not tell whether revocation worked."""
 
     removed: bool
     revocation: Revocation
     error: OAuth2Error | None = None
+    kind: TokenKind = TokenKind.ACCESS_TOKEN
 
 
 IssuerLike = str | IssuerConfig
@@ -411,17 +419,37 @@ class TokenManager:
     ) -> DeleteResult:
         """Revoke (if ``revoke_on_delete``) then remove; says what happened."""
         server = self.server(issuer, client)
-        should_revoke = self.config.revoke_on_delete if revoke is None else revoke
-        revocation, error = Revocation.NOT_ATTEMPTED, None
-        if should_revoke:
-            try:
-                await server.revoke(access_token, token_type_hint=ACCESS_TOKEN_HINT)
-                revocation = Revocation.REVOKED
-            except OAuth2Error as exc:
-                log.warning("revocation at %s failed: %s", server.issuer.issuer, exc)
-                revocation, error = Revocation.FAILED, exc
-        removed = await self.store.delete_access_token(server.issuer.issuer, access_token)
-        return DeleteResult(removed=removed, revocation=revocation, error=error)
+        return await self._delete(server, access_token, TokenKind.ACCESS_TOKEN, revoke)
+
+    async def revoke_refresh_token(
+        self, refresh_token: str, issuer: IssuerLike, subject: str, client: ClientConfig
+    ) -> None:
+        """RFC 7009 with ``token_type_hint=refresh_token``, then forget the stored copy.
+
+        Most servers (oidc-provider among them) then revoke the whole grant, its access
+        tokens included. Waits for a refresh of ``subject`` in flight; a successor it
+        rotated to is another token (``delete_all`` removes every one of a subject).
+        """
+        server = self.server(issuer, client)
+        async with self._refresh_locks[TokenKey(server.issuer.issuer, subject, client.client_id)]:
+            await server.revoke(refresh_token, token_type_hint=TokenKind.REFRESH_TOKEN.value)
+            await self.store.delete_refresh_token(server.issuer.issuer, refresh_token)
+
+    async def delete_refresh_token(
+        self,
+        refresh_token: str,
+        issuer: IssuerLike,
+        subject: str,
+        client: ClientConfig,
+        *,
+        revoke: bool | None = None,
+    ) -> DeleteResult:
+        """Revoke (if ``revoke_on_delete``) then forget a refresh token; ``revoke=False``
+        only forgets it. Waits for a refresh of ``subject`` in flight, as
+        ``revoke_refresh_token`` does."""
+        server = self.server(issuer, client)
+        async with self._refresh_locks[TokenKey(server.issuer.issuer, subject, client.client_id)]:
+            return await self._delete(server, refresh_token, TokenKind.REFRESH_TOKEN, revoke)
 
     async def delete_all(
         self,
@@ -431,17 +459,50 @@ class TokenManager:
         *,
         revoke: bool | None = None,
     ) -> list[DeleteResult]:
-        """Delete (and revoke) every access token of ``subject`` (or of the client in
-        the client-credentials flow) at this issuer, each at its own issuer."""
-        issuer_url = _issuer_config(issuer).issuer
-        tokens = await self.store.find_access_tokens(
-            TokenKey(issuer_url, subject, client.client_id)
-        )
-        return list(
-            await asyncio.gather(
-                *(self.delete(token.value, issuer, client, revoke=revoke) for token in tokens)
-            )
-        )
+        """Delete (and, with ``revoke_on_delete``, revoke) every token of ``subject`` (or
+        of the client in the client-credentials flow) at this issuer: its refresh tokens
+        first, so that nothing can mint new access tokens, then its access tokens.
+
+        Holds the subject's refresh lock: a refresh in flight finishes first, and what
+        it stored (a rotated refresh token, a new access token) is deleted too; a later
+        ``get`` finds no refresh token and raises ``NoTokenAvailableError``.
+        """
+        server = self.server(issuer, client)
+        key = TokenKey(server.issuer.issuer, subject, client.client_id)
+        async with self._refresh_locks[key]:
+            refresh_tokens = await self.store.find_refresh_tokens(key)
+            results = await asyncio.gather(
+                *(self._delete(server, rt.value, TokenKind.REFRESH_TOKEN, revoke)
+                  for rt in refresh_tokens)
+            )  # fmt: skip
+            access_tokens = await self.store.find_access_tokens(key)
+            results += await asyncio.gather(
+                *(self._delete(server, at.value, TokenKind.ACCESS_TOKEN, revoke)
+                  for at in access_tokens)
+            )  # fmt: skip
+        return results
+
+    async def _delete(
+        self, server: AuthorizationServer, value: str, kind: TokenKind, revoke: bool | None
+    ) -> DeleteResult:
+        should_revoke = self.config.revoke_on_delete if revoke is None else revoke
+        revocation, error = Revocation.NOT_ATTEMPTED, None
+        if should_revoke:
+            try:
+                await server.revoke(value, token_type_hint=kind.value)
+                revocation = Revocation.REVOKED
+            except OAuth2Error as exc:
+                log.warning(
+                    "revocation of a%s at %s failed: %s",
+                    "n access token" if kind is TokenKind.ACCESS_TOKEN else " refresh token",
+                    server.issuer.issuer, exc,
+                )  # fmt: skip
+                revocation, error = Revocation.FAILED, exc
+        if kind is TokenKind.ACCESS_TOKEN:
+            removed = await self.store.delete_access_token(server.issuer.issuer, value)
+        else:
+            removed = await self.store.delete_refresh_token(server.issuer.issuer, value)
+        return DeleteResult(removed=removed, revocation=revocation, error=error, kind=kind)
 
 
 @dataclass(frozen=True)
