@@ -8,7 +8,7 @@ import dataclasses
 import enum
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +64,9 @@ class TokenManagerConfig(BaseModel):
     unknown_expiry_lifetime: float = Field(default=300.0, gt=0)
     metadata_refresh_interval: float = Field(default=3600.0, gt=0)
     metadata_min_fetch_interval: float = Field(default=10.0, ge=0)
+    max_cached_clients: int = Field(default=1024, ge=1)
+    """Protocol clients (one per issuer and client configuration) kept for reuse; the
+    least recently used beyond this are dropped (and rebuilt when needed again)."""
     prune_interval: float = Field(default=60.0, ge=0)
     """At most this often (seconds), storing a new token first sweeps dead tokens out of
     the whole store; lookups forget the dead tokens they meet at any time."""
@@ -107,8 +110,9 @@ class TokenManager:
     """Obtains, stores, introspects and revokes access tokens.
 
     ``issuer`` arguments accept a plain issuer URL or an ``IssuerConfig``
-    (overrides, CA bundle, http opt-in). Close with ``aclose`` when the
-    manager created its own transport.
+    (overrides, CA bundle, http opt-in). Close with ``aclose`` (or ``async with``):
+    it closes the transport the manager created, and every later call raises
+    ``RuntimeError``, as httpx does.
     """
 
     def __init__(
@@ -129,14 +133,23 @@ class TokenManager:
             refresh_interval=self.config.metadata_refresh_interval,
             min_fetch_interval=self.config.metadata_min_fetch_interval,
         )
-        self._servers: dict[tuple[str, ClientConfig], AuthorizationServer] = {}
+        self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
         self._refresh_locks: defaultdict[TokenKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._next_prune = float("-inf")
+        self._closed = False
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._servers.clear()
         if self._owns_transport:
             await self._transport.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the TokenManager is closed")
 
     async def __aenter__(self) -> TokenManager:
         return self
@@ -146,19 +159,45 @@ class TokenManager:
 
     def server(self, issuer: IssuerLike, client: ClientConfig) -> AuthorizationServer:
         """The (cached) protocol client for ``client`` at ``issuer``."""
+        self._check_open()
         issuer_config = _issuer_config(issuer)
         cache_key = (issuer_config.cache_key(), client)
         server = self._servers.get(cache_key)
-        if server is None:
-            server = AuthorizationServer(
-                issuer_config,
-                client,
-                transport=self._transport,
-                metadata_cache=self._metadata,
-                clock=self._clock,
-            )
-            self._servers[cache_key] = server
+        if server is not None:
+            self._servers.move_to_end(cache_key)
+            return server
+        server = AuthorizationServer(
+            issuer_config,
+            client,
+            transport=self._transport,
+            metadata_cache=self._metadata,
+            clock=self._clock,
+        )
+        self._servers[cache_key] = server
+        while len(self._servers) > self.config.max_cached_clients:
+            self._servers.popitem(last=False)
         return server
+
+    async def forget_client(self, issuer: IssuerLike, client: ClientConfig | str) -> int:
+        """Drop the cached protocol clients of ``client`` at ``issuer``: that one
+        configuration, or, given a client_id, every configuration of that client.
+
+        Call it when a client's configuration changes (rotated secret, key or
+        certificate): the old configuration and its credentials leave memory, and the
+        next call builds a protocol client from the new one. Stored tokens are kept.
+        Returns how many protocol clients were dropped.
+        """
+        issuer_key = _issuer_config(issuer).cache_key()
+        dropped = [
+            cache_key
+            for cache_key in self._servers
+            if cache_key[0] == issuer_key
+            and (cache_key[1] == client if isinstance(client, ClientConfig)
+                 else cache_key[1].client_id == client)
+        ]  # fmt: skip
+        for cache_key in dropped:
+            del self._servers[cache_key]
+        return len(dropped)
 
     # -- get ---------------------------------------------------------------------------------
 
@@ -322,6 +361,7 @@ class TokenManager:
     ) -> RefreshToken:
         """Store a refresh token obtained elsewhere (e.g. an authorization-code flow);
         ``scopes`` is the scope of its grant."""
+        self._check_open()
         issuer_url = _issuer_config(issuer).issuer
         stored = RefreshToken(
             value=refresh_token,
