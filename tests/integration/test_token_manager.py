@@ -1,5 +1,6 @@
-"""TokenManager against oidc-provider; each seed defect (shared/seed/SEMANTICS.md) has a test
-that fails on the seed's behaviour."""
+"""TokenManager against oidc-provider; each defect of the seed library (the Elixir
+``oauth2_token_manager``, numbered in the README) and of issue 6 has a test that fails on
+the old behaviour."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The token manager: the seed's ``AccessToken`` API (get, register, introspect,
-revoke, delete, delete_all), with its defects fixed (see ``shared/seed/SEMANTICS.md``)."""
+"""The token manager: the API of the seed library (the Elixir ``oauth2_token_manager``,
+its ``OAuth2TokenManager.AccessToken`` module: get, register, introspect, revoke, delete,
+delete_all), with its defects fixed (listed in the README), plus refresh-token calls."""
 
 from __future__ import annotations
 
