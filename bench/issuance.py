@@ -24,7 +24,7 @@ from oauth2_token_operator.oauth2 import HTTPTransport
 COUNT = 1000
 CONCURRENCY = 100
 """httpx's default ``max_connections``, which the library's transport uses too."""
-ROUNDS = 3
+ROUNDS = 5
 
 
 async def _at_most(limit: int, calls: Iterable[Awaitable[None]]) -> None:
@@ -53,6 +53,7 @@ async def _raw(setup: Setup, round_no: int) -> float:
             form = {**setup.form, "audience": f"https://raw-{round_no}-{i}.example"}
             response = await http.post(setup.server.token_endpoint, data=form, headers=setup.basic)
             response.raise_for_status()
+            assert response.json()["access_token"]  # read the token, as any client must
 
         return await _timed(issue)
 
