@@ -175,6 +175,28 @@ async def test_introspection_is_answered_from_the_store_within_the_interval(
     assert counters.delta(introspections) == 2
 
 
+class DeletedDuringTheCall(InMemoryTokenStore):
+    """The first lookup of a token returns it and deletes it, as a `delete` landing while
+    the server answers an introspection would."""
+
+    async def get_access_token(self, issuer: str, value: str) -> AccessToken | None:
+        found = await super().get_access_token(issuer, value)
+        if found is not None:
+            await self.delete_access_token(issuer, value)
+        return found
+
+
+async def test_introspection_does_not_resurrect_a_token_deleted_meanwhile(w: World) -> None:
+    manager = TokenManager(
+        DeletedDuringTheCall(),
+        transport=w.transport,
+        config=TokenManagerConfig(min_introspect_interval=0),
+    )
+    token = await w.cc_token(manager, w.cc_scopes)
+    assert (await manager.introspect(token.value, w.issuer, w.client)).active
+    assert await manager.store.find_access_tokens(token.key) == []
+
+
 async def test_an_inactive_token_is_not_handed_out(w: World) -> None:
     """Seed defect 2: validity ignored introspection's `active`."""
     clock = Clock()

@@ -436,8 +436,10 @@ class TokenManager:
         ):
             return stored.introspection()
         info = await server.introspect(access_token, token_type_hint=ACCESS_TOKEN_HINT)
-        if stored is not None:
-            await self.store.put_access_token(with_introspection(stored, info, now))
+        # Read again: a token deleted while the server answered must stay deleted.
+        current = await self.store.get_access_token(server.issuer.issuer, access_token)
+        if current is not None:
+            await self.store.put_access_token(with_introspection(current, info, now))
         return info
 
     async def revoke(self, access_token: str, issuer: IssuerLike, client: ClientConfig) -> None:
