@@ -315,7 +315,7 @@ async def subject_manager(w: World, **config: object) -> tuple[TokenManager, lis
     grant = w.authserver.password_grant(
         w.authserver.clients["client_secret_basic"], w.authserver.user_scopes
     )
-    manager = w.manager(**config)
+    manager = w.manager(None, **config)
     scopes = sorted(w.authserver.user_scopes)
     await manager.add_refresh_token(
         grant["refresh_token"], w.issuer, "alice", w.client, scopes=scopes
