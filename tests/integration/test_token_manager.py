@@ -70,7 +70,7 @@ class World:
         return TokenManager(
             InMemoryTokenStore(),
             transport=self.transport,
-            config=TokenManagerConfig(**config),  # type: ignore[arg-type]
+            config=TokenManagerConfig(**config),
             clock=clock or time.time,
         )
 
