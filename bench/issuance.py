@@ -19,7 +19,7 @@ import httpx
 
 from bench.common import Setup
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
-from oauth2_token_operator.oauth2 import HTTPTransport
+from oauth2_token_operator.oauth2 import OAuth2Transport
 
 COUNT = 1000
 CONCURRENCY = 100
@@ -59,7 +59,7 @@ async def _raw(setup: Setup, round_no: int) -> float:
 
 
 async def _library(setup: Setup, round_no: int) -> float:
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     manager = TokenManager(InMemoryTokenStore(), transport=transport)
     try:
 

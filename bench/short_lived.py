@@ -20,7 +20,7 @@ from oauth2_token_operator.manager import (
     TokenKey,
     TokenManager,
 )
-from oauth2_token_operator.oauth2 import HTTPTransport
+from oauth2_token_operator.oauth2 import OAuth2Transport
 
 WINDOW = 15.0
 INTERVAL = 0.1
@@ -28,7 +28,7 @@ INTERVAL = 0.1
 
 async def _scenario(setup: Setup, subject: Subject) -> None:
     client = setup.short_ttl_client()
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     store = InMemoryTokenStore()
     manager = TokenManager(store, transport=transport)
     scopes: list[str] = ["read"]

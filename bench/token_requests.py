@@ -20,7 +20,7 @@ import httpx
 
 from bench.common import Setup
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
-from oauth2_token_operator.oauth2 import HTTPTransport
+from oauth2_token_operator.oauth2 import OAuth2Transport
 
 ROUNDS = 5
 PER_ROUND = 40
@@ -45,7 +45,7 @@ async def run(setup: Setup) -> None:
             response = await http.post(server.token_endpoint, data=setup.form, headers=setup.basic)
             response.raise_for_status()
 
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     manager = TokenManager(InMemoryTokenStore(), transport=transport)
     authorization_server = manager.server(issuer, client)
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from tests.loopback import LoopbackServer, read_head
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,19 @@ class Stall:
     seconds: float = 5.0
 
 
-Action = Respond | Drop | Stall
+@dataclass(frozen=True)
+class Trickle:
+    """Send the status line and headers at once, then one body byte every ``interval``.
+
+    Every single read finishes well within a read timeout, so only a deadline
+    over the whole call ends it.
+    """
+
+    interval: float = 2.0
+    length: int = 10_000
+
+
+Action = Respond | Drop | Stall | Trickle
 
 
 @dataclass(frozen=True)
@@ -44,61 +59,61 @@ class Request:
     body: bytes
 
 
-class FaultServer:
-    """Answers each request with the next scripted action; the last one repeats."""
+class FaultServer(LoopbackServer):
+    """Answers each request with the next scripted action; the last one repeats.
 
-    def __init__(self, *actions: Action) -> None:
+    With ``tls`` (a server-side context) it speaks https; ``url`` always names
+    127.0.0.1, and ``port`` is there to build URLs with another host name.
+    """
+
+    def __init__(self, *actions: Action, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls=tls)
         self.script: list[Action] = list(actions) or [Respond()]
         self.requests: list[Request] = []
-        self.url = ""
-        self._server: asyncio.Server | None = None
+        self._arrived = asyncio.Event()
 
     def then(self, *actions: Action) -> None:
         self.script = list(actions)
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+    async def wait_for_requests(self, count: int) -> None:
+        """Until ``count`` requests have arrived (answered or not)."""
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Request(method, path, headers, body))
-            action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-            if isinstance(action, Stall):
-                await asyncio.sleep(action.seconds)
-            elif isinstance(action, Respond):
-                payload = json.dumps(action.body).encode()
-                extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
-                writer.write(
-                    f"HTTP/1.1 {action.status} X\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(payload)}\r\nConnection: close\r\n{extra}\r\n".encode()
-                    + payload
-                )
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (method, path, _), headers = await read_head(reader)
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.requests.append(Request(method, path, headers, body))
+        self._arrived.set()
+        action = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(action, Stall):
+            await asyncio.sleep(action.seconds)
+        elif isinstance(action, Trickle):
+            writer.write(
+                f"HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {action.length}\r\n\r\n".encode()
+            )
+            for _ in range(action.length):
+                writer.write(b" ")
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+                await asyncio.sleep(action.interval)
+        elif isinstance(action, Respond):
+            payload = json.dumps(action.body).encode()
+            extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
+            writer.write(
+                f"HTTP/1.1 {action.status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n{extra}\r\n".encode()
+                + payload
+            )
+            await writer.drain()
 
 
 @asynccontextmanager
-async def fault_server(*actions: Action) -> AsyncIterator[FaultServer]:
-    server = FaultServer(*actions)
+async def fault_server(
+    *actions: Action, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[FaultServer]:
+    server = FaultServer(*actions, tls=tls)
     await server.start()
     try:
         yield server

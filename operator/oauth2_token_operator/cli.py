@@ -18,7 +18,7 @@ from pathlib import Path
 from oauth2_token_operator import __version__
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
-from oauth2_token_operator.oauth2.transport import HTTPTransport
+from oauth2_token_operator.oauth2.transport import OAuth2Transport
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ async def _discover(args: argparse.Namespace) -> int:
         allow_insecure_http=args.allow_insecure_http,
         ca_pem=args.ca_file.read_text() if args.ca_file else None,
     )
-    transport = HTTPTransport()
+    transport = OAuth2Transport()
     try:
         metadata = await MetadataCache(transport).get(config)
     except OAuth2Error as exc:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from oauth2_token_operator.manager import InMemoryTokenStore, TokenManager, TokenManagerConfig
-from oauth2_token_operator.oauth2 import ClientConfig, HTTPTransport, IssuerConfig
+from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig, OAuth2Transport
 from tests.authserver.fixtures import AuthServer, TestClient
 
 
@@ -45,14 +45,14 @@ def config_for(authserver: AuthServer) -> Callable[..., ClientConfig]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[HTTPTransport]:
-    t = HTTPTransport()
+async def transport() -> AsyncIterator[OAuth2Transport]:
+    t = OAuth2Transport()
     yield t
     await t.aclose()
 
 
 @pytest.fixture
-async def manager(transport: HTTPTransport) -> TokenManager:
+async def manager(transport: OAuth2Transport) -> TokenManager:
     return TokenManager(InMemoryTokenStore(), transport=transport, config=TokenManagerConfig())
 
 

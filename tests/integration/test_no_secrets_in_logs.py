@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
-from oauth2_token_operator.oauth2 import ClientConfig, HTTPTransport, IssuerConfig
+from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig, OAuth2Transport
 from oauth2_token_operator.oauth2.client_auth import basic_credentials
 from oauth2_token_operator.oauth2.errors import InvalidClientError, InvalidGrantError
 from tests.authserver.fixtures import AuthServer
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.authserver
 async def test_a_full_lifecycle_logs_no_secret(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -11,16 +11,16 @@ import trustme
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
     ClientConfig,
-    HTTPTransport,
     IssuerConfig,
     MetadataCache,
+    OAuth2Transport,
 )
 from oauth2_token_operator.oauth2.errors import (
     ConfigurationError,
     InvalidClientError,
     InvalidGrantError,
     IssuerMismatchError,
-    TransportError,
+    NoResponseError,
 )
 from tests.authserver.fixtures import AuthServer
 from tests.integration.conftest import Counters, client_config
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.authserver
 
 
 def server_for(
-    issuer: IssuerConfig, client: ClientConfig, transport: HTTPTransport
+    issuer: IssuerConfig, client: ClientConfig, transport: OAuth2Transport
 ) -> AuthorizationServer:
     return AuthorizationServer(
         issuer, client, transport=transport, metadata_cache=MetadataCache(transport)
@@ -44,7 +44,7 @@ def path(url: str) -> str:
 
 
 async def test_discovery_uses_the_rfc8414_url_and_caches_it(
-    authserver: AuthServer, issuer: IssuerConfig, transport: HTTPTransport, counters: Counters
+    authserver: AuthServer, issuer: IssuerConfig, transport: OAuth2Transport, counters: Counters
 ) -> None:
     cache = MetadataCache(transport)
     metadata = await cache.get(issuer)
@@ -59,7 +59,9 @@ async def test_discovery_uses_the_rfc8414_url_and_caches_it(
     assert counters.delta("/.well-known/oauth-authorization-server") == 1  # cached
 
 
-async def test_issuer_mismatch_is_refused(authserver: AuthServer, transport: HTTPTransport) -> None:
+async def test_issuer_mismatch_is_refused(
+    authserver: AuthServer, transport: OAuth2Transport
+) -> None:
     # This listener serves the main provider, whose metadata names the https issuer.
     config = IssuerConfig(issuer=authserver.mismatch_url, allow_insecure_http=True)
     with pytest.raises(IssuerMismatchError, match="expected exactly"):
@@ -67,7 +69,7 @@ async def test_issuer_mismatch_is_refused(authserver: AuthServer, transport: HTT
 
 
 async def test_plain_http_is_refused_without_opt_in_and_works_with_it(
-    authserver: AuthServer, transport: HTTPTransport
+    authserver: AuthServer, transport: OAuth2Transport
 ) -> None:
     client = client_config(authserver.http_client)
     refused = server_for(IssuerConfig(issuer=authserver.http_issuer), client, transport)
@@ -81,10 +83,12 @@ async def test_plain_http_is_refused_without_opt_in_and_works_with_it(
     assert token.token_type == "Bearer"
 
 
-async def test_tls_is_verified_by_default(authserver: AuthServer, transport: HTTPTransport) -> None:
+async def test_tls_is_verified_by_default(
+    authserver: AuthServer, transport: OAuth2Transport
+) -> None:
     """Without the test CA the system trust store refuses the server's certificate."""
     untrusted = IssuerConfig(issuer=authserver.issuer)
-    with pytest.raises(TransportError, match="ConnectError"):
+    with pytest.raises(NoResponseError, match="ConnectError"):
         await MetadataCache(transport).get(untrusted)
 
 
@@ -108,7 +112,7 @@ METHODS = [
 async def test_each_auth_method_obtains_a_client_credentials_token(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
     counters: Counters,
     method: str,
@@ -136,7 +140,7 @@ async def test_each_auth_method_obtains_a_client_credentials_token(
 )  # fmt: skip
 async def test_a_wrong_secret_gives_invalid_client_without_leaking_it(
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
     method: str,
     alg: str | None,
@@ -152,7 +156,7 @@ async def test_a_wrong_secret_gives_invalid_client_without_leaking_it(
 
 
 async def test_a_wrong_private_key_gives_invalid_client(
-    authserver: AuthServer, issuer: IssuerConfig, transport: HTTPTransport
+    authserver: AuthServer, issuer: IssuerConfig, transport: OAuth2Transport
 ) -> None:
     client = authserver.clients["private_key_jwt"]
     # Sign with the ES256 key but claim the RS256 key's id: the signature cannot verify.
@@ -162,7 +166,7 @@ async def test_a_wrong_private_key_gives_invalid_client(
 
 
 async def test_a_certificate_from_another_ca_gives_invalid_client(
-    authserver: AuthServer, issuer: IssuerConfig, transport: HTTPTransport
+    authserver: AuthServer, issuer: IssuerConfig, transport: OAuth2Transport
 ) -> None:
     genuine = authserver.clients["tls_client_auth"]
     assert genuine.cert_file is not None
@@ -183,7 +187,7 @@ async def test_a_certificate_from_another_ca_gives_invalid_client(
 
 
 async def test_client_auth_method_comes_from_the_client_not_the_server(
-    issuer: IssuerConfig, transport: HTTPTransport, config_for: Callable[..., ClientConfig]
+    issuer: IssuerConfig, transport: OAuth2Transport, config_for: Callable[..., ClientConfig]
 ) -> None:
     """The seed's defect 3: it read the method from the server's metadata.
 
@@ -207,7 +211,7 @@ async def test_client_auth_method_comes_from_the_client_not_the_server(
 async def test_unknown_scopes_are_silently_dropped_and_the_echo_is_used(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
 ) -> None:
     server = server_for(issuer, config_for("client_secret_basic"), transport)
@@ -222,7 +226,7 @@ async def test_unknown_scopes_are_silently_dropped_and_the_echo_is_used(
 async def test_refresh_narrows_scope_rotates_and_a_reused_token_is_invalid_grant(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
     counters: Counters,
 ) -> None:
@@ -249,7 +253,7 @@ async def test_refresh_narrows_scope_rotates_and_a_reused_token_is_invalid_grant
 async def test_public_client_refreshes_with_auth_method_none(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
 ) -> None:
     initial = authserver.password_grant(authserver.clients["none"], authserver.user_scopes)
@@ -265,7 +269,7 @@ async def test_public_client_refreshes_with_auth_method_none(
 async def test_introspection_active_then_inactive_after_revocation(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
 ) -> None:
     server = server_for(issuer, config_for("client_secret_post"), transport)

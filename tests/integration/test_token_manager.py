@@ -25,16 +25,16 @@ from oauth2_token_operator.manager import (
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
     ClientConfig,
-    HTTPTransport,
     IssuerConfig,
     MetadataCache,
+    OAuth2Transport,
     RetryPolicy,
 )
 from oauth2_token_operator.oauth2.errors import (
     InactiveTokenError,
     InvalidGrantError,
+    NoResponseError,
     NoTokenAvailableError,
-    TransportError,
 )
 from tests.authserver.fixtures import AuthServer
 from tests.integration.conftest import Counters
@@ -58,7 +58,7 @@ class World:
 
     authserver: AuthServer
     issuer: IssuerConfig
-    transport: HTTPTransport
+    transport: OAuth2Transport
     client: ClientConfig
     config_for: Callable[..., ClientConfig]
 
@@ -115,7 +115,7 @@ class World:
 def w(
     authserver: AuthServer,
     issuer: IssuerConfig,
-    transport: HTTPTransport,
+    transport: OAuth2Transport,
     config_for: Callable[..., ClientConfig],
 ) -> World:
     return World(authserver, issuer, transport, config_for("client_secret_basic"), config_for)
@@ -443,12 +443,12 @@ async def test_delete_reports_a_failed_revocation(w: World) -> None:
         ca_pem=w.issuer.ca_pem,
         metadata_overrides={"revocation_endpoint": f"https://127.0.0.1:{closed_port}/revoke"},
     )
-    transport = HTTPTransport(retry=RetryPolicy(attempts=1))
+    transport = OAuth2Transport(retry=RetryPolicy(attempts=1))
     manager = TokenManager(InMemoryTokenStore(), transport=transport)
     token = await w.cc_token(manager, w.cc_scopes, issuer=unreachable_revocation)
     result = await manager.delete(token.value, unreachable_revocation, w.client)
     assert result.revocation is Revocation.FAILED
-    assert isinstance(result.error, TransportError)
+    assert isinstance(result.error, NoResponseError)
     assert result.removed
     await transport.aclose()
 

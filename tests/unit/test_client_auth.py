@@ -6,7 +6,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from pydantic import ValidationError
 
 from oauth2_token_operator.oauth2.client_auth import (
     ClientAuthenticator,
@@ -175,7 +174,7 @@ def test_certificate_and_public_clients_send_only_their_id(method: str) -> None:
     ],
 )  # fmt: skip
 def test_client_config_validation(fields: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         ClientConfig(client_id="c", **fields)  # type: ignore[arg-type]
 
 

@@ -1,7 +1,10 @@
+import inspect
+
 import pytest
 
+from oauth2_token_operator import oauth2
+from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.oauth2.errors import (
-    HTTPStatusError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
@@ -9,6 +12,7 @@ from oauth2_token_operator.oauth2.errors import (
     OAuth2ErrorResponse,
     TemporarilyUnavailableError,
     UnauthorizedClientError,
+    UnexpectedStatusError,
     UnsupportedGrantTypeError,
     error_response,
     sanitize_server_text,
@@ -49,8 +53,18 @@ def test_server_text_cannot_forge_log_lines() -> None:
 
 
 def test_retryable_statuses() -> None:
-    assert HTTPStatusError("x", status_code=503).retryable
-    assert HTTPStatusError("x", status_code=429).retryable
-    assert not HTTPStatusError("x", status_code=404).retryable
+    assert UnexpectedStatusError("x", status_code=503).retryable
+    assert UnexpectedStatusError("x", status_code=429).retryable
+    assert not UnexpectedStatusError("x", status_code=404).retryable
     assert TemporarilyUnavailableError(endpoint=None, status_code=503, error="t").retryable
     assert not InvalidGrantError(endpoint=None, status_code=400, error="invalid_grant").retryable
+
+
+def test_every_error_class_is_exported_from_the_package() -> None:
+    classes = {
+        name
+        for name, value in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(value, errors.OAuth2Error)
+    }
+    assert classes <= set(oauth2.__all__)
+    assert all(getattr(oauth2, name) is getattr(errors, name) for name in classes)

@@ -47,7 +47,7 @@ from oauth2_token_operator.oauth2.errors import (
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
 from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
-from oauth2_token_operator.oauth2.transport import HTTPTransport
+from oauth2_token_operator.oauth2.transport import OAuth2Transport
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +123,13 @@ class TokenManager:
         store: TokenStore,
         *,
         config: TokenManagerConfig | None = None,
-        transport: HTTPTransport | None = None,
+        transport: OAuth2Transport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.config = config or TokenManagerConfig()
         self._owns_transport = transport is None
-        self._transport = transport or HTTPTransport()
+        self._transport = transport or OAuth2Transport()
         self._clock = clock
         self._metadata = MetadataCache(
             self._transport,

@@ -3,25 +3,76 @@ introspection and revocation over httpx. No Kubernetes in here."""
 
 from oauth2_token_operator.oauth2.authorization_server import AuthorizationServer
 from oauth2_token_operator.oauth2.client_auth import AuthMethod, ClientConfig
+from oauth2_token_operator.oauth2.errors import (
+    ConfigurationError,
+    DeadlineExceededError,
+    InactiveTokenError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    IssuerMismatchError,
+    MalformedResponseError,
+    MetadataError,
+    NoResponseError,
+    NoTokenAvailableError,
+    OAuth2Error,
+    OAuth2ErrorResponse,
+    TemporarilyUnavailableError,
+    TokenError,
+    UnauthorizedClientError,
+    UnexpectedStatusError,
+    UnsupportedGrantTypeError,
+    UnsupportedTokenTypeError,
+)
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache, ServerMetadata
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse
 from oauth2_token_operator.oauth2.scopes import Scopes, format_scope, parse_scope
-from oauth2_token_operator.oauth2.transport import HTTPTransport, RetryPolicy, Timeouts, TLSConfig
+from oauth2_token_operator.oauth2.transport import (
+    OAuth2Transport,
+    ProxySettings,
+    RetryPolicy,
+    Timeouts,
+    TLSConfig,
+)
 
 __all__ = [
     "AuthMethod",
     "AuthorizationServer",
     "ClientConfig",
-    "HTTPTransport",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "InactiveTokenError",
     "Introspection",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTargetError",
     "IssuerConfig",
+    "IssuerMismatchError",
+    "MalformedResponseError",
     "MetadataCache",
+    "MetadataError",
+    "NoResponseError",
+    "NoTokenAvailableError",
+    "OAuth2Error",
+    "OAuth2ErrorResponse",
+    "OAuth2Transport",
+    "ProxySettings",
     "RetryPolicy",
     "Scopes",
     "ServerMetadata",
     "TLSConfig",
+    "TemporarilyUnavailableError",
     "Timeouts",
+    "TokenError",
     "TokenResponse",
+    "UnauthorizedClientError",
+    "UnexpectedStatusError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedTokenTypeError",
     "format_scope",
     "parse_scope",
 ]

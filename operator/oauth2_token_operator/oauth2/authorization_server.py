@@ -10,8 +10,8 @@ import httpx
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
 from oauth2_token_operator.oauth2.errors import (
     ConfigurationError,
-    HTTPStatusError,
     MalformedResponseError,
+    UnexpectedStatusError,
     error_response,
 )
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache, ServerMetadata
@@ -22,7 +22,7 @@ from oauth2_token_operator.oauth2.responses import (
     parse_token_response,
 )
 from oauth2_token_operator.oauth2.scopes import Scopes, format_scope
-from oauth2_token_operator.oauth2.transport import HTTPTransport, Replay, parse_retry_after
+from oauth2_token_operator.oauth2.transport import OAuth2Transport, Replay, parse_retry_after
 
 TokenTypeHint = str  # "access_token" | "refresh_token" | an extension value (RFC 7009 §2.1)
 ACCESS_TOKEN_HINT: TokenTypeHint = "access_token"  # noqa: S105 - a hint name, not a secret
@@ -41,7 +41,7 @@ class AuthorizationServer:
         issuer: IssuerConfig,
         client: ClientConfig,
         *,
-        transport: HTTPTransport,
+        transport: OAuth2Transport,
         metadata_cache: MetadataCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -118,7 +118,7 @@ class AuthorizationServer:
     ) -> None:
         """RFC 7009 §2.1. Success also for a token the server no longer knows (§2.2).
 
-        A persisting 503 raises ``HTTPStatusError`` with ``retry_after``: the
+        A persisting 503 raises ``UnexpectedStatusError`` with ``retry_after``: the
         token still exists and the caller should try again later (§2.2.1).
         """
         form: dict[str, str | list[str]] = {"token": token}
@@ -133,6 +133,17 @@ class AuthorizationServer:
         replay: Replay,
         *,
         expect_json: bool = True,
+    ) -> object:
+        # One deadline for the whole call: discovery (when due) and the request.
+        with self._transport.deadline():
+            return await self._call_within_deadline(endpoint, form, replay, expect_json)
+
+    async def _call_within_deadline(
+        self,
+        endpoint: str,
+        form: Mapping[str, str | list[str]],
+        replay: Replay,
+        expect_json: bool,
     ) -> object:
         metadata = await self.metadata()
         url = metadata.endpoint(endpoint, mtls=self.client.uses_mtls)
@@ -181,7 +192,7 @@ def _interpret(response: httpx.Response, *, endpoint: str, expect_json: bool, no
             error_description=description if isinstance(description, str) else None,
             error_uri=uri if isinstance(uri, str) else None,
         )
-    raise HTTPStatusError(
+    raise UnexpectedStatusError(
         f"unexpected HTTP {status}",
         endpoint=endpoint,
         status_code=status,

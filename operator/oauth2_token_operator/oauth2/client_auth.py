@@ -15,16 +15,24 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import quote_plus
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.config import ExtraValues
 
 from oauth2_token_operator.oauth2.errors import ConfigurationError
-from oauth2_token_operator.oauth2.transport import TLSConfig
+from oauth2_token_operator.oauth2.tls import TLSConfig
 
 AuthMethod = Literal[
     "client_secret_basic",
@@ -43,9 +51,14 @@ _EC_ALGORITHM_BY_CURVE = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1
 
 
 class ClientConfig(BaseModel):
-    """A registered OAuth2 client: who we are to the authorization server."""
+    """A registered OAuth2 client: who we are to the authorization server.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Invalid input raises ``ConfigurationError`` (not pydantic's
+    ``ValidationError``), whose text names the fields and the problems but
+    never a value: see ``_never_echo_input``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     client_id: str
     auth_method: AuthMethod = "client_secret_basic"
@@ -62,6 +75,31 @@ class ClientConfig(BaseModel):
     """PEM certificate chain for ``tls_client_auth``."""
     tls_client_key: SecretStr | None = None
 
+    @classmethod
+    def model_validate_json(
+        cls,
+        json_data: str | bytes | bytearray,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """As pydantic's; malformed JSON, which no validator sees, is not quoted either."""
+        try:
+            return super().model_validate_json(
+                json_data,
+                strict=strict,
+                extra=extra,
+                context=context,
+                by_alias=by_alias,
+                by_name=by_name,
+            )
+        except ValidationError as exc:
+            problems = describe_validation_errors(exc)
+        raise ConfigurationError(f"invalid client configuration: {problems}")
+
     @model_validator(mode="after")
     def _check_credentials(self) -> ClientConfig:
         method = self.auth_method
@@ -73,7 +111,7 @@ class ClientConfig(BaseModel):
         if method == "client_secret_jwt" and (self.signing_alg or "HS256") not in HMAC_ALGORITHMS:
             raise ValueError(f"client_secret_jwt signs with one of {', '.join(HMAC_ALGORITHMS)}")
         if method == "private_key_jwt":
-            if self.private_key is None:
+            if not (self.private_key and self.private_key.get_secret_value()):
                 raise ValueError("private_key_jwt needs a private key")
             if self.signing_alg is not None and self.signing_alg not in ASYMMETRIC_ALGORITHMS:
                 raise ValueError(
@@ -84,6 +122,27 @@ class ClientConfig(BaseModel):
         if self.assertion_lifetime <= 0 or self.assertion_lifetime > 600:
             raise ValueError("assertion_lifetime must be within (0, 600] seconds")
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _never_echo_input(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ClientConfig]
+    ) -> ClientConfig:
+        """Replace pydantic's error by one that carries no input.
+
+        ``ValidationError.errors()`` keeps the raw input (for a check across
+        fields, the whole input: secret, private key and all), whatever
+        ``hide_input_in_errors`` says. ``ConfigurationError`` is not a
+        ``ValueError``, so pydantic lets it through unchanged, also when this
+        model is validated as part of another one. Declared after the other
+        validators so that it wraps them.
+        """
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            problems = describe_validation_errors(exc)
+        # Raised outside the handler, so no exception chain leads back to the input.
+        raise ConfigurationError(f"invalid client configuration: {problems}")
 
     @property
     def uses_mtls(self) -> bool:
@@ -99,6 +158,16 @@ class ClientConfig(BaseModel):
             client_cert_pem=self.tls_client_cert,
             client_key_pem=self.tls_client_key.get_secret_value(),
         )
+
+
+def describe_validation_errors(exc: ValidationError) -> str:
+    """``field: problem; ...`` from pydantic's errors, without their ``input``."""
+    problems = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 @dataclass(frozen=True)
@@ -129,6 +198,8 @@ def _load_signing_key(client: ClientConfig) -> _SigningKey:
     try:
         if text.startswith("{"):
             jwk = json.loads(text)
+            if not isinstance(jwk, dict):
+                raise ConfigurationError("the private key is JSON but not a JWK object")
             if "d" not in jwk:
                 raise ConfigurationError("the JWK has no private part ('d')")
             kid = kid or jwk.get("kid")
@@ -138,12 +209,15 @@ def _load_signing_key(client: ClientConfig) -> _SigningKey:
             key = load_pem_private_key(text.encode("utf-8"), password=None)
     except ConfigurationError:
         raise
-    except (ValueError, TypeError, jwt.PyJWKError) as exc:
-        # Never echo the key material: only its kind of failure.
-        raise ConfigurationError(
-            f"private key for client {client.client_id!r} cannot be loaded ({type(exc).__name__})"
-        ) from None
-    return _SigningKey(key, client.signing_alg or _default_algorithm(key), kid)
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        failure = type(exc).__name__
+    else:
+        return _SigningKey(key, client.signing_alg or _default_algorithm(key), kid)
+    # Only the kind of failure, and raised outside the handler: PyJWT's and json's
+    # exceptions quote the key, and an exception chain would carry them along.
+    raise ConfigurationError(
+        f"private key for client {client.client_id!r} cannot be loaded ({failure})"
+    )
 
 
 def _default_algorithm(key: Any) -> str:

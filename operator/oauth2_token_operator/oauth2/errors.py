@@ -51,13 +51,24 @@ class IssuerMismatchError(MetadataError):
     retryable = False
 
 
-class TransportError(OAuth2Error):
-    """The request did not get an HTTP answer (DNS, connect, TLS, timeout)."""
+class NoResponseError(OAuth2Error):
+    """The request got no HTTP answer (DNS, connect, TLS, timeout, dropped connection).
+
+    The message names the cause, e.g. ``ConnectError (connection refused)``.
+    """
 
     retryable = True
 
 
-class HTTPStatusError(OAuth2Error):
+class DeadlineExceededError(NoResponseError):
+    """The call did not complete within its total deadline (``Timeouts.total``).
+
+    The deadline covers every attempt and every wait between them, so a server
+    that answers slowly, or a byte at a time, cannot hold a call forever.
+    """
+
+
+class UnexpectedStatusError(OAuth2Error):
     """An HTTP answer that is neither success nor an RFC 6749 §5.2 error body."""
 
     def __init__(
@@ -187,10 +198,6 @@ class TokenError(OAuth2Error):
 
 class NoTokenAvailableError(TokenError):
     """``get`` found no valid token and had no way to obtain one."""
-
-
-class TokenNotFoundError(TokenError):
-    """The token is not in the store."""
 
 
 class InactiveTokenError(TokenError):

@@ -3,7 +3,8 @@
 Discovered documents are cached per issuer: refreshed every
 ``refresh_interval`` (1 h), fetched at most once per ``min_fetch_interval``
 (10 s) however often callers ask, and a failed refresh keeps the last good
-document. Caller overrides (the seed's ``server_metadata``) are merged over the
+document, with one warning per failure episode (until a fetch succeeds).
+Caller overrides (the seed's ``server_metadata``) are merged over the
 discovered document.
 """
 
@@ -26,7 +27,8 @@ from oauth2_token_operator.oauth2.errors import (
     MetadataError,
     OAuth2Error,
 )
-from oauth2_token_operator.oauth2.transport import HTTPTransport, Replay, TLSConfig
+from oauth2_token_operator.oauth2.tls import TLSConfig
+from oauth2_token_operator.oauth2.transport import OAuth2Transport, Replay
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def check_url(url: str, *, allow_http: bool, what: str) -> None:
         return
     if parsed.scheme == "http":
         raise ConfigurationError(
-            f"{what} {url!r} uses plain http; allow it explicitly (allowInsecureHTTP) "
+            f"{what} {url!r} uses plain http; allow it explicitly (allow_insecure_http) "
             "only for local testing"
         )
     raise ConfigurationError(f"{what} {url!r} must use https")
@@ -126,6 +128,8 @@ class _Entry:
     fetched_at: float = float("-inf")
     attempted_at: float = float("-inf")
     last_error: OAuth2Error | None = None
+    warned: bool = False
+    """A warning about this failure episode was logged: say nothing more until a fetch works."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -134,7 +138,7 @@ class MetadataCache:
 
     def __init__(
         self,
-        transport: HTTPTransport,
+        transport: OAuth2Transport,
         *,
         refresh_interval: float = 3600.0,
         min_fetch_interval: float = 10.0,
@@ -163,7 +167,10 @@ class MetadataCache:
             except OAuth2Error as exc:
                 entry.last_error = exc
                 return self._stale_or_raise(entry, config)
-            entry.metadata, entry.fetched_at, entry.last_error = metadata, self._clock(), None
+            if entry.warned:
+                log.info("metadata of %s fetched again", config.issuer)
+            entry.metadata, entry.fetched_at = metadata, self._clock()
+            entry.last_error, entry.warned = None, False
             return metadata
 
     def _fresh(self, entry: _Entry) -> bool:
@@ -174,7 +181,9 @@ class MetadataCache:
     @staticmethod
     def _stale_or_raise(entry: _Entry, config: IssuerConfig) -> ServerMetadata:
         if entry.metadata is not None:
-            if entry.last_error is not None:
+            if entry.last_error is not None and not entry.warned:
+                # Once per failure episode: every call until the next good fetch lands here.
+                entry.warned = True
                 log.warning(
                     "keeping the last good metadata of %s: %s", config.issuer, entry.last_error
                 )

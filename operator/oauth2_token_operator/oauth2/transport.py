@@ -1,37 +1,62 @@
-"""HTTP transport for every OAuth2 call: pooled clients, timeouts, TLS and retries.
+"""HTTP transport for every OAuth2 call: pooled clients, deadlines, TLS, proxies and retries.
 
-One ``httpx.AsyncClient`` exists per TLS configuration, so connections to an
-authorization server are reused across calls and tokens. Retries use
-exponential backoff with full jitter for transport errors, 429 and 5xx, and
-respect ``Retry-After``; OAuth 4xx errors are final and never retried.
+One ``httpx.AsyncClient`` exists per TLS configuration (at most ``max_pools``,
+least recently used evicted first), so connections to an authorization server
+are reused across calls and tokens. Retries use exponential backoff with full
+jitter for transport errors, 429 and 5xx, and respect ``Retry-After``; OAuth
+4xx errors are final and never retried.
+
+Every call has a total deadline (``Timeouts.total``) over all its attempts and
+the waits between them: per-read timeouts alone let a server that sends a byte
+at a time hold a call forever. A retry that cannot finish its wait before the
+deadline is not started.
 
 Requests that must not be replayed (a refresh-token grant against a server
 that rotates refresh tokens: a replay after the server already answered would
 present a consumed token and may revoke the whole grant) are retried only when
 the request provably did not reach the server, or the server said so (429/503).
+
+Nothing is taken from the environment except the proxy variables
+(``proxy.py``): ``trust_env`` stays off, so ``SSL_CERT_FILE``, ``.netrc`` and
+``ALL_PROXY`` are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import enum
 import logging
 import os
 import random
 import ssl
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import httpx
 
 from oauth2_token_operator.oauth2.errors import (
-    HTTPStatusError,
-    TransportError,
+    DeadlineExceededError,
+    NoResponseError,
+    UnexpectedStatusError,
     sanitize_server_text,
 )
+from oauth2_token_operator.oauth2.proxy import ProxySettings
+from oauth2_token_operator.oauth2.tls import TLSConfig, system_trust_context
+
+__all__ = [
+    "OAuth2Transport",
+    "ProxySettings",
+    "Replay",
+    "RetryPolicy",
+    "TLSConfig",
+    "Timeouts",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +64,11 @@ log = logging.getLogger(__name__)
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _NOT_PROCESSED_STATUSES = frozenset({429, 503})
+
+#: The loop time by which the current OAuth2 call must be done (see ``OAuth2Transport.deadline``).
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "oauth2_deadline", default=None
+)
 
 
 class Replay(enum.Enum):
@@ -48,41 +78,6 @@ class Replay(enum.Enum):
     """Harmless to repeat: discovery, client_credentials, introspection, revocation."""
     UNSAFE = "unsafe"
     """Retry only when the server cannot have processed it (not sent, 429, 503)."""
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """How to verify the server and, for ``tls_client_auth``, who we are.
-
-    Certificates are held as PEM text, not paths, so a rotated Secret yields a
-    new configuration (and a new connection pool) instead of a stale one.
-    """
-
-    ca_pem: str | None = None
-    client_cert_pem: str | None = field(default=None, repr=False)
-    client_key_pem: str | None = field(default=None, repr=False)
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if self.ca_pem:
-            context.load_verify_locations(cadata=self.ca_pem)
-        if self.client_cert_pem:
-            _load_client_certificate(context, self.client_cert_pem, self.client_key_pem)
-        return context
-
-
-def _load_client_certificate(context: ssl.SSLContext, cert_pem: str, key_pem: str | None) -> None:
-    # ssl can only read a certificate chain from a file: write it to a private
-    # temporary file (mode 0600) and remove it at once.
-    fd, path = tempfile.mkstemp(prefix="oauth2-client-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(cert_pem.strip() + "\n")
-            if key_pem:
-                handle.write(key_pem.strip() + "\n")
-        context.load_cert_chain(path)
-    finally:
-        os.unlink(path)
 
 
 @dataclass(frozen=True)
@@ -117,8 +112,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 class Timeouts:
     connect: float = 5.0
     read: float = 10.0
+    """Longest wait for any single read; see ``total`` for the whole call."""
     write: float = 10.0
     pool: float = 5.0
+    total: float = 30.0
+    """Deadline of one OAuth2 call: every attempt, every read and every wait between them."""
+
+    def __post_init__(self) -> None:
+        if self.total <= 0:
+            raise ValueError("the total deadline must be positive")
 
     def httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
@@ -127,8 +129,19 @@ class Timeouts:
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class HTTPTransport:
-    """Owns the pooled HTTP clients; close it with ``aclose`` when done."""
+@dataclass
+class _Pool:
+    client: httpx.AsyncClient
+    users: int = 0
+    """Requests in flight on this pool: a retired pool is closed when the last one ends."""
+
+
+class OAuth2Transport:
+    """Owns the pooled HTTP clients; close it with ``aclose`` when done.
+
+    ``proxy`` defaults to ``ProxySettings.from_environment()``, read once here.
+    After ``aclose`` every ``client`` or ``request`` call raises ``RuntimeError``.
+    """
 
     def __init__(
         self,
@@ -136,37 +149,105 @@ class HTTPTransport:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         limits: httpx.Limits | None = None,
+        proxy: ProxySettings | None = None,
+        max_pools: int = 32,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         user_agent: str = "oauth2-token-operator",
     ) -> None:
+        if max_pools < 1:
+            raise ValueError("max_pools must be at least 1")
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
+        self.proxy = proxy if proxy is not None else ProxySettings.from_environment()
+        self.max_pools = max_pools
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._user_agent = user_agent
-        self._clients: dict[TLSConfig, httpx.AsyncClient] = {}
+        self._pools: OrderedDict[TLSConfig, _Pool] = OrderedDict()
+        self._retired: list[_Pool] = []
+        self._closed = False
+
+    # -- connection pools ------------------------------------------------------------
 
     def client(self, tls: TLSConfig) -> httpx.AsyncClient:
-        existing = self._clients.get(tls)
-        if existing is not None:
-            return existing
-        created = httpx.AsyncClient(
-            verify=tls.ssl_context(),
+        """The pooled client for ``tls``. It is closed once evicted or dropped: send
+        through ``request``, which keeps a pool open while a request uses it."""
+        return self._pool(tls).client
+
+    def _pool(self, tls: TLSConfig) -> _Pool:
+        if self._closed:
+            raise RuntimeError("the OAuth2Transport is closed")
+        pool = self._pools.get(tls)
+        if pool is not None:
+            self._pools.move_to_end(tls)
+            return pool
+        pool = _Pool(self._new_client(tls))
+        self._pools[tls] = pool
+        while len(self._pools) > self.max_pools:
+            _, evicted = self._pools.popitem(last=False)
+            self._retired.append(evicted)
+        return pool
+
+    def _new_client(self, tls: TLSConfig) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=_ProxyRouter(self.proxy, verify=tls.ssl_context(), limits=self._limits),
             timeout=self.timeouts.httpx(),
-            limits=self._limits,
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
             follow_redirects=False,
             trust_env=False,
         )
-        self._clients[tls] = created
-        return created
+
+    async def close_pool(self, tls: TLSConfig) -> None:
+        """Drop the connections of one TLS configuration, e.g. after its CA or client
+        certificate changed. Idle connections close now, busy ones when their requests
+        end; the next request with ``tls`` opens a new pool."""
+        pool = self._pools.pop(tls, None)
+        if pool is not None:
+            self._retired.append(pool)
+        await self._close_idle_retired()
+
+    async def _close_idle_retired(self) -> None:
+        idle = [pool for pool in self._retired if pool.users == 0]
+        self._retired = [pool for pool in self._retired if pool.users > 0]
+        for pool in idle:
+            await pool.client.aclose()
+
+    @property
+    def pool_count(self) -> int:
+        """Pools not closed yet: in use, and retired ones waiting for their requests to end."""
+        return len(self._pools) + len(self._retired)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        self._closed = True
+        pools = [*self._pools.values(), *self._retired]
+        self._pools, self._retired = OrderedDict(), []
+        for pool in pools:
+            await pool.client.aclose()
+
+    # -- deadline ----------------------------------------------------------------------
+
+    @contextmanager
+    def deadline(self) -> Iterator[float]:
+        """Bound every request made inside to one ``timeouts.total`` from now.
+
+        Nested deadlines keep the sooner one, so a call made of several requests
+        (discovery, then the token request) shares one budget. Yields the deadline
+        in event-loop time.
+        """
+        when = asyncio.get_running_loop().time() + self.timeouts.total
+        outer = _DEADLINE.get()
+        if outer is not None and outer <= when:
+            yield outer
+            return
+        token = _DEADLINE.set(when)
+        try:
+            yield when
+        finally:
+            _DEADLINE.reset(token)
+
+    # -- requests ----------------------------------------------------------------------
 
     async def request(
         self,
@@ -179,30 +260,73 @@ class HTTPTransport:
         data: Mapping[str, str | list[str]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send with retries; return the final response whatever its status.
+        """Send with retries within the deadline; return the final response whatever its status.
 
-        Raises ``TransportError`` when no answer came, and ``HTTPStatusError``
-        when a retryable status persisted or asked for a longer wait than
-        ``RetryPolicy.max_retry_after``.
+        Raises ``NoResponseError`` when no answer came (``DeadlineExceededError``
+        when the deadline cut the call short), and ``UnexpectedStatusError`` when
+        a retryable status persisted or asked for a wait beyond
+        ``RetryPolicy.max_retry_after`` or the deadline.
         """
-        client = self.client(tls)
+        pool = self._pool(tls)
+        pool.users += 1
+        try:
+            if self._retired:
+                await self._close_idle_retired()
+            with self.deadline() as when:
+                return await self._send(
+                    pool.client, method, url, endpoint, replay, data, headers, when
+                )
+        finally:
+            pool.users -= 1
+            if pool.users == 0 and any(p is pool for p in self._retired):
+                await self._close_idle_retired()
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        endpoint: str,
+        replay: Replay,
+        data: Mapping[str, str | list[str]] | None,
+        headers: Mapping[str, str] | None,
+        when: float,
+    ) -> httpx.Response:
+        loop = asyncio.get_running_loop()
         attempt = 0
+        last_failure = ""
         while True:
             attempt += 1
+            scope = asyncio.timeout_at(when)
             try:
-                response = await client.request(method, url, data=data, headers=headers)
+                async with scope:
+                    response = await client.request(method, url, data=data, headers=headers)
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                earlier = f"; earlier: {last_failure}" if last_failure else ""
+                raise DeadlineExceededError(
+                    f"no complete answer from {_origin(url)} within the "
+                    f"{self.timeouts.total:g} s deadline (attempt {attempt}{earlier})",
+                    endpoint=endpoint,
+                ) from None
             except httpx.TransportError as exc:
+                cause = describe_transport_error(exc, self.timeouts)
                 retryable = replay is Replay.SAFE or isinstance(exc, _NOT_SENT_ERRORS)
+                failure = f"{cause} talking to {_origin(url)} after {attempt} attempt(s)"
                 if not retryable or attempt >= self.retry.attempts:
-                    raise TransportError(
-                        f"{type(exc).__name__} talking to {_origin(url)} after {attempt} "
-                        f"attempt(s): {exc}",
+                    raise NoResponseError(failure, endpoint=endpoint) from exc
+                delay = self.retry.backoff(attempt, self._rng)
+                if loop.time() + delay >= when:
+                    raise NoResponseError(
+                        f"{failure}; no time left to retry within the "
+                        f"{self.timeouts.total:g} s deadline",
                         endpoint=endpoint,
                     ) from exc
-                delay = self.retry.backoff(attempt, self._rng)
+                last_failure = cause
                 log.info(
                     "%s: %s, retrying in %.2fs (attempt %d/%d)",
-                    endpoint, type(exc).__name__, delay, attempt, self.retry.attempts,
+                    endpoint, cause, delay, attempt, self.retry.attempts,
                 )  # fmt: skip
                 await self._sleep(delay)
                 continue
@@ -212,23 +336,111 @@ class HTTPTransport:
                 return response
             retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
             retryable = replay is Replay.SAFE or status in _NOT_PROCESSED_STATUSES
+            delay = (
+                retry_after if retry_after is not None else self.retry.backoff(attempt, self._rng)
+            )
             too_long = retry_after is not None and retry_after > self.retry.max_retry_after
-            if not retryable or too_long or attempt >= self.retry.attempts:
-                raise HTTPStatusError(
+            past_deadline = loop.time() + delay >= when
+            if not retryable or too_long or past_deadline or attempt >= self.retry.attempts:
+                reason = " (no time left to retry within the deadline)" if past_deadline else ""
+                raise UnexpectedStatusError(
                     f"HTTP {status}{_error_code_suffix(response)} from {_origin(url)} "
-                    f"after {attempt} attempt(s)",
+                    f"after {attempt} attempt(s){reason}",
                     endpoint=endpoint,
                     status_code=status,
                     retry_after=retry_after,
                 )
-            delay = (
-                retry_after if retry_after is not None else self.retry.backoff(attempt, self._rng)
-            )
+            last_failure = f"HTTP {status}"
             log.info(
                 "%s: HTTP %d, retrying in %.2fs (attempt %d/%d)",
                 endpoint, status, delay, attempt, self.retry.attempts,
             )  # fmt: skip
             await self._sleep(delay)
+
+
+class _ProxyRouter(httpx.AsyncBaseTransport):
+    """Sends each request directly or through the proxy ``ProxySettings`` picks for its URL.
+
+    httpx's own ``mounts`` cannot express ``NO_PROXY`` CIDR blocks or Go's
+    loopback rule, hence the routing here. Each route keeps its own pool.
+    """
+
+    def __init__(
+        self, settings: ProxySettings, *, verify: ssl.SSLContext, limits: httpx.Limits
+    ) -> None:
+        self._settings = settings
+        self._verify = verify
+        self._limits = limits
+        self._routes: dict[httpx.URL | None, httpx.AsyncHTTPTransport] = {}
+
+    def _route(self, proxy: httpx.URL | None) -> httpx.AsyncHTTPTransport:
+        route = self._routes.get(proxy)
+        if route is None:
+            route = httpx.AsyncHTTPTransport(
+                verify=self._verify,
+                limits=self._limits,
+                trust_env=False,
+                proxy=None if proxy is None else _proxy(proxy),
+            )
+            self._routes[proxy] = route
+        return route
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._route(self._settings.proxy_for(request.url)).handle_async_request(
+            request
+        )
+
+    async def aclose(self) -> None:
+        routes, self._routes = list(self._routes.values()), {}
+        for route in routes:
+            await route.aclose()
+
+
+def _proxy(url: httpx.URL) -> httpx.Proxy:
+    """An ``https://`` proxy is verified with the system's trust store, not ``SSL_CERT_FILE``."""
+    if url.scheme == "https":
+        return httpx.Proxy(url, ssl_context=system_trust_context())
+    return httpx.Proxy(url)
+
+
+def describe_transport_error(exc: httpx.TransportError, timeouts: Timeouts) -> str:
+    """``ReadTimeout (no data for 10 s)``, ``ConnectError (connection refused)``…
+
+    httpx leaves many messages empty; the operating system's reason is found
+    down the exception chain.
+    """
+    details: list[str] = []
+    text = str(exc).strip()
+    if text:
+        details.append(text)
+    elif isinstance(exc, httpx.TimeoutException):
+        details.append(_TIMEOUT_TEXT.get(type(exc), "timed out").format(t=timeouts))
+    reason = _os_reason(exc)
+    if reason and all(reason.lower() not in d.lower() for d in details):
+        details.append(reason)
+    return f"{type(exc).__name__} ({'; '.join(details)})" if details else type(exc).__name__
+
+
+_TIMEOUT_TEXT: dict[type[httpx.TimeoutException], str] = {
+    httpx.ConnectTimeout: "no connection within {t.connect:g} s",
+    httpx.ReadTimeout: "no data for {t.read:g} s",
+    httpx.WriteTimeout: "could not send for {t.write:g} s",
+    httpx.PoolTimeout: "no free connection within {t.pool:g} s",
+}
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The reason of the first ``OSError`` in the chain (``connection refused``…)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and (current.errno or current.strerror):
+            # asyncio's strerror says "Connect call failed (addr)"; the errno says why.
+            reason = os.strerror(current.errno) if current.errno else str(current.strerror)
+            return reason.lower()
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _error_code_suffix(response: httpx.Response) -> str:

@@ -7,6 +7,7 @@ against the real server.
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 
@@ -16,14 +17,14 @@ from oauth2_token_operator.oauth2.authorization_server import AuthorizationServe
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import (
     ConfigurationError,
-    HTTPStatusError,
     InvalidClientError,
     MetadataError,
-    TransportError,
+    NoResponseError,
+    UnexpectedStatusError,
 )
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.transport import (
-    HTTPTransport,
+    OAuth2Transport,
     Replay,
     RetryPolicy,
     Timeouts,
@@ -44,8 +45,8 @@ class Sleeps:
         self.delays.append(delay)
 
 
-def transport(sleeps: Sleeps, **retry: float) -> HTTPTransport:
-    return HTTPTransport(
+def transport(sleeps: Sleeps, **retry: float) -> OAuth2Transport:
+    return OAuth2Transport(
         retry=RetryPolicy(**retry),  # type: ignore[arg-type]
         timeouts=Timeouts(connect=1.0, read=0.5, write=1.0, pool=1.0),
         sleep=sleeps,
@@ -53,7 +54,7 @@ def transport(sleeps: Sleeps, **retry: float) -> HTTPTransport:
     )
 
 
-async def send(t: HTTPTransport, url: str, replay: Replay = Replay.SAFE) -> int:
+async def send(t: OAuth2Transport, url: str, replay: Replay = Replay.SAFE) -> int:
     response = await t.request(
         "POST", url, endpoint="token_endpoint", tls=TLSConfig(), replay=replay, data={"a": "b"}
     )
@@ -86,7 +87,7 @@ async def test_a_retry_after_beyond_the_limit_goes_back_to_the_caller() -> None:
     sleeps = Sleeps()
     async with fault_server(Respond(503, headers={"Retry-After": "120"})) as server:
         t = transport(sleeps, max_retry_after=30.0)
-        with pytest.raises(HTTPStatusError) as caught:
+        with pytest.raises(UnexpectedStatusError) as caught:
             await send(t, server.url)
         await t.aclose()
     assert caught.value.retry_after == 120.0
@@ -99,7 +100,7 @@ async def test_persistent_5xx_gives_up_after_the_attempts() -> None:
     sleeps = Sleeps()
     async with fault_server(Respond(502, {"error": "temporarily_unavailable"})) as server:
         t = transport(sleeps, attempts=3)
-        with pytest.raises(HTTPStatusError, match=r"HTTP 502 \(temporarily_unavailable\)"):
+        with pytest.raises(UnexpectedStatusError, match=r"HTTP 502 \(temporarily_unavailable\)"):
             await send(t, server.url)
         await t.aclose()
     assert len(server.requests) == 3
@@ -123,7 +124,7 @@ async def test_dropped_connection_is_retried_only_when_replay_is_safe() -> None:
         server.then(Drop(), Respond(200))
         # A refresh-token request may have been processed: replaying it would
         # present a consumed refresh token.
-        with pytest.raises(TransportError, match="RemoteProtocolError"):
+        with pytest.raises(NoResponseError, match="RemoteProtocolError"):
             await send(t, server.url, Replay.UNSAFE)
         await t.aclose()
     assert len(server.requests) == 3
@@ -135,7 +136,7 @@ async def test_unsafe_requests_are_retried_on_503_but_not_500() -> None:
         t = transport(sleeps)
         assert await send(t, server.url, Replay.UNSAFE) == 200
         server.then(Respond(500), Respond(200))
-        with pytest.raises(HTTPStatusError):
+        with pytest.raises(UnexpectedStatusError):
             await send(t, server.url, Replay.UNSAFE)
         await t.aclose()
     assert len(server.requests) == 3
@@ -147,7 +148,7 @@ async def test_connection_refused_is_retried_even_when_unsafe() -> None:
         port = sock.getsockname()[1]
     sleeps = Sleeps()
     t = transport(sleeps, attempts=3)
-    with pytest.raises(TransportError, match=r"ConnectError.*after 3 attempt"):
+    with pytest.raises(NoResponseError, match=r"ConnectError.*after 3 attempt"):
         await send(t, f"http://127.0.0.1:{port}/token", Replay.UNSAFE)
     await t.aclose()
     assert len(sleeps.delays) == 2
@@ -157,7 +158,7 @@ async def test_a_stalled_server_times_out() -> None:
     sleeps = Sleeps()
     async with fault_server(Stall(2.0)) as server:
         t = transport(sleeps, attempts=2)
-        with pytest.raises(TransportError, match="ReadTimeout"):
+        with pytest.raises(NoResponseError, match="ReadTimeout"):
             await send(t, server.url)
         await t.aclose()
     assert len(server.requests) == 2
@@ -171,7 +172,7 @@ def discovery_document(url: str) -> dict[str, str]:
     }
 
 
-def authorization_server_at(url: str, t: HTTPTransport) -> AuthorizationServer:
+def authorization_server_at(url: str, t: OAuth2Transport) -> AuthorizationServer:
     return AuthorizationServer(
         IssuerConfig(url, allow_insecure_http=True),
         ClientConfig(client_id="c", client_secret=SECRET),
@@ -189,7 +190,7 @@ async def test_revocation_503_with_retry_after_means_try_later() -> None:
         )
         t = transport(Sleeps())
         authorization_server = authorization_server_at(server.url, t)
-        with pytest.raises(HTTPStatusError) as caught:
+        with pytest.raises(UnexpectedStatusError) as caught:
             await authorization_server.revoke("the-access-token")
         await t.aclose()
     assert caught.value.retry_after == 60.0
@@ -296,6 +297,48 @@ async def test_endpoints_must_be_https_too() -> None:
         discovery=False,
         metadata_overrides={"token_endpoint": "http://as.example/token"},
     )
-    with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http"):
+    with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http") as caught:
         await MetadataCache(t).get(config)
+    # The core names its own parameter, not a Kubernetes field.
+    assert "allow_insecure_http" in str(caught.value)
+    assert "allowInsecureHTTP" not in str(caught.value)
     await t.aclose()
+
+
+async def test_a_failed_metadata_refresh_warns_once_per_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with fault_server() as server:
+        document = discovery_document(server.url)
+        server.then(Respond(200, document))
+        clock = FakeClock()
+        t = transport(Sleeps(), attempts=1)
+        cache = MetadataCache(t, refresh_interval=60, min_fetch_interval=10, clock=clock)
+        config = IssuerConfig(server.url, allow_insecure_http=True)
+        await cache.get(config)
+
+        def warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+        caplog.set_level(logging.INFO, logger="oauth2_token_operator")
+        server.then(Respond(500))
+        clock.now += 61
+        for _ in range(5):  # every call during the outage, some of them fetching again
+            await cache.get(config)
+            clock.now += 4
+        assert len(server.requests) > 2
+        assert len(warnings()) == 1
+        assert "keeping the last good metadata" in warnings()[0]
+
+        server.then(Respond(200, document))
+        clock.now += 61
+        await cache.get(config)  # recovery ends the episode
+        assert len(warnings()) == 1
+
+        server.then(Respond(503))
+        clock.now += 61
+        for _ in range(3):
+            await cache.get(config)
+            clock.now += 11
+        assert len(warnings()) == 2
+        await t.aclose()

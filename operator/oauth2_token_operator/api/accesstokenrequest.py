@@ -1,0 +1,150 @@
+"""`AccessTokenRequest`: keep a valid access token with these scopes in this Secret."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from oauth2_token_operator.api.durations import Duration
+from oauth2_token_operator.api.oauth2client import ScopeToken
+from oauth2_token_operator.api.references import (
+    CONDITIONS_LIST,
+    ApiModel,
+    CelRule,
+    Condition,
+    NamespaceName,
+    ObjectName,
+    SecretKeySelector,
+)
+
+Grant = Literal["client_credentials", "refresh_token", "register"]
+SecretType = Annotated[str, Field(min_length=1, max_length=253)]
+ResourceUri = Annotated[
+    str, Field(min_length=1, max_length=2048, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$")
+]
+"""An absolute URI without a fragment (RFC 8707 §2)."""
+
+
+class ClientReference(ApiModel):
+    """The `OAuth2Client` to use."""
+
+    name: ObjectName
+    """Name of the `OAuth2Client`."""
+    namespace: NamespaceName | None = None
+    """Default: the request's namespace. Another namespace works only when that client's
+    `allowedNamespaces` admits this request's namespace."""
+
+
+class SecretTemplate(ApiModel):
+    """Extra metadata of the Secret the token is written to."""
+
+    type: SecretType = "Opaque"
+    """The Secret's `type`."""
+    labels: dict[str, str] | None = None
+    """Labels added to the Secret (beside the operator's own)."""
+    annotations: dict[str, str] | None = None
+    """Annotations added to the Secret (beside the operator's own)."""
+
+
+class RequestIntrospection(ApiModel):
+    interval: Duration | None = None
+    """Introspect the token this often (RFC 7662); an inactive token is replaced at once.
+    Never more often than the client's `introspection.minInterval`. Default: never."""
+
+
+class AccessTokenRequestSpec(ApiModel):
+    model_config = CelRule.config(
+        CelRule(
+            "(self.grant == 'refresh_token') == has(self.refreshTokenSecretRef)",
+            "refreshTokenSecretRef is required for the refresh_token grant and forbidden otherwise",
+        ),
+        CelRule(
+            "(self.grant == 'register') == has(self.tokenSecretRef)",
+            "tokenSecretRef is required for the register grant and forbidden otherwise",
+        ),
+        CelRule(
+            "!(has(self.renewBefore) && has(self.renewBeforePercentage))",
+            "set renewBefore or renewBeforePercentage, not both",
+        ),
+        CelRule(
+            "self.grant != 'register' || (!has(self.resources) && !has(self.audience))",
+            "resources and audience cannot be requested for a registered token",
+        ),
+    )
+
+    client_ref: ClientReference
+    grant: Grant = "client_credentials"
+    """How the token is obtained: `client_credentials` (RFC 6749 §4.4), `refresh_token`
+    (§6, from a refresh token in `refreshTokenSecretRef`) or `register` (a token obtained
+    elsewhere, in `tokenSecretRef`: introspected, tracked, revoked on delete, renewed by
+    nobody)."""
+    scopes: list[ScopeToken] | None = None
+    """Scopes to request. Default: the client's `defaultScopes`; for `register`, any."""
+    resources: Annotated[list[ResourceUri], Field(max_length=16)] | None = None
+    """Resource indicators (RFC 8707): the APIs the token is meant for."""
+    audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    """The `audience` parameter some servers take instead of, or beside, `resources`."""
+    refresh_token_secret_ref: SecretKeySelector | None = None
+    """Where the refresh token is, for the `refresh_token` grant. A rotated refresh token is
+    written back here before the new access token is published."""
+    token_secret_ref: SecretKeySelector | None = None
+    """Where the externally obtained access token is, for the `register` grant."""
+    secret_name: ObjectName | None = None
+    """The Secret the token is written to. Default: the request's name."""
+    secret_template: SecretTemplate = Field(
+        default_factory=SecretTemplate, json_schema_extra={"default": {}}
+    )
+    renew_before: Duration | None = None
+    """Renew this long before expiry. Default: at 2/3 of the token's lifetime."""
+    renew_before_percentage: Annotated[int, Field(ge=1, le=99)] | None = None
+    """Renew when this percentage of the lifetime remains."""
+    introspection: RequestIntrospection | None = None
+    revoke_on_delete: bool | None = None
+    """Revoke the token when this request is deleted. Default: the client's
+    `revokeOnDelete`."""
+
+    @model_validator(mode="after")
+    def _grant_inputs(self) -> AccessTokenRequestSpec:
+        for name, value, grant in (
+            ("refreshTokenSecretRef", self.refresh_token_secret_ref, "refresh_token"),
+            ("tokenSecretRef", self.token_secret_ref, "register"),
+        ):
+            if (value is not None) != (self.grant == grant):
+                raise ValueError(
+                    f"{name} is required for the {grant} grant and forbidden otherwise"
+                )
+        if self.renew_before is not None and self.renew_before_percentage is not None:
+            raise ValueError("set renewBefore or renewBeforePercentage, not both")
+        if self.grant == "register" and (self.resources or self.audience):
+            raise ValueError("resources and audience cannot be requested for a registered token")
+        if self.renew_before is not None and self.renew_before.total_seconds() <= 0:
+            raise ValueError("renewBefore must be longer than zero")
+        return self
+
+
+class LastIntrospection(ApiModel):
+    active: bool
+    time: datetime
+
+
+class AccessTokenRequestStatus(ApiModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    secret_name: str | None = None
+    token_type: str | None = None
+    granted_scopes: list[str] | None = None
+    """What the server granted; a condition says when it is less than requested."""
+    subject: str | None = None
+    """The token's `sub`, when known."""
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+    renewal_time: datetime | None = None
+    """When the operator will renew the token."""
+    revision: int | None = None
+    """Incremented with each issuance."""
+    failed_attempts: int | None = None
+    """Failed issuances since the last success."""
+    last_failure_time: datetime | None = None
+    last_introspection: LastIntrospection | None = None

@@ -1,0 +1,121 @@
+"""From an `OAuth2Client` spec and the Secrets it references to the token library's
+`IssuerConfig` and `ClientConfig`. Pure: the caller reads the Secrets.
+
+Errors name the object and key that is wrong, never a value read from a Secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from oauth2_token_operator.api.oauth2client import OAuth2ClientSpec
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.metadata import IssuerConfig
+
+SecretData = Mapping[str, str]
+"""A Secret's or ConfigMap's data, decoded."""
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """Which object and key of the client's namespace a value comes from."""
+
+    kind: str
+    name: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r} key {self.key!r}"
+
+
+class ClientConfigError(Exception):
+    """The client cannot be used as configured. `reason` is a condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def referenced_keys(spec: OAuth2ClientSpec) -> list[SecretKey]:
+    """Every Secret or ConfigMap key the client needs, in a stable order."""
+    auth = spec.authentication
+    keys: list[SecretKey] = []
+    if auth.client_secret_ref is not None:
+        keys.append(SecretKey("Secret", auth.client_secret_ref.name, auth.client_secret_ref.key))
+    if auth.private_key_ref is not None:
+        keys.append(SecretKey("Secret", auth.private_key_ref.name, auth.private_key_ref.key))
+    if auth.tls_secret_ref is not None:
+        keys.append(SecretKey("Secret", auth.tls_secret_ref.name, "tls.crt"))
+        keys.append(SecretKey("Secret", auth.tls_secret_ref.name, "tls.key"))
+    if spec.tls is not None and spec.tls.ca_bundle_from is not None:
+        source = spec.tls.ca_bundle_from
+        keys.append(SecretKey(source.kind, source.name, source.key))
+    return keys
+
+
+def issuer_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> IssuerConfig:
+    overrides: dict[str, str] = {}
+    if spec.endpoints is not None:
+        for name, url in (
+            ("token_endpoint", spec.endpoints.token),
+            ("introspection_endpoint", spec.endpoints.introspection),
+            ("revocation_endpoint", spec.endpoints.revocation),
+        ):
+            if url is not None:
+                overrides[name] = url
+    ca_pem = spec.tls.ca_bundle if spec.tls is not None else None
+    if spec.tls is not None and spec.tls.ca_bundle_from is not None:
+        source = spec.tls.ca_bundle_from
+        ca_pem = values[SecretKey(source.kind, source.name, source.key)]
+    return IssuerConfig(
+        issuer=spec.issuer,
+        metadata_overrides=overrides,
+        allow_insecure_http=spec.allow_insecure_http,
+        ca_pem=ca_pem,
+    )
+
+
+def client_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> ClientConfig:
+    """The library's client; `values` holds every key of `referenced_keys(spec)`."""
+    auth = spec.authentication
+    fields: dict[str, object] = {"client_id": spec.client_id, "auth_method": auth.method}
+    if auth.client_secret_ref is not None:
+        ref = auth.client_secret_ref
+        fields["client_secret"] = values[SecretKey("Secret", ref.name, ref.key)]
+    if auth.private_key_ref is not None:
+        ref = auth.private_key_ref
+        fields["private_key"] = values[SecretKey("Secret", ref.name, ref.key)]
+    if auth.tls_secret_ref is not None:
+        name = auth.tls_secret_ref.name
+        fields["tls_client_cert"] = values[SecretKey("Secret", name, "tls.crt")]
+        fields["tls_client_key"] = values[SecretKey("Secret", name, "tls.key")]
+    if auth.signing_algorithm is not None:
+        fields["signing_alg"] = auth.signing_algorithm
+    if auth.key_id is not None:
+        fields["key_id"] = auth.key_id
+    try:
+        return ClientConfig.model_validate(fields)
+    except ValidationError as exc:
+        # Only pydantic's own messages (never `input`, which may be a secret).
+        problems = "; ".join(str(error["msg"]) for error in exc.errors(include_input=False))
+        raise ClientConfigError("InvalidCredentials", problems) from None
+
+
+def collect_values(
+    keys: list[SecretKey], objects: Mapping[tuple[str, str], SecretData | None]
+) -> dict[SecretKey, str]:
+    """Pick each key's value from the decoded objects; explain what is missing."""
+    values: dict[SecretKey, str] = {}
+    for key in keys:
+        data = objects.get((key.kind, key.name))
+        if data is None:
+            raise ClientConfigError(f"{key.kind}NotFound", f"{key.kind} {key.name!r} not found")
+        value = data.get(key.key)
+        if not value:
+            raise ClientConfigError(f"{key.kind}KeyMissing", f"{key} is missing or empty")
+        values[key] = value
+    return values

@@ -1,0 +1,152 @@
+"""The few API calls the operator makes itself, through the official kubernetes client.
+
+The client is synchronous: every call runs in a worker thread (`asyncio.to_thread`),
+never on the event loop. Objects come back as plain JSON dicts (`_preload_content=False`
+and one `json.loads`), which is what the pure layers take and avoids building the
+client's model objects. Failures become `NotFound` / `Conflict` / `KubeApiError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "oauth2-token-operator"
+
+JsonObject = dict[str, Any]
+
+
+class KubeApiError(Exception):
+    """An API call failed; the message carries the status and the server's reason only."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeApiError):
+    pass
+
+
+class Conflict(KubeApiError):
+    """409: the object changed since it was read (or already exists)."""
+
+
+def _error(exc: ApiException, what: str) -> KubeApiError:
+    # Only the status and the server's `reason`: never the body, which for a Secret
+    # could echo what we sent.
+    reason = ""
+    try:
+        reason = json.loads(exc.body or "{}").get("reason", "")
+    except (ValueError, AttributeError):
+        reason = ""
+    message = f"{what}: HTTP {exc.status}{f' {reason}' if reason else ''}"
+    if exc.status == 404:
+        return NotFound(message, status=404)
+    if exc.status == 409:
+        return Conflict(message, status=409)
+    return KubeApiError(message, status=exc.status)
+
+
+class KubeApi:
+    """Async facade over the official client for Secrets, ConfigMaps, Namespaces and the
+    custom resources' status."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self._core = k8s.CoreV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+
+    async def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            try:
+                response = call(*args, _preload_content=False, **kwargs)
+            except ApiException as exc:
+                raise _error(exc, what) from None
+            return json.loads(response.data) if response.data else None
+
+        return await asyncio.to_thread(run)
+
+    async def _read(self, what: str, call: Callable[..., Any], *args: Any) -> JsonObject | None:
+        try:
+            found: JsonObject = await self._call(what, call, *args)
+        except NotFound:
+            return None
+        return found
+
+    async def read_secret(self, namespace: str, name: str) -> JsonObject | None:
+        return await self._read(
+            f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+        )
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
+        name = body["metadata"]["name"]
+        created: JsonObject = await self._call(
+            f"creating Secret {namespace}/{name}",
+            self._core.create_namespaced_secret,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return created
+
+    async def replace_secret(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
+        """PUT: with `metadata.resourceVersion` set, fails with `Conflict` if it changed."""
+        name = body["metadata"]["name"]
+        replaced: JsonObject = await self._call(
+            f"replacing Secret {namespace}/{name}",
+            self._core.replace_namespaced_secret,
+            name,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return replaced
+
+    async def delete_secret(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete; with `uid`, only that very object (a precondition). False if gone."""
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self._call(
+                f"deleting Secret {namespace}/{name}",
+                self._core.delete_namespaced_secret,
+                name,
+                namespace,
+                body=body,
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def read_config_map(self, namespace: str, name: str) -> JsonObject | None:
+        return await self._read(
+            f"reading ConfigMap {namespace}/{name}",
+            self._core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> JsonObject:
+        """Merge-patch the status subresource of one of our custom objects."""
+        patched: JsonObject = await self._call(
+            f"patching status of {plural}/{namespace}/{name}",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": dict(status)},
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE_PATCH,
+        )
+        return patched

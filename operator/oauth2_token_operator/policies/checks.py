@@ -1,0 +1,160 @@
+"""Whether a request needs a new token, a rewritten Secret, and whether it is Ready.
+
+As in cert-manager's certificate policies: each check is a pure function of one
+`Facts` snapshot that returns a `Verdict` (a reason and a message) when it finds
+something, and a chain returns the first verdict. The trigger chain, the Secret
+chain and the readiness chain share their checks, so "why was a token issued" and
+"why is it not Ready" always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    """What is known of the token currently held for the request."""
+
+    issued_at: float
+    usable_until: float
+    """When the library stops handing it out (expiry with a clock-skew margin, or the
+    trust period of a token whose server gave no expiry)."""
+    issued_for: str
+    """Fingerprint of the spec it was issued for (`spec_fingerprint`)."""
+    active: bool | None = None
+    """The last introspection answer; `None` when never introspected."""
+
+
+@dataclass(frozen=True)
+class SecretFacts:
+    """What the operator saw of the output Secret (see `secrets.inspect_secret`)."""
+
+    exists: bool
+    data_intact: bool = False
+    """Its data is exactly what the operator writes for the current token."""
+    metadata_intact: bool = False
+    """It carries the operator's and the template's labels, annotations and type."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    now: float
+    spec_fingerprint: str
+    token: TokenFacts | None
+    secret: SecretFacts
+    renew_at: float | None = None
+    renewal_requested: bool = False
+    """The renew-now annotation asks for a token newer than the current one."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str
+    message: str
+
+
+Check = Callable[[Facts], Verdict | None]
+
+
+def evaluate(chain: Sequence[Check], facts: Facts) -> Verdict | None:
+    """The first verdict of the chain, or `None` when every check passes."""
+    for check in chain:
+        verdict = check(facts)
+        if verdict is not None:
+            return verdict
+    return None
+
+
+def _at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def no_token(facts: Facts) -> Verdict | None:
+    if facts.token is None:
+        return Verdict("Missing", "no token has been issued for this request yet")
+    return None
+
+
+def spec_changed(facts: Facts) -> Verdict | None:
+    if facts.token is not None and facts.token.issued_for != facts.spec_fingerprint:
+        return Verdict(
+            "SpecChanged",
+            "the token was issued for another client, grant, scopes, resources or audience",
+        )
+    return None
+
+
+def token_inactive(facts: Facts) -> Verdict | None:
+    if facts.token is not None and facts.token.active is False:
+        return Verdict("TokenInactive", "the authorization server says the token is not active")
+    return None
+
+
+def token_expired(facts: Facts) -> Verdict | None:
+    if facts.token is not None and facts.now >= facts.token.usable_until:
+        return Verdict("Expired", f"the token expired at {_at(facts.token.usable_until)}")
+    return None
+
+
+def renewal_due(facts: Facts) -> Verdict | None:
+    if facts.token is not None and facts.renew_at is not None and facts.now >= facts.renew_at:
+        return Verdict("Renewing", f"the token's renewal time {_at(facts.renew_at)} has come")
+    return None
+
+
+def renewal_requested(facts: Facts) -> Verdict | None:
+    if facts.renewal_requested:
+        return Verdict("RenewalRequested", "renewal was requested with the renew annotation")
+    return None
+
+
+def secret_missing(facts: Facts) -> Verdict | None:
+    if not facts.secret.exists:
+        return Verdict("SecretMissing", "the Secret does not exist")
+    return None
+
+
+def secret_data_mismatch(facts: Facts) -> Verdict | None:
+    if facts.secret.exists and not facts.secret.data_intact:
+        return Verdict("SecretDataMismatch", "the Secret's data is not the current token's")
+    return None
+
+
+def secret_metadata_mismatch(facts: Facts) -> Verdict | None:
+    if facts.secret.exists and not facts.secret.metadata_intact:
+        return Verdict(
+            "SecretMetadataMismatch",
+            "the Secret's type, labels or annotations differ from the request's template",
+        )
+    return None
+
+
+ISSUANCE_CHAIN: tuple[Check, ...] = (
+    no_token,
+    spec_changed,
+    token_inactive,
+    token_expired,
+    renewal_requested,
+    renewal_due,
+)
+"""A verdict here means: obtain a new token."""
+
+SECRET_CHAIN: tuple[Check, ...] = (
+    secret_missing,
+    secret_data_mismatch,
+    secret_metadata_mismatch,
+)
+"""With a current token, a verdict here means: write the Secret again (no new token)."""
+
+READINESS_CHAIN: tuple[Check, ...] = (
+    no_token,
+    spec_changed,
+    token_inactive,
+    token_expired,
+    secret_missing,
+    secret_data_mismatch,
+)
+"""A verdict here means: `Ready=False` with its reason."""

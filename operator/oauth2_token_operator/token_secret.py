@@ -1,0 +1,187 @@
+"""The token Secret's format, rendered and inspected as plain data (no API calls).
+
+Keys (all always present, so a pod can project any of them into an env var):
+
+| key | value |
+|---|---|
+| `access_token` | the token |
+| `token_type` | as the server said it, e.g. `Bearer` |
+| `expires_at` | RFC 3339 UTC, e.g. `2026-11-28T09:00:00Z`; empty when the server gave no expiry |
+| `scope` | granted scopes, space-separated and sorted |
+| `authorization` | `<token_type> <access_token>`, ready for an `Authorization` header |
+
+The Secret also carries the `app.kubernetes.io/managed-by` label, an ownerReference
+to its AccessTokenRequest (so it is garbage-collected with it) and one annotation
+holding the token's non-secret facts (issuer, client, scopes asked for, times,
+revision): after a restart the operator adopts the token from the Secret instead of
+requesting a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from oauth2_token_operator.api.crd import API_VERSION, GROUP
+from oauth2_token_operator.policies.checks import SecretFacts
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "oauth2-token-operator"
+TOKEN_ANNOTATION = f"{GROUP}/token"
+DATA_KEYS = ("access_token", "token_type", "expires_at", "scope", "authorization")
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """The non-secret facts of the token in a Secret (its annotation)."""
+
+    issuer: str
+    client_id: str
+    subject: str | None
+    """`None` for the client-credentials flow."""
+    requested_scopes: list[str] | None
+    """What was asked for (`None`: any); the granted ones are the `scope` key."""
+    resources: list[str]
+    audience: str | None
+    issued_at: float
+    expires_at: float | None
+    issued_for: str
+    """Fingerprint of the spec the token was issued for."""
+    revision: int
+
+    def to_annotation(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_annotation(cls, text: str) -> TokenRecord | None:
+        """`None` when the annotation is not ours or is damaged (the token is then re-issued)."""
+        try:
+            fields = json.loads(text)
+            record = cls(**fields)
+        except (ValueError, TypeError):
+            return None
+        return record
+
+
+def render_data(
+    *, access_token: str, token_type: str, expires_at: float | None, scopes: frozenset[str]
+) -> dict[str, str]:
+    """The Secret's data (unencoded) for one token."""
+    return {
+        "access_token": access_token,
+        "token_type": token_type,
+        "expires_at": "" if expires_at is None else rfc3339(expires_at),
+        "scope": " ".join(sorted(scopes)),
+        "authorization": f"{token_type} {access_token}",
+    }
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The AccessTokenRequest a Secret belongs to."""
+
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Template:
+    type: str = "Opaque"
+    labels: Mapping[str, str] | None = None
+    annotations: Mapping[str, str] | None = None
+
+
+def desired_secret(
+    *,
+    name: str,
+    namespace: str,
+    owner: Owner,
+    template: Template,
+    data: Mapping[str, str],
+    record: TokenRecord,
+) -> dict[str, Any]:
+    """The whole Secret object as the operator writes it."""
+    labels = {**(template.labels or {}), MANAGED_BY_LABEL: MANAGED_BY}
+    annotations = {**(template.annotations or {}), TOKEN_ANNOTATION: record.to_annotation()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": template.type,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": encode_data(data),
+    }
+
+
+def encode_data(data: Mapping[str, str]) -> dict[str, str]:
+    return {key: base64.b64encode(value.encode()).decode("ascii") for key, value in data.items()}
+
+
+def decode_data(data: Mapping[str, str] | None) -> dict[str, str] | None:
+    """Base64-decoded data; `None` when any value is not valid base64 UTF-8."""
+    try:
+        return {k: base64.b64decode(v, validate=True).decode() for k, v in (data or {}).items()}
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def is_owned_by(secret: Mapping[str, Any], owner_uid: str) -> bool:
+    refs = secret.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
+
+
+def inspect_secret(
+    secret: Mapping[str, Any] | None, desired: Mapping[str, Any] | None
+) -> SecretFacts:
+    """How an existing Secret (as the API returns it, data base64) compares to `desired`.
+
+    Without a current token (`desired` is `None`) only existence is known.
+    Ownership is checked separately (`is_owned_by`): a Secret that is not ours is
+    never compared, let alone written.
+    """
+    if secret is None:
+        return SecretFacts(exists=False)
+    if desired is None:
+        return SecretFacts(exists=True)
+    data_intact = (secret.get("data") or {}) == desired["data"]
+    have = secret.get("metadata", {})
+    want = desired["metadata"]
+    metadata_intact = (
+        secret.get("type", "Opaque") == desired["type"]
+        and _contains(have.get("labels"), want["labels"])
+        and _contains(have.get("annotations"), want["annotations"])
+    )
+    return SecretFacts(exists=True, data_intact=data_intact, metadata_intact=metadata_intact)
+
+
+def _contains(have: Mapping[str, str] | None, want: Mapping[str, str]) -> bool:
+    """Others (users, tools) may add labels and annotations; ours must be there as written."""
+    have = have or {}
+    return all(have.get(key) == value for key, value in want.items())

@@ -1,0 +1,181 @@
+"""Specs the API must refuse, shared by the pydantic tests (no server) and the API-server
+tests, so that the CEL rules in the CRDs and the models' validators provably agree."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+VALID_CLIENT: dict[str, Any] = {
+    "issuer": "https://login.example.com",
+    "clientId": "billing",
+    "authentication": {
+        "method": "client_secret_basic",
+        "clientSecretRef": {"name": "billing-client", "key": "client-secret"},
+    },
+}
+VALID_REQUEST: dict[str, Any] = {
+    "clientRef": {"name": "billing"},
+    "scopes": ["invoices:read"],
+}
+
+
+@dataclass(frozen=True)
+class Invalid:
+    id: str
+    spec: dict[str, Any]
+    message: str
+    """A fragment both the API server's and pydantic's error carry."""
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(base)
+    for path, value in changes.items():
+        node = spec
+        *parents, leaf = path.split("__")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if value is _DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return spec
+
+
+_DELETE = object()
+
+INVALID_CLIENTS = [
+    Invalid("no-issuer", _with(VALID_CLIENT, issuer=_DELETE), "issuer"),
+    Invalid("no-client-id", _with(VALID_CLIENT, clientId=_DELETE), "clientId"),
+    Invalid("empty-client-id", _with(VALID_CLIENT, clientId=""), "clientId"),
+    Invalid(
+        "http-issuer", _with(VALID_CLIENT, issuer="http://login.example.com"), "allowInsecureHTTP"
+    ),
+    Invalid(
+        "http-endpoint",
+        _with(VALID_CLIENT, endpoints={"token": "http://login.example.com/token"}),
+        "allowInsecureHTTP",
+    ),
+    Invalid("not-a-url", _with(VALID_CLIENT, issuer="login.example.com"), "issuer"),
+    Invalid(
+        "unknown-method",
+        _with(VALID_CLIENT, authentication__method="client_secret_magic"),
+        "method",
+    ),
+    Invalid(
+        "basic-without-secret",
+        _with(VALID_CLIENT, authentication__clientSecretRef=_DELETE),
+        "clientSecretRef",
+    ),
+    Invalid(
+        "none-with-secret",
+        _with(VALID_CLIENT, authentication__method="none"),
+        "clientSecretRef",
+    ),
+    Invalid(
+        "private-key-jwt-without-key",
+        _with(
+            VALID_CLIENT,
+            authentication={"method": "private_key_jwt"},
+        ),
+        "privateKeyRef",
+    ),
+    Invalid(
+        "tls-without-secret",
+        _with(VALID_CLIENT, authentication={"method": "tls_client_auth"}),
+        "tlsSecretRef",
+    ),
+    Invalid(
+        "two-credentials",
+        _with(VALID_CLIENT, authentication__privateKeyRef={"name": "k", "key": "k.pem"}),
+        "privateKeyRef",
+    ),
+    Invalid(
+        "hmac-alg-for-private-key",
+        _with(
+            VALID_CLIENT,
+            authentication={
+                "method": "private_key_jwt",
+                "privateKeyRef": {"name": "k", "key": "k.pem"},
+                "signingAlgorithm": "HS256",
+            },
+        ),
+        "signingAlgorithm",
+    ),
+    Invalid(
+        "alg-for-basic",
+        _with(VALID_CLIENT, authentication__signingAlgorithm="RS256"),
+        "signingAlgorithm",
+    ),
+    Invalid(
+        "both-ca-sources",
+        _with(
+            VALID_CLIENT,
+            tls={"caBundle": "x", "caBundleFrom": {"kind": "Secret", "name": "ca", "key": "c"}},
+        ),
+        "caBundleFrom",
+    ),
+    Invalid("bad-scope", _with(VALID_CLIENT, defaultScopes=["has space"]), "defaultScopes"),
+    Invalid(
+        "bad-duration",
+        _with(VALID_CLIENT, introspection={"minInterval": "thirty seconds"}),
+        "minInterval",
+    ),
+    Invalid(
+        "bad-secret-name",
+        _with(VALID_CLIENT, authentication__clientSecretRef={"name": "Not_A_Name", "key": "k"}),
+        "name",
+    ),
+    Invalid(
+        "bad-namespace-name",
+        _with(VALID_CLIENT, allowedNamespaces={"names": ["UPPER"]}),
+        "names",
+    ),
+]
+
+INVALID_REQUESTS = [
+    Invalid("no-client-ref", _with(VALID_REQUEST, clientRef=_DELETE), "clientRef"),
+    Invalid("unknown-grant", _with(VALID_REQUEST, grant="password"), "grant"),
+    Invalid(
+        "refresh-without-secret",
+        _with(VALID_REQUEST, grant="refresh_token"),
+        "refreshTokenSecretRef",
+    ),
+    Invalid(
+        "refresh-secret-for-client-credentials",
+        _with(VALID_REQUEST, refreshTokenSecretRef={"name": "rt", "key": "refresh_token"}),
+        "refreshTokenSecretRef",
+    ),
+    Invalid("register-without-secret", _with(VALID_REQUEST, grant="register"), "tokenSecretRef"),
+    Invalid(
+        "register-with-audience",
+        _with(
+            VALID_REQUEST,
+            grant="register",
+            tokenSecretRef={"name": "t", "key": "access_token"},
+            audience="api",
+        ),
+        "audience",
+    ),
+    Invalid(
+        "both-renewal-settings",
+        _with(VALID_REQUEST, renewBefore="5m", renewBeforePercentage=30),
+        "renewBeforePercentage",
+    ),
+    Invalid(
+        "percentage-too-high",
+        _with(VALID_REQUEST, renewBeforePercentage=100),
+        "renewBeforePercentage",
+    ),
+    Invalid("bad-renew-before", _with(VALID_REQUEST, renewBefore="-5m"), "renewBefore"),
+    Invalid("bad-scope", _with(VALID_REQUEST, scopes=['quote"d']), "scopes"),
+    Invalid("relative-resource", _with(VALID_REQUEST, resources=["/api"]), "resources"),
+    Invalid("resource-fragment", _with(VALID_REQUEST, resources=["https://a/#x"]), "resources"),
+    Invalid("bad-secret-name", _with(VALID_REQUEST, secretName="has_underscore"), "secretName"),
+    Invalid(
+        "bad-introspection-interval",
+        _with(VALID_REQUEST, introspection={"interval": "1d"}),
+        "interval",
+    ),
+]
