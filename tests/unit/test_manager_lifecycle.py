@@ -4,6 +4,7 @@ closed manager stays closed (issue 6, defect 7). No request is made."""
 from __future__ import annotations
 
 import pytest
+import trustme
 
 from oauth2_token_operator.manager import (
     CLIENT_CREDENTIALS,
@@ -11,7 +12,7 @@ from oauth2_token_operator.manager import (
     TokenManager,
     TokenManagerConfig,
 )
-from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig
+from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig, OAuth2Transport
 
 ISSUER = IssuerConfig("https://127.0.0.1:9")  # nothing listens: no request may be made
 OTHER_ISSUER = IssuerConfig("https://127.0.0.1:10")
@@ -38,6 +39,38 @@ async def test_forget_client_drops_one_configuration_or_every_one_of_a_client() 
         assert await manager.forget_client(ISSUER, "a") == 0
         assert manager.server(ISSUER, other) is kept
         assert manager.server(OTHER_ISSUER, old) is elsewhere
+
+
+def mtls_client(ca: trustme.CA, client_id: str) -> ClientConfig:
+    """A tls_client_auth client with a certificate of its own (one per call)."""
+    issued = ca.issue_cert(f"{client_id}.example")
+    return ClientConfig(
+        client_id=client_id,
+        auth_method="tls_client_auth",
+        tls_client_cert=issued.cert_chain_pems[0].bytes().decode(),
+        tls_client_key=issued.private_key_pem.bytes().decode(),
+    )
+
+
+async def test_forget_client_closes_the_pools_only_it_used() -> None:
+    """A rotated client certificate: the old certificate's connections are closed; a
+    pool other clients share stays open."""
+    ca = trustme.CA()
+    old_cert, new_cert = mtls_client(ca, "m"), mtls_client(ca, "m")
+    transport = OAuth2Transport()
+    async with TokenManager(InMemoryTokenStore(), transport=transport) as manager:
+        pools = {}
+        for config in (old_cert, new_cert, client("a"), client("b")):
+            manager.server(ISSUER, config)
+            pools[config] = transport.client(config.tls(ISSUER.ca_pem))
+        assert pools[client("a")] is pools[client("b")]  # no client certificate: shared
+
+        assert await manager.forget_client(ISSUER, old_cert) == 1
+        assert pools[old_cert].is_closed
+        assert not pools[new_cert].is_closed
+        assert await manager.forget_client(ISSUER, "a") == 1
+        assert not pools[client("b")].is_closed  # b still uses it
+    await transport.aclose()
 
 
 async def test_the_cache_of_protocol_clients_is_bounded_least_recently_used_first() -> None:

@@ -47,6 +47,7 @@ from oauth2_token_operator.oauth2.errors import (
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
 from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
+from oauth2_token_operator.oauth2.tls import TLSConfig
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
 
 log = logging.getLogger(__name__)
@@ -186,20 +187,23 @@ class TokenManager:
         configuration, or, given a client_id, every configuration of that client.
 
         Call it when a client's configuration changes (rotated secret, key or
-        certificate): the old configuration and its credentials leave memory, and the
-        next call builds a protocol client from the new one. Stored tokens are kept.
-        Returns how many protocol clients were dropped.
+        certificate): the old configuration and its credentials leave memory, the
+        connection pools of TLS configurations no other cached client uses are closed
+        (an old client certificate's, say; requests in flight finish first), and the
+        next call builds a protocol client from the new configuration. Stored tokens
+        are kept. Returns how many protocol clients were dropped.
         """
         issuer_key = _issuer_config(issuer).cache_key()
         dropped = [
-            cache_key
-            for cache_key in self._servers
+            self._servers.pop(cache_key)
+            for cache_key in list(self._servers)
             if cache_key[0] == issuer_key
             and (cache_key[1] == client if isinstance(client, ClientConfig)
                  else cache_key[1].client_id == client)
         ]  # fmt: skip
-        for cache_key in dropped:
-            del self._servers[cache_key]
+        in_use = {_tls_of(server) for server in self._servers.values()}
+        for tls in {_tls_of(server) for server in dropped} - in_use:
+            await self._transport.close_pool(tls)
         return len(dropped)
 
     # -- get ---------------------------------------------------------------------------------
@@ -565,6 +569,11 @@ def _scope_set(scopes: Iterable[str]) -> Scopes:
             "not a str (which would be split into letters)"
         )
     return validate_scopes(scopes)
+
+
+def _tls_of(server: AuthorizationServer) -> TLSConfig:
+    """The TLS configuration (and so the connection pool) ``server``'s calls use."""
+    return server.client.tls(server.issuer.ca_pem)
 
 
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
