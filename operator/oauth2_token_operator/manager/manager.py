@@ -9,7 +9,8 @@ import dataclasses
 import enum
 import logging
 import time
-from collections import OrderedDict, defaultdict
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,7 +140,10 @@ class TokenManager:
         )
         self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
-        self._refresh_locks: defaultdict[TokenKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Weak: a subject's lock lives while a refresh holds or awaits it, then goes.
+        self._refresh_locks: weakref.WeakValueDictionary[TokenKey, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._next_prune = float("-inf")
         self._closed = False
 
@@ -150,6 +154,13 @@ class TokenManager:
         self._servers.clear()
         if self._owns_transport:
             await self._transport.aclose()
+
+    def _refresh_lock(self, key: TokenKey) -> asyncio.Lock:
+        """The lock that serialises everything touching ``key``'s refresh tokens."""
+        lock = self._refresh_locks.get(key)
+        if lock is None:
+            lock = self._refresh_locks[key] = asyncio.Lock()
+        return lock
 
     def _check_open(self) -> None:
         if self._closed:
@@ -266,7 +277,7 @@ class TokenManager:
             return await self._store_new(key, wanted, response)
         # One refresh per subject at a time: with rotation, two concurrent refreshes
         # would present the same refresh token twice and lose the grant.
-        async with self._refresh_locks[key]:
+        async with self._refresh_lock(key):
             found = await self._find_usable(key, wanted)
             if found is not None:
                 return found
@@ -480,7 +491,7 @@ class TokenManager:
         rotated to is another token (``delete_all`` removes every one of a subject).
         """
         server = self.server(issuer, client)
-        async with self._refresh_locks[TokenKey(server.issuer.issuer, subject, client.client_id)]:
+        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
             await server.revoke(refresh_token, token_type_hint=TokenKind.REFRESH_TOKEN.value)
             await self.store.delete_refresh_token(server.issuer.issuer, refresh_token)
 
@@ -497,7 +508,7 @@ class TokenManager:
         only forgets it. Waits for a refresh of ``subject`` in flight, as
         ``revoke_refresh_token`` does."""
         server = self.server(issuer, client)
-        async with self._refresh_locks[TokenKey(server.issuer.issuer, subject, client.client_id)]:
+        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
             return await self._delete(server, refresh_token, TokenKind.REFRESH_TOKEN, revoke)
 
     async def delete_all(
@@ -518,7 +529,7 @@ class TokenManager:
         """
         server = self.server(issuer, client)
         key = TokenKey(server.issuer.issuer, subject, client.client_id)
-        async with self._refresh_locks[key]:
+        async with self._refresh_lock(key):
             refresh_tokens = await self.store.find_refresh_tokens(key)
             results = await asyncio.gather(
                 *(self._delete(server, rt.value, TokenKind.REFRESH_TOKEN, revoke)
