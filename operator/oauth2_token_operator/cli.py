@@ -25,6 +25,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oauth2-token-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all (default)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="0 disables metrics")
+    run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint, 0: off")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")
+    run.add_argument(
+        "--min-renewal-lead",
+        type=float,
+        default=90.0,
+        help="seconds: renew no later than this before expiry (kubelet propagation)",
+    )
+    run.add_argument(
+        "--revocation-deadline",
+        type=float,
+        default=30.0,
+        help="seconds a deletion waits for revocation before giving up (with an Event)",
+    )
     discover = commands.add_parser("discover", help="fetch and validate server metadata")
     discover.add_argument("issuer", help="the issuer identifier, e.g. https://login.example.com")
     discover.add_argument("--ca-file", type=Path, help="PEM bundle that verifies the server")
@@ -52,8 +74,26 @@ async def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from oauth2_token_operator.controller.config import OperatorConfig
+    from oauth2_token_operator.controller.run import run
+
+    config = OperatorConfig(
+        namespaces=tuple(args.namespace),
+        metrics_port=args.metrics_port or None,
+        health_port=args.health_port or None,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        min_renewal_lead=args.min_renewal_lead,
+        revocation_deadline=args.revocation_deadline,
+    )
+    return run(config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
     if args.command == "discover":
         return asyncio.run(_discover(args))
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others

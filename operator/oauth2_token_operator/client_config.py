@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from oauth2_token_operator.api.oauth2client import OAuth2ClientSpec
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.errors import ConfigurationError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
 SecretData = Mapping[str, str]
@@ -99,10 +98,8 @@ def client_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> Cl
         fields["key_id"] = auth.key_id
     try:
         return ClientConfig.model_validate(fields)
-    except ValidationError as exc:
-        # Only pydantic's own messages (never `input`, which may be a secret).
-        problems = "; ".join(str(error["msg"]) for error in exc.errors(include_input=False))
-        raise ClientConfigError("InvalidCredentials", problems) from None
+    except ConfigurationError as exc:  # its message names fields, never their values
+        raise ClientConfigError("InvalidCredentials", str(exc)) from None
 
 
 def collect_values(

@@ -49,6 +49,8 @@ class TokenRecord:
 
     issuer: str
     client_id: str
+    client: str
+    """`namespace/name` of the OAuth2Client that obtained it (to revoke it later)."""
     subject: str | None
     """`None` for the client-credentials flow."""
     requested_scopes: list[str] | None

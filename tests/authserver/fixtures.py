@@ -51,6 +51,8 @@ RESOURCE_SCOPES = ("read", "write", "admin")
 # OpenID scopes known to the server (openid, offline_access + the claim scopes profile, email).
 USER_SCOPES = ("openid", "profile", "email", "offline_access")
 SHORT_TTL = 3
+RENEWAL_TTL = 20
+"""Lifetime of `renewal_ttl` tokens: long enough to watch a renewal happen ahead of expiry."""
 
 # Secrets with characters that RFC 6749 §2.3.1 form-urlencoding must escape in HTTP Basic
 # (':' '/' '+' '%' '&' '=' and a space, which must become '+' or '%20', never stay literal).
@@ -59,6 +61,7 @@ POST_SECRET = "p0st s3cr3t:with/special+chars%&="
 # client_secret_jwt: 64 bytes, enough for HS512 (RFC 7518 §3.2: key >= hash output size).
 JWT_SECRET = "hs512-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
 SHORT_TTL_SECRET = "short:ttl/secret+%&="
+RENEWAL_TTL_SECRET = "renewal-ttl:secret/+%&="
 HTTP_SECRET = "http:secret/with+special%&="
 
 CONFIDENTIAL_GRANTS = ("client_credentials", "refresh_token", "password")
@@ -310,6 +313,7 @@ def _build(tmp: Path) -> tuple[dict[str, Any], dict[str, TestClient], TestClient
         ),
         "none": TestClient("public", "none", grant_types=PUBLIC_GRANTS),
         "short_ttl": TestClient("short-ttl", "client_secret_basic", SHORT_TTL_SECRET),
+        "renewal_ttl": TestClient("renewal-ttl", "client_secret_basic", RENEWAL_TTL_SECRET),
     }
     http_client = TestClient(
         "http-basic", "client_secret_basic", HTTP_SECRET, grant_types=CONFIDENTIAL_GRANTS
@@ -341,7 +345,11 @@ def _build(tmp: Path) -> tuple[dict[str, Any], dict[str, TestClient], TestClient
             clients["short_ttl"].client_id: {
                 "AccessToken": SHORT_TTL,
                 "ClientCredentials": SHORT_TTL,
-            }
+            },
+            clients["renewal_ttl"].client_id: {
+                "AccessToken": RENEWAL_TTL,
+                "ClientCredentials": RENEWAL_TTL,
+            },
         },
         "clockTolerance": 0,
     }

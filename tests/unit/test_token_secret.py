@@ -23,6 +23,7 @@ from oauth2_token_operator.token_secret import (
 RECORD = TokenRecord(
     issuer="https://login.example.com",
     client_id="billing",
+    client="idp/billing",
     subject=None,
     requested_scopes=["invoices:read"],
     resources=[],

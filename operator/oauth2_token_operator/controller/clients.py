@@ -1,0 +1,122 @@
+"""Reconciles one OAuth2Client: its credentials can be read, its server's metadata is
+discovered, and its status says so. Requests using it are poked when it changes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.api.crd import OAUTH2_CLIENT
+from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.freshness import Freshness
+from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
+from oauth2_token_operator.policies.failures import classify
+from oauth2_token_operator.token_secret import rfc3339
+
+log = logging.getLogger(__name__)
+
+METADATA_RECHECK = 3600.0
+"""Discovery is checked again this often (the library's metadata cache refresh)."""
+
+
+class ClientReconciler:
+    def __init__(self, ctx: OperatorContext) -> None:
+        self.ctx = ctx
+        self.seen = Freshness()
+        self._generations: dict[RequestKey, int | None] = {}
+
+    async def reconcile_key(self, key: RequestKey) -> None:
+        body = first(self.ctx.views.clients, key)
+        if body is not None:
+            await self.reconcile(body)
+
+    async def reconcile(self, body: Body) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if meta.get("deletionTimestamp"):
+            return
+        body = self.seen.newest(key, body) or body
+        status: dict[str, Any] = dict(body.get("status") or {})
+        generation = meta.get("generation")
+        if self._generations.get(key, generation) != generation:
+            # Changed (credentials, issuer, endpoints): read Secrets afresh and let every
+            # request using it decide again.
+            self.ctx.credentials.forget(key[0])
+            self.poke_requests(key)
+        self._generations[key] = generation
+
+        updates: dict[str, Any] = {}
+        wake_at: float | None = self.ctx.clock() + METADATA_RECHECK
+        try:
+            spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
+            issuer, client = await self.ctx.credentials.configs(key[0], spec)
+            metadata = await self.ctx.manager.server(issuer, client).metadata()
+        except (ValidationError, Exception) as exc:
+            failure = classify(exc) if not isinstance(exc, ValidationError) else None
+            reason = failure.reason if failure else "InvalidSpec"
+            message = failure.message if failure else "the spec does not validate"
+            ready = ConditionUpdate(READY, "False", reason, message)
+            wake_at = self.ctx.clock() + self.ctx.config.client_retry_interval
+        else:
+            mtls = client.uses_mtls
+            endpoints = {
+                "token": metadata.endpoint("token_endpoint", mtls=mtls),
+                "introspection": metadata.endpoint("introspection_endpoint", mtls=mtls),
+                "revocation": metadata.endpoint("revocation_endpoint", mtls=mtls),
+            }
+            advertised = metadata.token_endpoint_auth_methods_supported
+            note = ""
+            if advertised is not None and spec.authentication.method not in advertised:
+                note = (
+                    f"; note: the server does not advertise {spec.authentication.method}"
+                    f" (it lists {', '.join(advertised)})"
+                )
+            ready = ConditionUpdate(READY, "True", "Ready", f"discovered {spec.issuer}{note}")
+            updates = {
+                "endpoints": {k: v for k, v in endpoints.items() if v},
+                "authMethodsSupported": advertised,
+            }
+            if updates["endpoints"] != status.get("endpoints") or not status.get(
+                "metadataFetchedAt"
+            ):
+                updates["metadataFetchedAt"] = rfc3339(self.ctx.clock())
+
+        conditions = set_conditions(
+            status.get("conditions"), [ready], now=self.ctx.clock(), generation=generation
+        )
+        patch = {k: v for k, v in updates.items() if status.get(k) != v}
+        if conditions != status.get("conditions"):
+            patch["conditions"] = conditions
+        if status.get("observedGeneration") != generation:
+            patch["observedGeneration"] = generation
+        if patch:
+            if ready.status != (_ready_status(status) or ready.status):
+                self.poke_requests(key)  # became (un)usable
+            patched = await self.ctx.kube.patch_status(OAUTH2_CLIENT.plural, *key, patch)
+            self.seen.wrote(key, patched)
+        if self.ctx.client_scheduler is not None and wake_at is not None:
+            self.ctx.client_scheduler.schedule(key, wake_at)
+
+    def poke_requests(self, client_key: RequestKey) -> None:
+        scheduler = self.ctx.request_scheduler
+        for request_key in self.ctx.views.requests_by_client.get(client_key) or ():
+            if scheduler is not None:
+                scheduler.poke(request_key)
+
+    def forget(self, key: RequestKey) -> None:
+        self._generations.pop(key, None)
+        self.seen.forget(key)
+        if self.ctx.client_scheduler is not None:
+            self.ctx.client_scheduler.cancel(key)
+        self.poke_requests(key)
+
+
+def _ready_status(status: dict[str, Any]) -> str | None:
+    for entry in status.get("conditions") or ():
+        if entry.get("type") == READY:
+            return str(entry.get("status"))
+    return None

@@ -1,0 +1,34 @@
+"""The operator's own settings (command-line flags and environment), validated."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty: all."""
+    min_renewal_lead: float = Field(default=90.0, ge=0)
+    """Renew no later than this many seconds before expiry, so the kubelet can bring the
+    new Secret into mounted volumes (its sync period is up to a minute plus cache TTL)."""
+    revocation_deadline: float = Field(default=30.0, gt=0)
+    """How long a deletion waits for the authorization server before giving up on
+    revocation (the outcome is an Event): a namespace deletion never wedges."""
+    credentials_cache_ttl: float = Field(default=5.0, ge=0)
+    """How long client credentials read from Secrets are reused: a burst of issuances
+    through one client reads its Secret once; a rotation takes effect after this."""
+    retry_base_delay: float = Field(default=5.0, gt=0)
+    retry_max_delay: float = Field(default=300.0, gt=0)
+    """Failed issuances back off exponentially with full jitter, capped here."""
+    client_retry_interval: float = Field(default=60.0, gt=0)
+    """How often a client that is not Ready (discovery failed, Secret missing) retries."""
+    concurrency: int = Field(default=16, ge=1)
+    """Scheduled reconciliations running at once."""
+    metrics_port: int | None = Field(default=8080, ge=1, le=65535)
+    health_port: int | None = Field(default=8081, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

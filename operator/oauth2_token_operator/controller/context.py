@@ -1,0 +1,61 @@
+"""Everything the reconcilers share, built once at start (kopf's `memo`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.ledger import RequestKey, TokenLedger
+from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.manager import TokenManager
+
+Body = Mapping[str, Any]
+
+
+Index = Mapping[Any, Any]
+"""A kopf index (key → the values indexed under it), or any such mapping in tests."""
+
+
+def first(index: Index, key: Any) -> Any | None:
+    values = index.get(key)
+    return next(iter(values), None) if values else None
+
+
+@dataclass(frozen=True)
+class Views:
+    """The cluster as the operator's watches see it (kopf indexes, filled before any
+    handler runs, so a restart sees every Secret before deciding anything)."""
+
+    token_secrets: Index
+    """(namespace, name) → Secret labelled as managed by the operator."""
+    clients: Index
+    """(namespace, name) → OAuth2Client."""
+    requests: Index
+    """(namespace, name) → AccessTokenRequest."""
+    requests_by_client: Index
+    """(client namespace, client name) → (namespace, name) of each request using it."""
+    namespace_labels: Index
+    """namespace name → its labels."""
+
+
+class EventSink(Protocol):
+    def __call__(self, body: Body, *, type: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    kube: KubeApi
+    manager: TokenManager
+    credentials: CredentialReader
+    views: Views
+    post_event: EventSink
+    ledger: TokenLedger = field(default_factory=TokenLedger)
+    clock: Callable[[], float] = time.time
+    request_scheduler: Scheduler[RequestKey] | None = None
+    client_scheduler: Scheduler[RequestKey] | None = None

@@ -1,0 +1,82 @@
+"""Reads the Secrets and ConfigMaps an OAuth2Client references, with a short cache.
+
+Read at issuance time (not watched): a rotated client secret or key takes effect at the
+next token request after `credentials_cache_ttl`, with no restart, and the operator
+needs no watch on every Secret of the cluster. Concurrent reads of one object are one
+API call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.client_config import (
+    SecretData,
+    SecretKey,
+    client_config,
+    collect_values,
+    issuer_config,
+    referenced_keys,
+)
+from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.token_secret import decode_data
+
+
+class CredentialReader:
+    def __init__(
+        self, kube: KubeApi, *, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._kube = kube
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[tuple[str, str, str], tuple[float, SecretData | None]] = {}
+        self._reads: dict[tuple[str, str, str], asyncio.Task[SecretData | None]] = {}
+
+    async def configs(
+        self, namespace: str, spec: OAuth2ClientSpec
+    ) -> tuple[IssuerConfig, ClientConfig]:
+        """The token library's configuration of a client; `ClientConfigError` if unusable."""
+        keys = referenced_keys(spec)
+        values = collect_values(keys, await self.objects(namespace, keys))
+        return issuer_config(spec, values), client_config(spec, values)
+
+    async def objects(
+        self, namespace: str, keys: list[SecretKey]
+    ) -> dict[tuple[str, str], SecretData | None]:
+        """The decoded data of every object `keys` name (`None` for a missing one)."""
+        wanted = sorted({(key.kind, key.name) for key in keys})
+        found = await asyncio.gather(*(self._read(namespace, kind, name) for kind, name in wanted))
+        return dict(zip(wanted, found, strict=True))
+
+    def forget(self, namespace: str) -> None:
+        """Drop cached objects of `namespace` (a client changed: read afresh)."""
+        for cache_key in [k for k in self._cache if k[1] == namespace]:
+            del self._cache[cache_key]
+
+    async def _read(self, namespace: str, kind: str, name: str) -> SecretData | None:
+        cache_key = (kind, namespace, name)
+        cached = self._cache.get(cache_key)
+        if cached is not None and self._clock() - cached[0] < self._ttl:
+            return cached[1]
+        task = self._reads.get(cache_key)
+        if task is None:
+            task = asyncio.create_task(self._fetch(namespace, kind, name))
+            self._reads[cache_key] = task
+            task.add_done_callback(lambda _: self._reads.pop(cache_key, None))
+        data = await asyncio.shield(task)
+        self._cache[cache_key] = (self._clock(), data)
+        return data
+
+    async def _fetch(self, namespace: str, kind: str, name: str) -> SecretData | None:
+        if kind == "ConfigMap":
+            config_map = await self._kube.read_config_map(namespace, name)
+            return None if config_map is None else dict(config_map.get("data") or {})
+        secret = await self._kube.read_secret(namespace, name)
+        if secret is None:
+            return None
+        return decode_data(secret.get("data")) or {}

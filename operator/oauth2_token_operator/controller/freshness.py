@@ -1,0 +1,55 @@
+"""The newest copy of an object: the watch's, or the one our own write returned.
+
+Right after the operator writes a Secret or a status, the watch may still hold the
+previous version for a few milliseconds; deciding on it would undo or repeat the
+write. So the reply of each write is remembered until the watch catches up.
+
+`resourceVersion` is opaque by API convention, but every etcd-backed API server uses
+the etcd revision, an integer; when either version is not one, the watch's copy wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+Body = Mapping[str, Any]
+
+
+def _version(body: Body | None) -> int | None:
+    if body is None:
+        return None
+    value = body.get("metadata", {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+class Freshness:
+    def __init__(self) -> None:
+        self._written: dict[Hashable, Body] = {}
+
+    def wrote(self, key: Hashable, body: Body) -> None:
+        self._written[key] = body
+
+    def forget(self, key: Hashable) -> None:
+        self._written.pop(key, None)
+
+    def observed(self, key: Hashable, body: Body) -> None:
+        """A watch event for `key` (deletions included): forget our copy once the watch
+        has reached it."""
+        written = self._written.get(key)
+        if written is not None and _caught_up(written, body):
+            del self._written[key]
+
+    def newest(self, key: Hashable, watched: Body | None) -> Body | None:
+        written = self._written.get(key)
+        if written is None:
+            return watched
+        if watched is not None and _caught_up(written, watched):
+            del self._written[key]
+            return watched
+        return written
+
+
+def _caught_up(written: Body, watched: Body) -> bool:
+    mine, theirs = _version(written), _version(watched)
+    return mine is None or theirs is None or theirs >= mine

@@ -1,0 +1,249 @@
+"""kopf handlers: thin adapters from watch events to the reconcilers.
+
+Requests and clients are handled level-triggered (`on.event`): every event, timer or
+restart re-evaluates the whole state, and kopf writes no bookkeeping of its own for
+them. `on.delete` handlers give the finalizer that revokes tokens. Indexes are kopf's:
+no handler runs before they hold the initial listing, so a restarting operator sees
+every token Secret before deciding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.controller.clients import ClientReconciler
+from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.context import OperatorContext, Views
+from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.requests import RequestReconciler
+from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.manager import InMemoryTokenStore, TokenManager
+from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
+
+log = logging.getLogger(__name__)
+
+REQUESTS = "accesstokenrequests"
+CLIENTS = "oauth2clients"
+FINALIZER = f"{GROUP}/revoke-tokens"
+REVOKE_ALL_ANNOTATION = f"{GROUP}/revoke-all-on-delete"
+"""On an OAuth2Client: `"true"` lets it be deleted while requests use it, revoking
+their tokens first (the seed's `delete_all`)."""
+OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings that keep the operator's own API writes to what it must write."""
+    settings.persistence.finalizer = FINALIZER
+    # kopf's own state goes where its finalizer goes, in the same object PATCH; the
+    # operator writes the status itself.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    settings.posting.reporting_component = "oauth2-token-operator"
+    settings.posting.event_name_prefix = "oauth2-token-operator-"
+    settings.posting.level = logging.INFO
+    settings.peering.standalone = True
+    # Bound memory when a backlog of thousands of objects arrives at once.
+    settings.queueing.worker_limit = 64
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The API server and identity given by whoever started the operator (the CLI, a
+    test), else in-cluster or kubeconfig credentials as the kubernetes client finds them."""
+    configuration: k8s.Configuration | None = memo.get("kube_configuration")
+    if configuration is None:
+        return kopf.login_via_client(**kwargs)
+    token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+    scheme, _, value = (token or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or ("Bearer" if value else None),
+        token=value or None,
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    configure(settings)
+    config: OperatorConfig = memo.get("config") or OperatorConfig()
+    configuration = memo.get("kube_configuration")
+    if configuration is None:
+        configuration = await asyncio.to_thread(load_configuration)
+    api_client = k8s.ApiClient(configuration)
+    kube = KubeApi(api_client)
+    ctx = OperatorContext(
+        config=config,
+        kube=kube,
+        manager=TokenManager(InMemoryTokenStore()),
+        credentials=CredentialReader(kube, ttl=config.credentials_cache_ttl),
+        views=Views(  # kopf passes each index by its function's name
+            token_secrets=kwargs["token_secrets"],
+            clients=kwargs["oauth2_clients"],
+            requests=kwargs["token_requests"],
+            requests_by_client=kwargs["requests_by_client"],
+            namespace_labels=kwargs["namespace_labels"],
+        ),
+        post_event=_post_event,
+    )
+    requests = RequestReconciler(ctx)
+    clients = ClientReconciler(ctx)
+    ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
+    ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
+    memo.ctx = ctx
+    memo.requests = requests
+    memo.clients = clients
+    memo.api_client = api_client
+    memo.tasks = []
+
+
+def _ensure_schedulers(memo: kopf.Memo) -> None:
+    """Start the schedulers from the first handler, not from `on.startup`: tasks inherit
+    the context they are created in, and only handlers run where kopf's Event posting
+    is set up (its context variables)."""
+    if memo.tasks:
+        return
+    ctx: OperatorContext = memo.ctx
+    assert ctx.request_scheduler is not None
+    assert ctx.client_scheduler is not None
+    memo.tasks = [
+        asyncio.create_task(ctx.request_scheduler.run(), name="renewals"),
+        asyncio.create_task(ctx.client_scheduler.run(), name="client-checks"),
+    ]
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks", ()):
+        task.cancel()
+    await asyncio.gather(*memo.get("tasks", ()), return_exceptions=True)
+    ctx: OperatorContext | None = memo.get("ctx")
+    if ctx is not None:
+        await ctx.manager.aclose()
+    api_client: k8s.ApiClient | None = memo.get("api_client")
+    if api_client is not None:
+        await asyncio.to_thread(api_client.close)
+
+
+def load_configuration() -> k8s.Configuration:
+    """In-cluster service account first, then the kubeconfig (as kubectl does)."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type, reason=reason, message=message)
+
+
+# -- indexes ---------------------------------------------------------------------------
+
+
+@kopf.index("v1", "secrets", labels=OWNED)
+def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, CLIENTS)
+def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, REQUESTS)
+def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, REQUESTS)
+def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+    ref = spec.get("clientRef") or {}
+    return {(ref.get("namespace") or namespace, ref.get("name")): (namespace, name)}
+
+
+@kopf.index("v1", "namespaces")
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
+    return {name: dict(labels)}
+
+
+# -- AccessTokenRequest ----------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, REQUESTS)
+async def request_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _ensure_schedulers(memo)
+    requests: RequestReconciler = memo.requests
+    requests.requests_seen.observed((body.metadata.namespace or "", body.metadata.name), body)
+    if event["type"] != "DELETED":
+        await requests.reconcile(dict(body))
+
+
+@kopf.on.delete(GROUP, VERSION, REQUESTS)
+async def request_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _ensure_schedulers(memo)
+    requests: RequestReconciler = memo.requests
+    await requests.finalize(dict(body))
+
+
+@kopf.on.event("v1", "secrets", labels=OWNED)
+async def token_secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """An owned Secret changed or went: its request checks it (self-healing)."""
+    _ensure_schedulers(memo)
+    requests: RequestReconciler = memo.requests
+    namespace = body.metadata.namespace or ""
+    requests.secrets_seen.observed((namespace, body.metadata.name), body)
+    for ref in body.metadata.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
+            ctx: OperatorContext = memo.ctx
+            if ctx.request_scheduler is not None:
+                ctx.request_scheduler.poke((namespace, ref["name"]))
+
+
+# -- OAuth2Client ----------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, CLIENTS)
+async def client_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _ensure_schedulers(memo)
+    clients: ClientReconciler = memo.clients
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    clients.seen.observed(key, body)
+    if event["type"] == "DELETED":
+        clients.forget(key)
+    else:
+        await clients.reconcile(dict(body))
+
+
+@kopf.on.delete(GROUP, VERSION, CLIENTS)
+async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A client in use is not deleted until its requests are, unless asked to revoke
+    their tokens first."""
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    ctx: OperatorContext = memo.ctx
+    users = sorted(f"{ns}/{name}" for ns, name in ctx.views.requests_by_client.get(key) or ())
+    if not users:
+        return
+    if body.metadata.annotations.get(REVOKE_ALL_ANNOTATION) == "true":
+        requests: RequestReconciler = memo.requests
+        await requests.revoke_all(key)
+        return
+    raise kopf.TemporaryError(
+        f"still used by AccessTokenRequest {', '.join(users[:10])}"
+        + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+        + f"; delete them first, or annotate {REVOKE_ALL_ANNOTATION}=true",
+        delay=15,
+    )

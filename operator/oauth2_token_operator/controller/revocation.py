@@ -1,0 +1,62 @@
+"""Revokes a token nobody holds any more (RFC 7009), bounded by a deadline.
+
+The deadline keeps a deletion, and so a namespace deletion, from wedging when the
+authorization server is unreachable: the outcome is an Event either way, and the
+token is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import ValidationError
+
+from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.manager import Revocation
+from oauth2_token_operator.oauth2.errors import OAuth2Error
+
+log = logging.getLogger(__name__)
+
+
+async def revoke_held(ctx: OperatorContext, body: Body, held: Held, *, why: str) -> bool:
+    """Revoke `held` (the token `body`'s request had) and forget it. True if revoked."""
+    issuer_url = held.token.key.issuer
+    client_namespace, _, client_name = held.record.client.partition("/")
+    client_body = first(ctx.views.clients, (client_namespace, client_name))
+    failure = None
+    revoked = False
+    try:
+        if client_body is None:
+            raise ClientConfigError(
+                "ClientNotFound", f"OAuth2Client {held.record.client} no longer exists"
+            )
+        spec = OAuth2ClientSpec.model_validate(client_body.get("spec") or {})
+        issuer, client = await ctx.credentials.configs(client_namespace, spec)
+        result = await asyncio.wait_for(
+            ctx.manager.delete(held.token.value, issuer, client, revoke=True),
+            timeout=ctx.config.revocation_deadline,
+        )
+        revoked = result.revocation is Revocation.REVOKED
+        if not revoked:
+            failure = str(result.error)
+    except TimeoutError:
+        failure = f"no answer within {ctx.config.revocation_deadline:.0f}s"
+    except (ClientConfigError, OAuth2Error, ValidationError) as exc:
+        failure = str(exc) if not isinstance(exc, ValidationError) else "the client is invalid"
+    finally:
+        await ctx.manager.store.delete_access_token(issuer_url, held.token.value)
+    if revoked:
+        ctx.post_event(body, type="Normal", reason="Revoked", message=f"token revoked ({why})")
+    else:
+        ctx.post_event(
+            body,
+            type="Warning",
+            reason="RevocationFailed",
+            message=f"token not revoked ({why}): {failure}",
+        )
+        log.warning("revocation failed (%s): %s", why, failure)
+    return revoked

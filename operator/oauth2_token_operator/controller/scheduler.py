@@ -1,0 +1,99 @@
+"""One scheduler for every timed action (renewals, retries, introspections).
+
+A heap of (due time, key) served by a single task, instead of one kopf daemon or timer
+per object: 10 000 requests cost 10 000 heap entries, not 10 000 sleeping tasks, and
+the work that falls due runs with bounded concurrency. Rescheduling a key replaces its
+time (older heap entries are skipped when popped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Scheduler(Generic[K]):
+    def __init__(
+        self,
+        action: Callable[[K], Awaitable[None]],
+        *,
+        concurrency: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._action = action
+        self._clock = clock
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
+        self._counter = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, key: K, when: float) -> None:
+        """Run `action(key)` at `when` (epoch seconds), replacing any earlier plan."""
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, next(self._counter), key))
+        self._wakeup.set()
+
+    def poke(self, key: K) -> None:
+        """Run `action(key)` as soon as a slot is free."""
+        self.schedule(key, self._clock())
+
+    def cancel(self, key: K) -> None:
+        self._due.pop(key, None)
+
+    def when(self, key: K) -> float | None:
+        return self._due.get(key)
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    async def run(self) -> None:
+        """Serve the heap until cancelled; cancelling also cancels the actions running."""
+        try:
+            while True:
+                await self._next_due()
+        finally:
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _next_due(self) -> None:
+        while self._heap:
+            when, _, key = self._heap[0]
+            if self._due.get(key) != when:
+                heapq.heappop(self._heap)  # rescheduled or cancelled since
+                continue
+            delay = when - self._clock()
+            if delay > 0:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                return
+            heapq.heappop(self._heap)
+            del self._due[key]
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run_one(key))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
+    async def _run_one(self, key: K) -> None:
+        try:
+            await self._action(key)
+        except Exception:
+            # The action reports its own failures (status, Events); this is a bug net.
+            log.exception("scheduled action for %s failed", key)
+        finally:
+            self._slots.release()

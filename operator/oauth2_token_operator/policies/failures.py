@@ -1,0 +1,71 @@
+"""What a failed issuance means for the request: a condition reason, and when (whether)
+to try again. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.oauth2 import errors
+from oauth2_token_operator.policies.renewal import jitter_fraction
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    message: str
+    retry: bool
+    """False: retrying cannot help until something changes (the spec, the client, a
+    Secret); the operator waits for that change instead of looping."""
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (`Retry-After`)."""
+
+
+def classify(exc: Exception) -> Failure:
+    message = str(exc)
+    if isinstance(exc, ClientConfigError):
+        return Failure(exc.reason, exc.message, retry=True)
+    if isinstance(exc, errors.InvalidGrantError):
+        return Failure("RefreshTokenRejected", message, retry=False)
+    if isinstance(exc, errors.InvalidClientError):
+        return Failure("InvalidClient", message, retry=True)
+    if isinstance(exc, errors.InvalidScopeError | errors.InvalidTargetError):
+        return Failure("InvalidScope", message, retry=False)
+    if isinstance(exc, errors.UnauthorizedClientError | errors.UnsupportedGrantTypeError):
+        return Failure("GrantNotAllowed", message, retry=False)
+    if isinstance(exc, errors.InactiveTokenError):
+        return Failure("TokenInactive", message, retry=False)
+    if isinstance(exc, errors.NoTokenAvailableError):
+        return Failure("NoRefreshToken", message, retry=False)
+    if isinstance(exc, errors.MetadataError):
+        return Failure("DiscoveryFailed", message, retry=True)
+    if isinstance(exc, errors.ConfigurationError):
+        return Failure("InvalidConfiguration", message, retry=False)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(exc, errors.OAuth2Error) and not isinstance(exc, errors.OAuth2ErrorResponse):
+        return Failure(
+            "AuthorizationServerUnavailable",
+            message,
+            retry=True,
+            retry_after=retry_after if isinstance(retry_after, int | float) else None,
+        )
+    return Failure("IssuanceFailed", message, retry=True)
+
+
+def retry_delay(
+    failed_attempts: int,
+    *,
+    base: float,
+    cap: float,
+    seed: str,
+    retry_after: float | None = None,
+) -> float:
+    """Exponential backoff with jitter after `failed_attempts` (≥ 1) failures.
+
+    The jitter is drawn from [1/2, 1] of the exponential step (never a zero wait), from
+    a stable seed so a restart does not reshuffle it; a server's `Retry-After` wins
+    when it asks for longer.
+    """
+    step = min(cap, base * 2.0 ** max(0, failed_attempts - 1))
+    delay = step * (0.5 + 0.5 * jitter_fraction(f"{seed}/{failed_attempts}"))
+    return max(delay, float(retry_after or 0.0))

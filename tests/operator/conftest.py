@@ -1,0 +1,200 @@
+"""Fixtures for the operator's end-to-end tests: the real control plane, the real
+authorization server, and the operator running in a thread."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.controller.config import OperatorConfig
+from tests.authserver.fixtures import AuthServer, TestClient, client_auth
+from tests.cluster.harness import KubeCluster
+from tests.operator.runner import OperatorThread, running_operator
+
+pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
+
+RESOURCE_SCOPES = ["read"]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Namespace:
+    """Objects in one test namespace, through the admin client."""
+
+    api: k8s.ApiClient
+    name: str
+    authserver: AuthServer
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api)
+
+    @property
+    def custom(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self.api)
+
+    def secret(self, name: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
+        body = {"metadata": {"name": name, **meta}, "stringData": data}
+        return self.core.create_namespaced_secret(self.name, body).to_dict()  # type: ignore[no-any-return]
+
+    def client(self, name: str, test_client: TestClient, **spec: Any) -> None:
+        assert test_client.client_secret is not None
+        self.secret(f"{name}-credentials", {"client-secret": test_client.client_secret})
+        full_spec = {
+            "issuer": self.authserver.issuer,
+            "clientId": test_client.client_id,
+            "authentication": {
+                "method": "client_secret_basic",
+                "clientSecretRef": {"name": f"{name}-credentials", "key": "client-secret"},
+            },
+            "tls": {"caBundle": self.authserver.ca_bundle.read_text()},
+            **spec,
+        }
+        self.create("oauth2clients", name, full_spec)
+
+    def request(self, name: str, client: str, **spec: Any) -> dict[str, Any]:
+        full_spec = {
+            "clientRef": {"name": client},
+            "scopes": RESOURCE_SCOPES,
+            "resources": [self.authserver.resource],
+            **spec,
+        }
+        return self.create("accesstokenrequests", name, full_spec)
+
+    def create(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        kind = {"oauth2clients": "OAuth2Client", "accesstokenrequests": "AccessTokenRequest"}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind[plural],
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        return self.custom.create_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, self.name, plural, body
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+                GROUP, VERSION, self.name, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, plural: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.name, plural, name, patch)
+
+    def delete(self, plural: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.name, plural, name)
+
+    def condition(
+        self, name: str, type_: str = "Ready", plural: str = "accesstokenrequests"
+    ) -> dict[str, Any] | None:
+        body = self.get(plural, name) or {}
+        for entry in (body.get("status") or {}).get("conditions") or ():
+            if entry["type"] == type_:
+                return entry  # type: ignore[no-any-return]
+        return None
+
+    def wait_ready(
+        self,
+        name: str,
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 30.0,
+        plural: str = "accesstokenrequests",
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            found = self.condition(name, plural=plural)
+            if (
+                found
+                and found["status"] == status
+                and (reason is None or found["reason"] == reason)
+            ):
+                return found
+            return None
+
+        try:
+            return wait_for(f"{plural}/{name} Ready={status} {reason or ''}", check, timeout)  # type: ignore[no-any-return]
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; status: {(self.get(plural, name) or {}).get('status')}"
+            ) from None
+
+    def token_secret(self, name: str) -> dict[str, str] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, self.name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        events = self.core.list_namespaced_event(
+            self.name, field_selector=f"involvedObject.name={name}"
+        )
+        return [(e.reason, e.message) for e in events.items]
+
+
+@pytest.fixture
+def ns(kube_admin: k8s.ApiClient, kube_namespace: str, authserver: AuthServer) -> Namespace:
+    return Namespace(kube_admin, kube_namespace, authserver)
+
+
+@pytest.fixture
+def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., OperatorThread]]:
+    """Start operators (each `with`-free: stopped at the end of the test, in reverse)."""
+    started: list[Any] = []
+
+    def start(**config: Any) -> OperatorThread:
+        context = running_operator(
+            kube_cluster.configuration(), OperatorConfig(metrics_port=None, **config)
+        )
+        operator = context.__enter__()
+        started.append(context)
+        return operator
+
+    yield start
+    for context in reversed(started):
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorThread]) -> OperatorThread:
+    return operator_factory(min_renewal_lead=5.0, revocation_deadline=5.0)
+
+
+def introspect(authserver: AuthServer, token: str, client: TestClient) -> dict[str, Any]:
+    """Ask the authorization server itself whether `token` is active (as `client`)."""
+    headers, auth_data = client_auth(client, audience=authserver.issuer)
+    response = httpx.post(
+        authserver.introspection_endpoint,
+        data={"token": token, **auth_data},
+        headers=headers,
+        verify=authserver.ssl_context(),
+    )
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]

@@ -1,0 +1,69 @@
+"""Runs the real operator (our kopf handlers) in a thread of the test process, against
+the session's cluster, so tests stay plain synchronous code that may block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+
+import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
+from oauth2_token_operator.controller.config import OperatorConfig
+
+
+class OperatorThread:
+    def __init__(self, configuration: k8s.Configuration, config: OperatorConfig) -> None:
+        self.memo = kopf.Memo(kube_configuration=configuration, config=config)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(
+                kopf.operator(
+                    clusterwide=True,
+                    standalone=True,
+                    memo=self.memo,
+                    stop_flag=self._stop,
+                    ready_flag=self._ready,
+                )
+            )
+        except BaseException as exc:  # reported by stop()
+            self._error = exc
+
+    def start(self, timeout: float = 30.0) -> OperatorThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"the operator did not start within {timeout}s: {self._error}")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("the operator did not stop")
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def ctx(self) -> Any:
+        return self.memo.get("ctx")
+
+
+@contextlib.contextmanager
+def running_operator(
+    configuration: k8s.Configuration, config: OperatorConfig | None = None
+) -> Iterator[OperatorThread]:
+    operator = OperatorThread(configuration, config or OperatorConfig(metrics_port=None))
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
