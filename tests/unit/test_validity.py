@@ -62,15 +62,17 @@ def test_validity_table(overrides: dict[str, object], now: float, state: TokenSt
     ("lifetime", "now", "state"),
     [
         # Issue 6: a 5 s token was expired from the start (5 s < 30 s skew) and every get()
-        # made a token request. The margin is now at most a quarter of the lifetime.
+        # made a token request. The margin is now at most a tenth of the lifetime.
         (5.0, 1000.0, TokenState.VALID),
-        (5.0, 1003.74, TokenState.VALID),
-        (5.0, 1003.75, TokenState.EXPIRED),
-        (3.0, 1002.2, TokenState.VALID),
-        (3.0, 1002.25, TokenState.EXPIRED),
-        # 120 s: a quarter is 30 s, the full skew again
-        (120.0, 1089.9, TokenState.VALID),
-        (120.0, 1090.0, TokenState.EXPIRED),
+        (5.0, 1004.49, TokenState.VALID),
+        (5.0, 1004.5, TokenState.EXPIRED),
+        (3.0, 1002.69, TokenState.VALID),
+        (3.0, 1002.7, TokenState.EXPIRED),
+        (20.0, 1017.99, TokenState.VALID),  # a 20 s token keeps 18 s
+        (20.0, 1018.0, TokenState.EXPIRED),
+        # 300 s: a tenth is 30 s, the full skew again
+        (300.0, 1269.9, TokenState.VALID),
+        (300.0, 1270.0, TokenState.EXPIRED),
         (0.0, 1000.0, TokenState.EXPIRED),
     ],
 )

@@ -63,7 +63,7 @@ class TokenManagerConfig(BaseModel):
     min_introspect_interval: float = Field(default=30.0, ge=0)
     revoke_on_delete: bool = True
     clock_skew: float = Field(default=30.0, ge=0)
-    max_margin_fraction: float = Field(default=0.25, ge=0, le=1)
+    max_margin_fraction: float = Field(default=0.1, ge=0, le=1)
     """The margin before expiry is ``clock_skew`` but at most this fraction of a token's
     lifetime (see ``ValidityPolicy``)."""
     unknown_expiry_lifetime: float = Field(default=300.0, gt=0)

@@ -165,11 +165,12 @@ class TokenState(enum.Enum):
 class ValidityPolicy:
     clock_skew: float = 30.0
     """Seconds by which our clock and the server's may differ; applied to exp and nbf."""
-    max_margin_fraction: float = 0.25
+    max_margin_fraction: float = 0.1
     """The margin before ``exp`` is ``clock_skew``, but never more than this fraction of
     the token's lifetime: a token living less than the skew is still reused for most of
-    its life (3/4 by default) instead of counting as expired from the start, while a
-    token living longer than ``clock_skew / max_margin_fraction`` keeps the full skew."""
+    its life (9/10 by default: a 20 s token for 18 s) instead of counting as expired from
+    the start, while a token living at least ``clock_skew / max_margin_fraction`` (300 s
+    by default) keeps the full skew."""
     unknown_expiry_lifetime: float = 300.0
     """How long a token whose server gave no expiry is trusted after it was last confirmed
     (issued, registered or introspected active). Never forever."""
