@@ -17,7 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
-from tests.cluster.harness import KubeCluster
+from tests.cluster.harness import KubeCluster, unique_name
+from tests.integration.conftest import Counters
 from tests.operator.runner import OperatorThread, running_operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
@@ -160,8 +161,28 @@ class Namespace:
 
 
 @pytest.fixture
-def ns(kube_admin: k8s.ApiClient, kube_namespace: str, authserver: AuthServer) -> Namespace:
-    return Namespace(kube_admin, kube_namespace, authserver)
+def ns(
+    kube_admin: k8s.ApiClient,
+    authserver: AuthServer,
+    operator_factory: Callable[..., OperatorThread],
+) -> Iterator[Namespace]:
+    """A fresh namespace, deleted at the end while the test's operator still runs (it
+    depends on `operator_factory` for that order), so its finalizers are handled and no
+    object or namespace outlives the test."""
+    name = unique_name("op")
+    core = k8s.CoreV1Api(kube_admin)
+    core.create_namespace({"metadata": {"name": name}})
+    yield Namespace(kube_admin, name, authserver)
+    core.delete_namespace(name)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(f"namespace {name} to be deleted", gone, timeout=60)
 
 
 @pytest.fixture
@@ -198,3 +219,9 @@ def introspect(authserver: AuthServer, token: str, client: TestClient) -> dict[s
     )
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def counters(authserver: AuthServer) -> Counters:
+    """Deltas of the authorization server's request counters."""
+    return Counters(authserver)

@@ -20,7 +20,7 @@ from kubernetes import config as k8s_config
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext, Views
+from oauth2_token_operator.controller.context import OperatorContext, Views, first
 from oauth2_token_operator.controller.credentials import CredentialReader
 from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
@@ -39,13 +39,25 @@ their tokens first (the seed's `delete_all`)."""
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """The operator has no create/update handlers (it reconciles on every event), so kopf
+    needs no "last handled configuration": every object looks unchanged to it, and it
+    writes nothing for it. Only the finalizer and the deletion handler remain kopf's."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf settings that keep the operator's own API writes to what it must write."""
     settings.persistence.finalizer = FINALIZER
-    # kopf's own state goes where its finalizer goes, in the same object PATCH; the
-    # operator writes the status itself.
+    # kopf's deletion progress goes where its finalizer goes (the operator writes the
+    # status itself); there are no changes for it to track.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     settings.posting.reporting_component = "oauth2-token-operator"
     settings.posting.event_name_prefix = "oauth2-token-operator-"
@@ -98,7 +110,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         ),
         post_event=_post_event,
     )
-    requests = RequestReconciler(ctx)
+    requests = RequestReconciler(ctx, finalizer=FINALIZER)
     clients = ClientReconciler(ctx)
     ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
     ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
@@ -241,9 +253,13 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         requests: RequestReconciler = memo.requests
         await requests.revoke_all(key)
         return
+    leaving = all(
+        ((first(ctx.views.requests, user) or {}).get("metadata") or {}).get("deletionTimestamp")
+        for user in ctx.views.requests_by_client.get(key) or ()
+    )
     raise kopf.TemporaryError(
         f"still used by AccessTokenRequest {', '.join(users[:10])}"
         + (f" and {len(users) - 10} more" if len(users) > 10 else "")
         + f"; delete them first, or annotate {REVOKE_ALL_ANNOTATION}=true",
-        delay=15,
+        delay=1 if leaving else 15,  # all being deleted (a namespace going): soon free
     )

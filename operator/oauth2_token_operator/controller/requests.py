@@ -127,8 +127,10 @@ class Outcome:
 
 
 class RequestReconciler:
-    def __init__(self, ctx: OperatorContext) -> None:
+    def __init__(self, ctx: OperatorContext, *, finalizer: str | None = None) -> None:
         self.ctx = ctx
+        self.finalizer = finalizer
+        """Requests are served only once this finalizer is on them (kopf adds it)."""
         self._locks: defaultdict[RequestKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Future[bool]] = set()
         self.requests_seen = Freshness()
@@ -145,7 +147,12 @@ class RequestReconciler:
             await self.reconcile(body)
 
     async def reconcile(self, body: Body) -> None:
-        if body.get("metadata", {}).get("deletionTimestamp"):
+        meta = body.get("metadata", {})
+        if meta.get("deletionTimestamp"):
+            return
+        if self.finalizer is not None and self.finalizer not in (meta.get("finalizers") or ()):
+            # Nothing is issued before the finalizer is on the object: a token can then
+            # never outlive a request deleted in a hurry (and the two writes do not race).
             return
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         async with self._locks[key]:
