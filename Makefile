@@ -34,7 +34,7 @@ test: setup cluster lint
 	$(VENV)/bin/pytest
 
 bench: setup
-	$(PY) -m bench.token_requests
+	$(PY) -m bench
 
 # Regenerates crds/ from the pydantic models (a unit test fails while they differ).
 crds: $(VENV)/.installed

@@ -1,6 +1,6 @@
 """What the token manager saves per token, against the real oidc-provider.
 
-Run: ``make bench`` (or ``.venv/bin/python -m bench.token_requests``).
+Run: ``make bench`` (or ``.venv/bin/python -m bench requests``).
 
 Baseline (measured in the same run): a client_credentials request on a fresh
 HTTPS connection each time, which is what a CronJob running curl does. Then:
@@ -18,10 +18,9 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from bench.common import Setup
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
-from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig, OAuth2Transport
-from oauth2_token_operator.oauth2.client_auth import basic_credentials
-from tests.authserver.fixtures import AuthServer, run_authserver
+from oauth2_token_operator.oauth2 import OAuth2Transport
 
 ROUNDS = 5
 PER_ROUND = 40
@@ -38,21 +37,12 @@ async def per_call_seconds(call: Callable[[], Awaitable[object]]) -> float:
     return statistics.median(samples)
 
 
-async def main(server: AuthServer) -> None:
-    registered = server.clients["client_secret_basic"]
-    assert registered.client_secret is not None
-    client = ClientConfig(
-        client_id=registered.client_id,
-        auth_method="client_secret_basic",
-        client_secret=registered.client_secret,
-    )
-    issuer = IssuerConfig(server.issuer, ca_pem=server.ca_bundle.read_text())
-    form = {"grant_type": "client_credentials", "scope": "read", "resource": server.resource}
-    headers = {"Authorization": basic_credentials(client.client_id, registered.client_secret)}
+async def run(setup: Setup) -> None:
+    server, issuer, client = setup.server, setup.issuer, setup.client
 
     async def fresh_connection() -> None:
         async with httpx.AsyncClient(verify=server.ssl_context()) as http:
-            response = await http.post(server.token_endpoint, data=form, headers=headers)
+            response = await http.post(server.token_endpoint, data=setup.form, headers=setup.basic)
             response.raise_for_status()
 
     transport = OAuth2Transport()
@@ -65,7 +55,9 @@ async def main(server: AuthServer) -> None:
         )
 
     async def from_store() -> None:
-        await manager.get(issuer, CLIENT_CREDENTIALS, client, ["read"], resources=[server.resource])
+        await manager.get(
+            issuer, CLIENT_CREDENTIALS, client, scopes=["read"], resources=[server.resource]
+        )
 
     await from_store()  # warm: discovery, the first token, the pooled connection
     baseline = await per_call_seconds(fresh_connection)
@@ -75,7 +67,7 @@ async def main(server: AuthServer) -> None:
     before = server.counters().get(f"client={client.client_id} /token", 0)
     concurrent = TokenManager(InMemoryTokenStore(), transport=transport)
     await asyncio.gather(
-        *(concurrent.get(issuer, CLIENT_CREDENTIALS, client, ["write"],
+        *(concurrent.get(issuer, CLIENT_CREDENTIALS, client, scopes=["write"],
                          resources=[server.resource]) for _ in range(50))
     )  # fmt: skip
     requests = server.counters().get(f"client={client.client_id} /token", 0) - before
@@ -85,8 +77,3 @@ async def main(server: AuthServer) -> None:
     print(f"token request on the pooled connection             = {pooled / baseline:.3f}")
     print(f"get() answered from the store                      = {cached / baseline:.4f}")
     print(f"50 concurrent get() for one key: {requests} token request(s) (baseline: 50)")
-
-
-if __name__ == "__main__":
-    with run_authserver() as authserver:
-        asyncio.run(main(authserver))

@@ -30,28 +30,32 @@ async def test_a_full_lifecycle_logs_no_secret(
     res = [authserver.resource]
     secrets: list[str] = []
 
-    token = await manager.get(issuer, CLIENT_CREDENTIALS, basic, ["read"], resources=res)
+    token = await manager.get(issuer, CLIENT_CREDENTIALS, basic, scopes=["read"], resources=res)
     await manager.introspect(token.value, issuer, basic)
     await manager.delete(token.value, issuer, basic)
     secrets.append(token.value)
 
-    signed = await manager.get(issuer, CLIENT_CREDENTIALS, jwt_client, ["read"], resources=res)
+    signed = await manager.get(
+        issuer, CLIENT_CREDENTIALS, jwt_client, scopes=["read"], resources=res
+    )
     secrets.append(signed.value)
 
     grant = authserver.password_grant(authserver.clients["client_secret_basic"], ["openid"])
-    await manager.add_refresh_token(grant["refresh_token"], issuer, "alice", basic, ["openid"])
-    refreshed = await manager.get(issuer, "alice", basic, ["openid"])
+    await manager.add_refresh_token(
+        grant["refresh_token"], issuer, "alice", basic, scopes=["openid"]
+    )
+    refreshed = await manager.get(issuer, "alice", basic, scopes=["openid"])
     secrets += [grant["refresh_token"], refreshed.value]
     for stored in await manager.store.find_refresh_tokens(refreshed.key):
         secrets.append(stored.value)
 
     # Failures log too: a refused refresh token and a wrong secret.
-    await manager.add_refresh_token("dead-refresh-token-value", issuer, "bob", basic, ["x"])
+    await manager.add_refresh_token("dead-refresh-token-value", issuer, "bob", basic, scopes=["x"])
     with pytest.raises(InvalidGrantError):
-        await manager.get(issuer, "bob", basic, ["x"])
+        await manager.get(issuer, "bob", basic, scopes=["x"])
     wrong = config_for("client_secret_basic", client_secret="wrong-secret-value-123")
     with pytest.raises(InvalidClientError):
-        await manager.get(issuer, CLIENT_CREDENTIALS, wrong, ["read"], resources=res)
+        await manager.get(issuer, CLIENT_CREDENTIALS, wrong, scopes=["read"], resources=res)
     secrets += ["dead-refresh-token-value", "wrong-secret-value-123"]
 
     assert basic.client_secret is not None

@@ -1,5 +1,6 @@
-"""TokenManager against oidc-provider; each seed defect (shared/seed/SEMANTICS.md) has a test
-that fails on the seed's behaviour."""
+"""TokenManager against oidc-provider; each defect of the seed library (the Elixir
+``oauth2_token_manager``, numbered in the README) and of issue 6 has a test that fails on
+the old behaviour."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from oauth2_token_operator.manager import (
     InMemoryTokenStore,
     Revocation,
     TokenKey,
+    TokenKind,
     TokenManager,
     TokenManagerConfig,
 )
@@ -68,7 +70,7 @@ class World:
         return TokenManager(
             InMemoryTokenStore(),
             transport=self.transport,
-            config=TokenManagerConfig(**config),  # type: ignore[arg-type]
+            config=TokenManagerConfig(**config),
             clock=clock or time.time,
         )
 
@@ -86,7 +88,7 @@ class World:
             issuer or self.issuer,
             CLIENT_CREDENTIALS,
             client or self.client,
-            scopes,
+            scopes=scopes,
             resources=[self.authserver.resource],
             min_remaining=min_remaining,
         )
@@ -162,7 +164,7 @@ async def test_introspection_is_answered_from_the_store_within_the_interval(
     external = await w.outsider().client_credentials(w.cc_scopes, resources=[w.authserver.resource])
     introspections = f"client={w.client.client_id} /token/introspection"
 
-    registered = await manager.register(external.access_token, "Bearer", None, w.issuer, w.client)
+    registered = await manager.register(external.access_token, w.issuer, w.client)
     assert counters.delta(introspections) == 1  # auto_introspect
     assert registered.active is True
     for _ in range(5):
@@ -171,6 +173,28 @@ async def test_introspection_is_answered_from_the_store_within_the_interval(
     clock.offset += 31
     assert (await manager.introspect(external.access_token, w.issuer, w.client)).active
     assert counters.delta(introspections) == 2
+
+
+class DeletedDuringTheCall(InMemoryTokenStore):
+    """The first lookup of a token returns it and deletes it, as a `delete` landing while
+    the server answers an introspection would."""
+
+    async def get_access_token(self, issuer: str, value: str) -> AccessToken | None:
+        found = await super().get_access_token(issuer, value)
+        if found is not None:
+            await self.delete_access_token(issuer, value)
+        return found
+
+
+async def test_introspection_does_not_resurrect_a_token_deleted_meanwhile(w: World) -> None:
+    manager = TokenManager(
+        DeletedDuringTheCall(),
+        transport=w.transport,
+        config=TokenManagerConfig(min_introspect_interval=0),
+    )
+    token = await w.cc_token(manager, w.cc_scopes)
+    assert (await manager.introspect(token.value, w.issuer, w.client)).active
+    assert await manager.store.find_access_tokens(token.key) == []
 
 
 async def test_an_inactive_token_is_not_handed_out(w: World) -> None:
@@ -189,7 +213,7 @@ async def test_expiry_with_skew_and_proactive_renewal(w: World) -> None:
     """Seed defects 2 and 7: no skew margin, no renewal ahead of expiry."""
     short = w.config_for("short_ttl")
     clock = Clock()
-    manager = w.manager(clock, clock_skew=1.0)
+    manager = w.manager(clock, clock_skew=1.0, max_margin_fraction=1.0)  # the whole 1 s margin
     first = await w.cc_token(manager, ["read"], client=short)
     assert first.expires_at is not None
     lifetime = first.expires_at - first.obtained_at
@@ -212,11 +236,72 @@ async def test_expiry_with_skew_and_proactive_renewal(w: World) -> None:
     assert first.value not in stored
 
 
+async def test_short_lived_tokens_are_reused_for_most_of_their_life(
+    w: World, counters: Counters
+) -> None:
+    """Issue 6: with the default 30 s clock skew a 3 s token counted as expired from the
+    start, so every get() made a token request. The margin is now at most a tenth of
+    the lifetime; tokens past their real expiry are forgotten."""
+    short = w.config_for("short_ttl")
+    clock = Clock()
+    manager = w.manager(clock)
+    assert manager.config.clock_skew == 30
+    first = await w.cc_token(manager, ["read"], client=short)
+    assert first.expires_at is not None
+    lifetime = first.expires_at - first.obtained_at
+    assert 0 < lifetime <= 3
+    for _ in range(5):
+        assert (await w.cc_token(manager, ["read"], client=short)).value == first.value
+    clock.offset += 0.8 * lifetime
+    assert (await w.cc_token(manager, ["read"], client=short)).value == first.value
+    clock.offset += 0.15 * lifetime  # 95 % of its life: inside the last tenth
+    second = await w.cc_token(manager, ["read"], client=short)
+    assert second.value != first.value
+    assert counters.delta(f"client={short.client_id} /token") == 2
+    clock.offset += lifetime  # both past their real expiry
+    third = await w.cc_token(manager, ["read"], client=short)
+    assert [t.value for t in await manager.store.find_access_tokens(third.key)] == [third.value]
+
+
+async def test_dead_tokens_do_not_pile_up(w: World) -> None:
+    """Issue 6: dead tokens of requests nobody repeats stayed in the store forever.
+    Storing a new token sweeps them out (at most every prune_interval)."""
+    short = w.config_for("short_ttl")
+    clock = Clock()
+    manager = w.manager(clock, prune_interval=60)
+    stale = await w.cc_token(manager, ["read"], client=short)
+    clock.offset += 61  # long dead, and the sweep is due
+    await w.cc_token(manager, ["read"])  # another client: a lookup that never meets `stale`
+    assert await manager.store.find_access_tokens(stale.key) == []
+    again = await w.cc_token(manager, ["write"], client=short)
+    clock.offset += 10  # dead, but the next sweep is not due: only an explicit prune
+    await w.cc_token(manager, ["write"])
+    assert await manager.store.find_access_tokens(again.key) == [again]
+    assert await manager.prune() == 1
+    assert await manager.store.find_access_tokens(again.key) == []
+
+
+async def test_a_subject_with_short_lived_tokens_refreshes_once(w: World) -> None:
+    """Issue 6: a subject with 3 s tokens rotated its refresh token on every get()."""
+    registered = w.authserver.clients["short_ttl"]
+    grant = w.authserver.password_grant(registered, w.authserver.user_scopes)
+    short = w.config_for("short_ttl")
+    scopes = sorted(w.authserver.user_scopes)
+    manager = w.manager()
+    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", short, scopes=scopes)
+    counters = Counters(w.authserver)
+    tokens = [await manager.get(w.issuer, "alice", short, scopes=scopes) for _ in range(5)]
+    assert tokens[0].expires_at is not None
+    assert tokens[0].expires_at - tokens[0].obtained_at <= 3
+    assert {t.value for t in tokens} == {tokens[0].value}
+    assert counters.delta(f"client={short.client_id} /token") == 1
+
+
 async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> None:
     manager = w.manager()
     plain = await w.cc_token(manager, ["read"])
     other = await manager.get(
-        w.issuer, CLIENT_CREDENTIALS, w.client, ["read"],
+        w.issuer, CLIENT_CREDENTIALS, w.client, scopes=["read"],
         resources=[w.authserver.resource], audience="https://other.example",
     )  # fmt: skip
     assert other.value != plain.value
@@ -225,14 +310,16 @@ async def test_audience_is_part_of_the_request(w: World, counters: Counters) -> 
     assert counters.delta(w.token_requests()) == 2
 
 
-async def subject_manager(w: World) -> tuple[TokenManager, list[str], str]:
+async def subject_manager(w: World, **config: object) -> tuple[TokenManager, list[str], str]:
     """A manager holding a fresh refresh token of alice's (from the real password grant)."""
     grant = w.authserver.password_grant(
         w.authserver.clients["client_secret_basic"], w.authserver.user_scopes
     )
-    manager = w.manager()
+    manager = w.manager(None, **config)
     scopes = sorted(w.authserver.user_scopes)
-    await manager.add_refresh_token(grant["refresh_token"], w.issuer, "alice", w.client, scopes)
+    await manager.add_refresh_token(
+        grant["refresh_token"], w.issuer, "alice", w.client, scopes=scopes
+    )
     return manager, scopes, grant["refresh_token"]
 
 
@@ -241,25 +328,29 @@ async def test_refresh_persists_the_rotated_token_and_never_revokes_its_predeces
 ) -> None:
     """Seed defect 5: the rotated refresh token must be kept, the old one not revoked."""
     manager, scopes, original = await subject_manager(w)
-    first = await manager.get(w.issuer, "alice", w.client, scopes[:1])
+    first = await manager.get(w.issuer, "alice", w.client, scopes=scopes[:1])
     stored = await manager.store.find_refresh_tokens(w.key("alice"))
     assert len(stored) == 1
     assert stored[0].value != original  # the successor replaced it
     assert stored[0].scopes == set(scopes)  # and keeps the grant's scope
     # The successor works: a different scope set needs another refresh.
-    second = await manager.get(w.issuer, "alice", w.client, scopes)
+    second = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
     assert second.value != first.value
     assert counters.delta("/token/revocation") == 0
 
 
 async def test_a_subject_token_is_renewed_ahead_of_expiry(w: World) -> None:
     manager, scopes, _ = await subject_manager(w)
-    first = await manager.get(w.issuer, "alice", w.client, scopes)
+    first = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
     assert first.expires_at is not None
     remaining = first.expires_at - time.time()
-    same = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining / 2)
+    same = await manager.get(
+        w.issuer, "alice", w.client, scopes=scopes, min_remaining=remaining / 2
+    )
     assert same.value == first.value
-    renewed = await manager.get(w.issuer, "alice", w.client, scopes, min_remaining=remaining + 60)
+    renewed = await manager.get(
+        w.issuer, "alice", w.client, scopes=scopes, min_remaining=remaining + 60
+    )
     assert renewed.value != first.value
 
 
@@ -268,20 +359,27 @@ async def test_concurrent_refreshes_of_one_subject_do_not_burn_the_grant(w: Worl
     request presents an already rotated refresh token and oidc-provider revokes the grant."""
     manager, scopes, _ = await subject_manager(w)
     requests = [scopes[:1], scopes[1:2], scopes, scopes[:1]]
-    tokens = await asyncio.gather(*(manager.get(w.issuer, "alice", w.client, s) for s in requests))
+    tokens = await asyncio.gather(
+        *(manager.get(w.issuer, "alice", w.client, scopes=s) for s in requests)
+    )
     assert len({t.value for t in tokens[:3]}) == 3
     assert tokens[3].value == tokens[0].value
+    # The per-subject lock is not kept once no refresh holds or awaits it (a long-running
+    # operator sees subjects come and go).
+    assert len(manager._refresh_locks) == 0
 
 
 async def test_a_dead_refresh_token_is_forgotten_and_reported(w: World) -> None:
     manager = w.manager()
-    await manager.add_refresh_token("not-a-real-refresh-token", w.issuer, "bob", w.client, ["x"])
+    await manager.add_refresh_token(
+        "not-a-real-refresh-token", w.issuer, "bob", w.client, scopes=["x"]
+    )
     with pytest.raises(InvalidGrantError) as caught:
-        await manager.get(w.issuer, "bob", w.client, ["x"])
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
     assert "not-a-real-refresh-token" not in str(caught.value)
     assert await manager.store.find_refresh_tokens(w.key("bob")) == []
     with pytest.raises(NoTokenAvailableError):
-        await manager.get(w.issuer, "bob", w.client, ["x"])
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
 
 
 async def test_register_replaces_metadata_with_introspection_and_refuses_inactive(
@@ -291,24 +389,22 @@ async def test_register_replaces_metadata_with_introspection_and_refuses_inactiv
     outsider = w.outsider()
     external = await outsider.client_credentials(w.cc_scopes, resources=[w.authserver.resource])
     claimed = {"exp": 1, "scope": "made-up"}
-    registered = await manager.register(
-        external.access_token, "Bearer", claimed, w.issuer, w.client
-    )
+    registered = await manager.register(external.access_token, w.issuer, w.client, metadata=claimed)
     assert registered.scopes == w.cc_scopes
     assert registered.expires_at is not None
     assert registered.expires_at > time.time()
     assert registered.key.subject is CLIENT_CREDENTIALS
     # It is now what `get` hands out for those scopes.
-    got = await manager.get(w.issuer, CLIENT_CREDENTIALS, w.client, w.cc_scopes)
+    got = await manager.get(w.issuer, CLIENT_CREDENTIALS, w.client, scopes=w.cc_scopes)
     assert got.value == external.access_token
 
     await outsider.revoke(external.access_token)
     with pytest.raises(InactiveTokenError):
-        await w.manager().register(external.access_token, "Bearer", None, w.issuer, w.client)
+        await w.manager().register(external.access_token, w.issuer, w.client)
 
     trusted = await w.manager().register(
-        "opaque-from-elsewhere", "Bearer", {"exp": 2_000_000_000, "scope": "x y"},
-        w.issuer, w.client, auto_introspect=False,
+        "opaque-from-elsewhere", w.issuer, w.client, token_type="Bearer",
+        metadata={"exp": 2_000_000_000, "scope": "x y"}, auto_introspect=False,
     )  # fmt: skip
     assert trusted.expires_at == 2_000_000_000
     assert trusted.scopes == {"x", "y"}
@@ -374,3 +470,44 @@ async def test_delete_all_revokes_at_the_right_issuer_and_honours_the_option(
     for token in tokens:
         assert (await w.outsider().introspect(token.value)).active is (not revoke_on_delete)
     assert await manager.store.find_access_tokens(w.key()) == []
+
+
+@pytest.mark.parametrize("revoke_on_delete", [True, False])
+async def test_delete_all_covers_the_subjects_refresh_tokens(
+    w: World, revoke_on_delete: bool
+) -> None:
+    """Issue 6, defect 5: delete_all left the subject's refresh tokens stored, so get()
+    could silently mint new tokens after it and the grant stayed alive at the server."""
+    manager, scopes, _ = await subject_manager(w, revoke_on_delete=revoke_on_delete)
+    await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    [refresh_token] = await manager.store.find_refresh_tokens(w.key("alice"))
+    results = await manager.delete_all(w.issuer, "alice", w.client)
+    assert [r.kind for r in results] == [TokenKind.REFRESH_TOKEN, TokenKind.ACCESS_TOKEN]
+    expected = Revocation.REVOKED if revoke_on_delete else Revocation.NOT_ATTEMPTED
+    assert all(r.removed and r.revocation is expected for r in results)
+    assert await manager.store.find_refresh_tokens(w.key("alice")) == []
+    with pytest.raises(NoTokenAvailableError):
+        await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    info = await w.outsider().introspect(refresh_token.value, token_type_hint="refresh_token")
+    assert info.active is not revoke_on_delete
+    if revoke_on_delete:
+        with pytest.raises(InvalidGrantError):
+            await w.outsider().refresh(refresh_token.value)
+
+
+async def test_a_refresh_token_can_be_forgotten_or_revoked(w: World) -> None:
+    manager, scopes, original = await subject_manager(w)
+    forgotten = await manager.delete_refresh_token(
+        original, w.issuer, "alice", w.client, revoke=False
+    )
+    assert (forgotten.removed, forgotten.revocation) == (True, Revocation.NOT_ATTEMPTED)
+    with pytest.raises(NoTokenAvailableError):
+        await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    assert (await w.outsider().introspect(original, token_type_hint="refresh_token")).active
+
+    await manager.add_refresh_token(original, w.issuer, "alice", w.client, scopes=scopes)
+    await manager.revoke_refresh_token(original, w.issuer, "alice", w.client)
+    assert await manager.store.find_refresh_tokens(w.key("alice")) == []
+    assert not (await w.outsider().introspect(original, token_type_hint="refresh_token")).active
+    with pytest.raises(InvalidGrantError):
+        await w.outsider().refresh(original)

@@ -12,7 +12,6 @@ from oauth2_token_operator.policies.renewal import (
     RenewalPolicy,
     jitter_fraction,
     renewal_time,
-    usable_until,
 )
 
 T0 = 1_800_000_000.0
@@ -101,13 +100,3 @@ def test_renewal_is_after_issuance_and_before_expiry(
     if not schedule.short_lived:
         assert schedule.renew_at <= T0 + lifetime - policy.min_lead + 1e-6
     assert schedule.short_lived == bool(schedule.message)
-
-
-def test_a_fresh_short_token_is_never_already_expired() -> None:
-    assert usable_until(T0, T0 + 20, clock_skew=30) == T0 + 18
-    assert usable_until(T0, T0 + HOUR, clock_skew=30) == T0 + HOUR - 30
-
-
-@given(lifetime=st.floats(min_value=0.001, max_value=10 * HOUR), skew=st.floats(0, 600))
-def test_usable_until_lies_after_issuance(lifetime: float, skew: float) -> None:
-    assert T0 < usable_until(T0, T0 + lifetime, skew) <= T0 + lifetime

@@ -12,6 +12,7 @@ from oauth2_token_operator.manager.model import (
     TokenState,
     ValidityPolicy,
     assess_validity,
+    expiry_margin,
     is_dead,
     refresh_token_covers,
     scopes_match,
@@ -49,7 +50,7 @@ def token(**overrides: object) -> AccessToken:
         # unknown expiry: trusted for unknown_expiry_lifetime after confirmation, not forever
         ({"expires_at": None}, 1299.0, TokenState.VALID),
         ({"expires_at": None}, 1300.0, TokenState.EXPIRED),
-        ({"expires_at": None, "metadata_at": 5000.0}, 5299.0, TokenState.VALID),
+        ({"expires_at": None, "confirmed_at": 5000.0}, 5299.0, TokenState.VALID),
         ({"expires_at": None}, 10.0**12, TokenState.EXPIRED),
     ],
 )
@@ -57,23 +58,72 @@ def test_validity_table(overrides: dict[str, object], now: float, state: TokenSt
     assert assess_validity(token(**overrides), now, POLICY).state is state
 
 
-def test_unknown_expiry_is_explicit() -> None:
-    assert assess_validity(token(expires_at=None), 1000.0, POLICY).expiry_known is False
-    assert assess_validity(token(), 1000.0, POLICY).expiry_known is True
+@pytest.mark.parametrize(
+    ("lifetime", "now", "state"),
+    [
+        # Issue 6: a 5 s token was expired from the start (5 s < 30 s skew) and every get()
+        # made a token request. The margin is now at most a tenth of the lifetime.
+        (5.0, 1000.0, TokenState.VALID),
+        (5.0, 1004.49, TokenState.VALID),
+        (5.0, 1004.5, TokenState.EXPIRED),
+        (3.0, 1002.69, TokenState.VALID),
+        (3.0, 1002.7, TokenState.EXPIRED),
+        (20.0, 1017.99, TokenState.VALID),  # a 20 s token keeps 18 s
+        (20.0, 1018.0, TokenState.EXPIRED),
+        # 300 s: a tenth is 30 s, the full skew again
+        (300.0, 1269.9, TokenState.VALID),
+        (300.0, 1270.0, TokenState.EXPIRED),
+        (0.0, 1000.0, TokenState.EXPIRED),
+    ],
+)
+def test_short_lived_tokens_table(lifetime: float, now: float, state: TokenState) -> None:
+    t = token(expires_at=1000.0 + lifetime)
+    assert assess_validity(t, now, POLICY).state is state
 
 
 times = st.floats(min_value=0, max_value=1e10, allow_nan=False)
 skews = st.floats(min_value=0, max_value=600, allow_nan=False)
+fractions = st.floats(min_value=0, max_value=1, allow_nan=False)
 
 
-@given(obtained=times, lifetime=st.floats(0, 1e6), now=times, skew=skews)
-def test_never_usable_within_skew_of_expiry(
-    obtained: float, lifetime: float, now: float, skew: float
+@given(obtained=times, lifetime=st.floats(0, 1e6), now=times, skew=skews, fraction=fractions)
+def test_never_usable_within_the_margin_of_expiry(
+    obtained: float, lifetime: float, now: float, skew: float, fraction: float
 ) -> None:
     t = token(obtained_at=obtained, expires_at=obtained + lifetime)
-    v = assess_validity(t, now, ValidityPolicy(clock_skew=skew))
+    policy = ValidityPolicy(clock_skew=skew, max_margin_fraction=fraction)
+    v = assess_validity(t, now, policy)
     if v.usable:
-        assert now < obtained + lifetime - skew
+        assert now < obtained + lifetime - min(skew, fraction * lifetime)
+
+
+@given(lifetime=st.floats(0, 1e6), skew=skews, fraction=fractions)
+def test_the_margin_is_the_skew_capped_by_a_fraction_of_the_lifetime(
+    lifetime: float, skew: float, fraction: float
+) -> None:
+    margin = expiry_margin(lifetime, ValidityPolicy(clock_skew=skew, max_margin_fraction=fraction))
+    assert 0 <= margin <= skew
+    assert margin <= fraction * lifetime
+    if fraction * lifetime >= skew:
+        assert margin == skew  # long-lived tokens keep the full margin
+
+
+@given(
+    obtained=times,
+    lifetime=st.floats(0.01, 1e6),
+    skew=skews,
+    fraction=st.floats(0, 0.9),
+    progress=st.floats(0, 0.99),
+)
+def test_a_token_is_reused_for_most_of_its_life(
+    obtained: float, lifetime: float, skew: float, fraction: float, progress: float
+) -> None:
+    """Usable throughout the first (1 - max_margin_fraction) of its lifetime, however
+    short it is compared with the clock skew."""
+    t = token(obtained_at=obtained, expires_at=obtained + lifetime)
+    policy = ValidityPolicy(clock_skew=skew, max_margin_fraction=fraction)
+    now = obtained + progress * (1 - fraction) * lifetime
+    assert assess_validity(t, now, policy).usable
 
 
 @given(obtained=times, now=times, lifetime=st.floats(1, 1e5))

@@ -46,7 +46,6 @@ from oauth2_token_operator.policies.renewal import (
     RenewalPolicy,
     RenewalSchedule,
     renewal_time,
-    usable_until,
 )
 from oauth2_token_operator.token_secret import (
     TOKEN_ANNOTATION,
@@ -261,12 +260,7 @@ class RequestReconciler:
         if held is not None:
             policy = self.ctx.manager.config.validity
             validity = assess_validity(held.token, now, policy)
-            if held.record.expires_at is not None:
-                until = usable_until(
-                    held.record.issued_at, held.record.expires_at, policy.clock_skew
-                )
-            else:
-                until = validity.usable_until if validity.usable_until is not None else now
+            until = validity.usable_until if validity.usable_until is not None else now
             token_facts = checks.TokenFacts(
                 issued_at=held.record.issued_at,
                 usable_until=until,
@@ -417,7 +411,7 @@ class RequestReconciler:
             issuer,
             CLIENT_CREDENTIALS,
             client,
-            identity.scopes,
+            scopes=identity.scopes,
             resources=identity.resources,
             audience=identity.audience,
             min_remaining=min_remaining,
@@ -738,6 +732,6 @@ def held_from_secret(secret: Body) -> Held | None:
         else frozenset(record.requested_scopes),
         resources=frozenset(record.resources),
         audience=record.audience,
-        metadata_at=record.issued_at,
+        confirmed_at=record.issued_at,
     )
     return Held(token=token, record=record)

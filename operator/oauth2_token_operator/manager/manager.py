@@ -1,5 +1,6 @@
-"""The token manager: the seed's ``AccessToken`` API (get, register, introspect,
-revoke, delete, delete_all), with its defects fixed (see ``shared/seed/SEMANTICS.md``)."""
+"""The token manager: the API of the seed library (the Elixir ``oauth2_token_manager``,
+its ``OAuth2TokenManager.AccessToken`` module: get, register, introspect, revoke, delete,
+delete_all), with its defects fixed (listed in the README), plus refresh-token calls."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import dataclasses
 import enum
 import logging
 import time
-from collections import defaultdict
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +22,15 @@ from oauth2_token_operator.manager.model import (
     AccessToken,
     RefreshToken,
     Subject,
+    TokenClaims,
     TokenKey,
+    TokenSpec,
     ValidityPolicy,
     assess_validity,
     is_dead,
+    matches,
     refresh_token_covers,
-    scopes_match,
+    with_introspection,
 )
 from oauth2_token_operator.manager.singleflight import SingleFlight
 from oauth2_token_operator.manager.store import TokenStore
@@ -43,6 +48,7 @@ from oauth2_token_operator.oauth2.errors import (
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
 from oauth2_token_operator.oauth2.scopes import Scopes, validate_scopes
+from oauth2_token_operator.oauth2.tls import TLSConfig
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
 
 log = logging.getLogger(__name__)
@@ -57,14 +63,25 @@ class TokenManagerConfig(BaseModel):
     min_introspect_interval: float = Field(default=30.0, ge=0)
     revoke_on_delete: bool = True
     clock_skew: float = Field(default=30.0, ge=0)
+    max_margin_fraction: float = Field(default=0.1, ge=0, le=1)
+    """The margin before expiry is ``clock_skew`` but at most this fraction of a token's
+    lifetime (see ``ValidityPolicy``)."""
     unknown_expiry_lifetime: float = Field(default=300.0, gt=0)
     metadata_refresh_interval: float = Field(default=3600.0, gt=0)
     metadata_min_fetch_interval: float = Field(default=10.0, ge=0)
+    max_cached_clients: int = Field(default=1024, ge=1)
+    """Protocol clients (one per issuer and client configuration) kept for reuse; the
+    least recently used beyond this are dropped (and rebuilt when needed again)."""
+    prune_interval: float = Field(default=60.0, ge=0)
+    """At most this often (seconds), storing a new token first sweeps dead tokens out of
+    the whole store; lookups forget the dead tokens they meet at any time."""
 
     @property
     def validity(self) -> ValidityPolicy:
         return ValidityPolicy(
-            clock_skew=self.clock_skew, unknown_expiry_lifetime=self.unknown_expiry_lifetime
+            clock_skew=self.clock_skew,
+            max_margin_fraction=self.max_margin_fraction,
+            unknown_expiry_lifetime=self.unknown_expiry_lifetime,
         )
 
 
@@ -74,13 +91,21 @@ class Revocation(enum.Enum):
     FAILED = "failed"
 
 
+class TokenKind(enum.Enum):
+    """Which kind of token; the value is its RFC 7009 / RFC 7662 ``token_type_hint``."""
+
+    ACCESS_TOKEN = "access_token"  # noqa: S105 - a hint name, not a secret
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a hint name, not a secret
+
+
 @dataclass(frozen=True)
 class DeleteResult:
-    """What ``delete`` did: the seed could not tell whether revocation worked."""
+    """What a deletion did: the seed could not tell whether revocation worked."""
 
     removed: bool
     revocation: Revocation
     error: OAuth2Error | None = None
+    kind: TokenKind = TokenKind.ACCESS_TOKEN
 
 
 IssuerLike = str | IssuerConfig
@@ -90,8 +115,9 @@ class TokenManager:
     """Obtains, stores, introspects and revokes access tokens.
 
     ``issuer`` arguments accept a plain issuer URL or an ``IssuerConfig``
-    (overrides, CA bundle, http opt-in). Close with ``aclose`` when the
-    manager created its own transport.
+    (overrides, CA bundle, http opt-in). Close with ``aclose`` (or ``async with``):
+    it closes the transport the manager created, and every later call raises
+    ``RuntimeError``, as httpx does.
     """
 
     def __init__(
@@ -112,13 +138,33 @@ class TokenManager:
             refresh_interval=self.config.metadata_refresh_interval,
             min_fetch_interval=self.config.metadata_min_fetch_interval,
         )
-        self._servers: dict[tuple[str, ClientConfig], AuthorizationServer] = {}
+        self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
-        self._refresh_locks: defaultdict[TokenKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # Weak: a subject's lock lives while a refresh holds or awaits it, then goes.
+        self._refresh_locks: weakref.WeakValueDictionary[TokenKey, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._next_prune = float("-inf")
+        self._closed = False
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._servers.clear()
         if self._owns_transport:
             await self._transport.aclose()
+
+    def _refresh_lock(self, key: TokenKey) -> asyncio.Lock:
+        """The lock that serialises everything touching ``key``'s refresh tokens."""
+        lock = self._refresh_locks.get(key)
+        if lock is None:
+            lock = self._refresh_locks[key] = asyncio.Lock()
+        return lock
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the TokenManager is closed")
 
     async def __aenter__(self) -> TokenManager:
         return self
@@ -128,19 +174,48 @@ class TokenManager:
 
     def server(self, issuer: IssuerLike, client: ClientConfig) -> AuthorizationServer:
         """The (cached) protocol client for ``client`` at ``issuer``."""
+        self._check_open()
         issuer_config = _issuer_config(issuer)
         cache_key = (issuer_config.cache_key(), client)
         server = self._servers.get(cache_key)
-        if server is None:
-            server = AuthorizationServer(
-                issuer_config,
-                client,
-                transport=self._transport,
-                metadata_cache=self._metadata,
-                clock=self._clock,
-            )
-            self._servers[cache_key] = server
+        if server is not None:
+            self._servers.move_to_end(cache_key)
+            return server
+        server = AuthorizationServer(
+            issuer_config,
+            client,
+            transport=self._transport,
+            metadata_cache=self._metadata,
+            clock=self._clock,
+        )
+        self._servers[cache_key] = server
+        while len(self._servers) > self.config.max_cached_clients:
+            self._servers.popitem(last=False)
         return server
+
+    async def forget_client(self, issuer: IssuerLike, client: ClientConfig | str) -> int:
+        """Drop the cached protocol clients of ``client`` at ``issuer``: that one
+        configuration, or, given a client_id, every configuration of that client.
+
+        Call it when a client's configuration changes (rotated secret, key or
+        certificate): the old configuration and its credentials leave memory, the
+        connection pools of TLS configurations no other cached client uses are closed
+        (an old client certificate's, say; requests in flight finish first), and the
+        next call builds a protocol client from the new configuration. Stored tokens
+        are kept. Returns how many protocol clients were dropped.
+        """
+        issuer_key = _issuer_config(issuer).cache_key()
+        dropped = [
+            self._servers.pop(cache_key)
+            for cache_key in list(self._servers)
+            if cache_key[0] == issuer_key
+            and (cache_key[1] == client if isinstance(client, ClientConfig)
+                 else cache_key[1].client_id == client)
+        ]  # fmt: skip
+        in_use = {_tls_of(server) for server in self._servers.values()}
+        for tls in {_tls_of(server) for server in dropped} - in_use:
+            await self._transport.close_pool(tls)
+        return len(dropped)
 
     # -- get ---------------------------------------------------------------------------------
 
@@ -149,8 +224,8 @@ class TokenManager:
         issuer: IssuerLike,
         subject: Subject,
         client: ClientConfig,
-        scopes: Iterable[str] | None,
         *,
+        scopes: Iterable[str] | None,
         resources: Iterable[str] = (),
         audience: str | None = None,
         min_remaining: float = 0.0,
@@ -162,10 +237,10 @@ class TokenManager:
         whose grant covers the scopes. Concurrent calls for the same request
         make one token request. ``min_remaining`` skips tokens expiring sooner.
         """
-        requested = None if scopes is None else validate_scopes(scopes)
+        requested = None if scopes is None else _scope_set(scopes)
         server = self.server(issuer, client)
         key = TokenKey(server.issuer.issuer, subject, client.client_id)
-        wanted = _Wanted(requested, frozenset(resources), audience, min_remaining)
+        wanted = _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
         found = await self._find_usable(key, wanted)
         if found is not None:
             return found
@@ -177,16 +252,12 @@ class TokenManager:
         policy = self.config.validity
         best: AccessToken | None = None
         best_until = float("-inf")
-        for token in await self.store.find_access_tokens(key):
+        for token in await self.store.find_access_tokens(key, wanted.spec):
             validity = assess_validity(token, now, policy)
             if is_dead(token, validity, now):
                 await self.store.delete_access_token(key.issuer, token.value)
                 continue
-            if not validity.usable:
-                continue
-            if token.resources != wanted.resources or token.audience != wanted.audience:
-                continue
-            if not scopes_match(token, wanted.scopes):
+            if not validity.usable or not matches(token, wanted.spec):
                 continue
             until = validity.usable_until if validity.usable_until is not None else float("inf")
             if until - now < wanted.min_remaining:
@@ -199,13 +270,14 @@ class TokenManager:
         self, server: AuthorizationServer, key: TokenKey, wanted: _Wanted
     ) -> AccessToken:
         if key.subject is CLIENT_CREDENTIALS:
+            spec = wanted.spec
             response = await server.client_credentials(
-                wanted.scopes, resources=sorted(wanted.resources), audience=wanted.audience
+                spec.scopes, resources=sorted(spec.resources), audience=spec.audience
             )
             return await self._store_new(key, wanted, response)
         # One refresh per subject at a time: with rotation, two concurrent refreshes
         # would present the same refresh token twice and lose the grant.
-        async with self._refresh_locks[key]:
+        async with self._refresh_lock(key):
             found = await self._find_usable(key, wanted)
             if found is not None:
                 return found
@@ -216,7 +288,7 @@ class TokenManager:
     ) -> AccessToken:
         candidates = sorted(
             (rt for rt in await self.store.find_refresh_tokens(key)
-             if refresh_token_covers(rt, wanted.scopes)),
+             if refresh_token_covers(rt, wanted.spec.scopes)),
             key=lambda rt: (len(rt.scopes), -rt.obtained_at),
         )  # fmt: skip
         if not candidates:
@@ -229,8 +301,8 @@ class TokenManager:
             try:
                 response = await server.refresh(
                     refresh_token.value,
-                    scopes=wanted.scopes,
-                    resources=sorted(wanted.resources),
+                    scopes=wanted.spec.scopes,
+                    resources=sorted(wanted.spec.resources),
                 )
             except InvalidGrantError as exc:
                 # The refresh token is dead (expired, revoked, consumed): forget it.
@@ -249,7 +321,7 @@ class TokenManager:
                     )
                 )
                 await self.store.delete_refresh_token(key.issuer, refresh_token.value)
-            if wanted.scopes is None and not response.scope_echoed:
+            if wanted.spec.scopes is None and not response.scope_echoed:
                 response = dataclasses.replace(response, scopes=refresh_token.scopes)
             return await self._store_new(key, wanted, response)
         assert last_error is not None
@@ -263,15 +335,38 @@ class TokenManager:
             token_type=response.token_type,
             key=key,
             scopes=response.scopes,
-            requested_scopes=wanted.scopes,
-            resources=wanted.resources,
-            audience=wanted.audience,
+            requested_scopes=wanted.spec.scopes,
+            resources=wanted.spec.resources,
+            audience=wanted.spec.audience,
             obtained_at=response.issued_at,
             expires_at=response.expires_at,
-            metadata_at=response.issued_at,
+            confirmed_at=response.issued_at,
         )
-        await self.store.put_access_token(token)
+        await self._put_new(token)
         return token
+
+    async def _put_new(self, token: AccessToken) -> None:
+        """Store a token that was not in the store; the store grows only here, so this is
+        where the sweep of dead tokens runs (at most every ``prune_interval``)."""
+        if self._clock() >= self._next_prune:
+            await self.prune()
+        await self.store.put_access_token(token)
+
+    async def prune(self) -> int:
+        """Forget every dead access token in the store (inactive, past its expiry, or of
+        unknown expiry and no longer trusted); return how many. ``get`` calls it at most
+        every ``prune_interval`` when it stores a new token."""
+        now = self._clock()
+        self._next_prune = now + self.config.prune_interval
+        policy = self.config.validity
+        dead = [
+            token
+            for token in await self.store.all_access_tokens()
+            if is_dead(token, assess_validity(token, now, policy), now)
+        ]
+        for token in dead:
+            await self.store.delete_access_token(token.key.issuer, token.value)
+        return len(dead)
 
     async def add_refresh_token(
         self,
@@ -279,14 +374,17 @@ class TokenManager:
         issuer: IssuerLike,
         subject: str,
         client: ClientConfig,
+        *,
         scopes: Iterable[str],
     ) -> RefreshToken:
-        """Store a refresh token obtained elsewhere (e.g. an authorization-code flow)."""
+        """Store a refresh token obtained elsewhere (e.g. an authorization-code flow);
+        ``scopes`` is the scope of its grant."""
+        self._check_open()
         issuer_url = _issuer_config(issuer).issuer
         stored = RefreshToken(
             value=refresh_token,
             key=TokenKey(issuer_url, subject, client.client_id),
-            scopes=validate_scopes(scopes),
+            scopes=_scope_set(scopes),
             obtained_at=self._clock(),
         )
         await self.store.put_refresh_token(stored)
@@ -297,11 +395,11 @@ class TokenManager:
     async def register(
         self,
         access_token: str,
-        token_type: str,
-        metadata: Mapping[str, Any] | None,
         issuer: IssuerLike,
         client: ClientConfig,
         *,
+        token_type: str = "Bearer",  # noqa: S107 - a token type, not a secret
+        metadata: Mapping[str, Any] | None = None,
         subject: Subject | None = None,
         auto_introspect: bool | None = None,
     ) -> AccessToken:
@@ -333,10 +431,10 @@ class TokenManager:
             expires_at=info.exp,
             not_before=info.nbf,
             active=True if introspect else None,
-            metadata=info,
-            metadata_at=now,
+            claims=TokenClaims.of(info),
+            confirmed_at=now,
         )
-        await self.store.put_access_token(token)
+        await self._put_new(token)
         return token
 
     async def introspect(
@@ -350,13 +448,15 @@ class TokenManager:
         now = self._clock()
         if (
             stored is not None
-            and stored.metadata_at is not None
-            and now - stored.metadata_at < self.config.min_introspect_interval
+            and stored.confirmed_at is not None
+            and now - stored.confirmed_at < self.config.min_introspect_interval
         ):
-            return stored.metadata or _metadata_of(stored)
+            return stored.introspection()
         info = await server.introspect(access_token, token_type_hint=ACCESS_TOKEN_HINT)
-        if stored is not None:
-            await self.store.put_access_token(_with_introspection(stored, info, now))
+        # Read again: a token deleted while the server answered must stay deleted.
+        current = await self.store.get_access_token(server.issuer.issuer, access_token)
+        if current is not None:
+            await self.store.put_access_token(with_introspection(current, info, now))
         return info
 
     async def revoke(self, access_token: str, issuer: IssuerLike, client: ClientConfig) -> None:
@@ -366,7 +466,7 @@ class TokenManager:
         stored = await self.store.get_access_token(server.issuer.issuer, access_token)
         if stored is not None:
             await self.store.put_access_token(
-                dataclasses.replace(stored, active=False, metadata_at=self._clock())
+                dataclasses.replace(stored, active=False, confirmed_at=self._clock())
             )
 
     async def delete(
@@ -379,17 +479,37 @@ class TokenManager:
     ) -> DeleteResult:
         """Revoke (if ``revoke_on_delete``) then remove; says what happened."""
         server = self.server(issuer, client)
-        should_revoke = self.config.revoke_on_delete if revoke is None else revoke
-        revocation, error = Revocation.NOT_ATTEMPTED, None
-        if should_revoke:
-            try:
-                await server.revoke(access_token, token_type_hint=ACCESS_TOKEN_HINT)
-                revocation = Revocation.REVOKED
-            except OAuth2Error as exc:
-                log.warning("revocation at %s failed: %s", server.issuer.issuer, exc)
-                revocation, error = Revocation.FAILED, exc
-        removed = await self.store.delete_access_token(server.issuer.issuer, access_token)
-        return DeleteResult(removed=removed, revocation=revocation, error=error)
+        return await self._delete(server, access_token, TokenKind.ACCESS_TOKEN, revoke)
+
+    async def revoke_refresh_token(
+        self, refresh_token: str, issuer: IssuerLike, subject: str, client: ClientConfig
+    ) -> None:
+        """RFC 7009 with ``token_type_hint=refresh_token``, then forget the stored copy.
+
+        Most servers (oidc-provider among them) then revoke the whole grant, its access
+        tokens included. Waits for a refresh of ``subject`` in flight; a successor it
+        rotated to is another token (``delete_all`` removes every one of a subject).
+        """
+        server = self.server(issuer, client)
+        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
+            await server.revoke(refresh_token, token_type_hint=TokenKind.REFRESH_TOKEN.value)
+            await self.store.delete_refresh_token(server.issuer.issuer, refresh_token)
+
+    async def delete_refresh_token(
+        self,
+        refresh_token: str,
+        issuer: IssuerLike,
+        subject: str,
+        client: ClientConfig,
+        *,
+        revoke: bool | None = None,
+    ) -> DeleteResult:
+        """Revoke (if ``revoke_on_delete``) then forget a refresh token; ``revoke=False``
+        only forgets it. Waits for a refresh of ``subject`` in flight, as
+        ``revoke_refresh_token`` does."""
+        server = self.server(issuer, client)
+        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
+            return await self._delete(server, refresh_token, TokenKind.REFRESH_TOKEN, revoke)
 
     async def delete_all(
         self,
@@ -399,56 +519,73 @@ class TokenManager:
         *,
         revoke: bool | None = None,
     ) -> list[DeleteResult]:
-        """Delete (and revoke) every access token of ``subject`` (or of the client in
-        the client-credentials flow) at this issuer, each at its own issuer."""
-        issuer_url = _issuer_config(issuer).issuer
-        tokens = await self.store.find_access_tokens(
-            TokenKey(issuer_url, subject, client.client_id)
-        )
-        return list(
-            await asyncio.gather(
-                *(self.delete(token.value, issuer, client, revoke=revoke) for token in tokens)
-            )
-        )
+        """Delete (and, with ``revoke_on_delete``, revoke) every token of ``subject`` (or
+        of the client in the client-credentials flow) at this issuer: its refresh tokens
+        first, so that nothing can mint new access tokens, then its access tokens.
+
+        Holds the subject's refresh lock: a refresh in flight finishes first, and what
+        it stored (a rotated refresh token, a new access token) is deleted too; a later
+        ``get`` finds no refresh token and raises ``NoTokenAvailableError``.
+        """
+        server = self.server(issuer, client)
+        key = TokenKey(server.issuer.issuer, subject, client.client_id)
+        async with self._refresh_lock(key):
+            refresh_tokens = await self.store.find_refresh_tokens(key)
+            results = await asyncio.gather(
+                *(self._delete(server, rt.value, TokenKind.REFRESH_TOKEN, revoke)
+                  for rt in refresh_tokens)
+            )  # fmt: skip
+            access_tokens = await self.store.find_access_tokens(key)
+            results += await asyncio.gather(
+                *(self._delete(server, at.value, TokenKind.ACCESS_TOKEN, revoke)
+                  for at in access_tokens)
+            )  # fmt: skip
+        return results
+
+    async def _delete(
+        self, server: AuthorizationServer, value: str, kind: TokenKind, revoke: bool | None
+    ) -> DeleteResult:
+        should_revoke = self.config.revoke_on_delete if revoke is None else revoke
+        revocation, error = Revocation.NOT_ATTEMPTED, None
+        if should_revoke:
+            try:
+                await server.revoke(value, token_type_hint=kind.value)
+                revocation = Revocation.REVOKED
+            except OAuth2Error as exc:
+                log.warning(
+                    "revocation of a%s at %s failed: %s",
+                    "n access token" if kind is TokenKind.ACCESS_TOKEN else " refresh token",
+                    server.issuer.issuer, exc,
+                )  # fmt: skip
+                revocation, error = Revocation.FAILED, exc
+        if kind is TokenKind.ACCESS_TOKEN:
+            removed = await self.store.delete_access_token(server.issuer.issuer, value)
+        else:
+            removed = await self.store.delete_refresh_token(server.issuer.issuer, value)
+        return DeleteResult(removed=removed, revocation=revocation, error=error, kind=kind)
 
 
 @dataclass(frozen=True)
 class _Wanted:
-    scopes: Scopes | None
-    resources: frozenset[str]
-    audience: str | None
+    spec: TokenSpec
     min_remaining: float
     """Part of the flight key on purpose: the re-check under the refresh lock honours it."""
 
 
+def _scope_set(scopes: Iterable[str]) -> Scopes:
+    """Validated scopes; a ``str`` is refused, since iterating it yields its letters."""
+    if isinstance(scopes, str):
+        raise TypeError(
+            "scopes must be a collection of scope tokens such as ['read', 'write'], "
+            "not a str (which would be split into letters)"
+        )
+    return validate_scopes(scopes)
+
+
+def _tls_of(server: AuthorizationServer) -> TLSConfig:
+    """The TLS configuration (and so the connection pool) ``server``'s calls use."""
+    return server.client.tls(server.issuer.ca_pem)
+
+
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
     return issuer if isinstance(issuer, IssuerConfig) else IssuerConfig(issuer=issuer)
-
-
-def _metadata_of(token: AccessToken) -> Introspection:
-    """Introspection-shaped metadata of a token we obtained ourselves."""
-    return Introspection(
-        active=token.active is not False,
-        scopes=token.scopes,
-        client_id=token.key.client_id,
-        token_type=token.token_type,
-        exp=token.expires_at,
-        iat=token.obtained_at,
-        nbf=token.not_before,
-        sub=None if token.key.subject is CLIENT_CREDENTIALS else str(token.key.subject),
-        iss=token.key.issuer,
-    )
-
-
-def _with_introspection(token: AccessToken, info: Introspection, now: float) -> AccessToken:
-    if not info.active:
-        return dataclasses.replace(token, active=False, metadata=info, metadata_at=now)
-    return dataclasses.replace(
-        token,
-        active=True,
-        metadata=info,
-        metadata_at=now,
-        expires_at=info.exp if info.exp is not None else token.expires_at,
-        not_before=info.nbf if info.nbf is not None else token.not_before,
-        scopes=info.scopes if info.scopes is not None else token.scopes,
-    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import Scopes
@@ -30,12 +31,53 @@ class TokenKey:
 
 
 @dataclass(frozen=True)
+class TokenSpec:
+    """What a token is requested for. ``get`` hands out a stored token only for the
+    same spec (see ``matches``); ``scopes=None`` asks for any scopes."""
+
+    scopes: Scopes | None
+    resources: frozenset[str] = frozenset()
+    """RFC 8707 resources."""
+    audience: str | None = None
+    """The ``audience`` parameter (a common extension)."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What the server said about a token (RFC 7662 members) beyond what
+    ``AccessToken`` keeps in its own fields, which are the only copy of its scopes,
+    expiry, not-before time and activity."""
+
+    client_id: str | None = None
+    username: str | None = None
+    sub: str | None = None
+    aud: str | list[str] | None = field(default=None, hash=False)
+    iss: str | None = None
+    jti: str | None = None
+    iat: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, hash=False)
+
+    @classmethod
+    def of(cls, info: Introspection) -> TokenClaims:
+        return cls(
+            client_id=info.client_id,
+            username=info.username,
+            sub=info.sub,
+            aud=info.aud,
+            iss=info.iss,
+            jti=info.jti,
+            iat=info.iat,
+            extra=info.extra,
+        )
+
+
+@dataclass(frozen=True)
 class AccessToken:
     value: str = field(repr=False)
     token_type: str
     key: TokenKey
     scopes: Scopes
-    """Granted scopes (echoed by the server, or the requested ones)."""
+    """Granted scopes (echoed by the server, introspected, or the requested ones)."""
     obtained_at: float
     """When it was obtained or registered (epoch seconds)."""
     expires_at: float | None
@@ -49,9 +91,58 @@ class AccessToken:
     not_before: float | None = None
     active: bool | None = None
     """The last introspection answer; ``None`` when never introspected."""
-    metadata: Introspection | None = field(default=None, repr=False)
-    metadata_at: float | None = None
-    """When ``metadata`` was last confirmed by the server (introspection or issuance)."""
+    claims: TokenClaims | None = field(default=None, repr=False)
+    """The server's other statements about it; ``None`` for a token we obtained ourselves."""
+    confirmed_at: float | None = None
+    """When the server last vouched for it (issuance, registration or introspection)."""
+
+    @property
+    def issued_at(self) -> float:
+        """``iat`` when the server stated it, else when we obtained the token."""
+        if self.claims is not None and self.claims.iat is not None:
+            return self.claims.iat
+        return self.obtained_at
+
+    def introspection(self) -> Introspection:
+        """What we know, shaped as an RFC 7662 answer."""
+        if self.active is False:
+            return Introspection(active=False)  # RFC 7662 §2.2: nothing else is to be trusted
+        claims = self.claims or TokenClaims(
+            client_id=self.key.client_id,
+            sub=None if self.key.subject is CLIENT_CREDENTIALS else str(self.key.subject),
+            iss=self.key.issuer,
+            iat=self.obtained_at,
+        )
+        return Introspection(
+            active=True,
+            scopes=self.scopes,
+            client_id=claims.client_id,
+            username=claims.username,
+            token_type=self.token_type,
+            exp=self.expires_at,
+            iat=claims.iat,
+            nbf=self.not_before,
+            sub=claims.sub,
+            aud=claims.aud,
+            iss=claims.iss,
+            jti=claims.jti,
+            extra=claims.extra,
+        )
+
+
+def with_introspection(token: AccessToken, info: Introspection, now: float) -> AccessToken:
+    """``token`` updated with the server's introspection answer ``info`` received at ``now``."""
+    if not info.active:
+        return dataclasses.replace(token, active=False, confirmed_at=now)
+    return dataclasses.replace(
+        token,
+        active=True,
+        confirmed_at=now,
+        expires_at=info.exp if info.exp is not None else token.expires_at,
+        not_before=info.nbf if info.nbf is not None else token.not_before,
+        scopes=info.scopes if info.scopes is not None else token.scopes,
+        claims=TokenClaims.of(info),
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +165,12 @@ class TokenState(enum.Enum):
 class ValidityPolicy:
     clock_skew: float = 30.0
     """Seconds by which our clock and the server's may differ; applied to exp and nbf."""
+    max_margin_fraction: float = 0.1
+    """The margin before ``exp`` is ``clock_skew``, but never more than this fraction of
+    the token's lifetime: a token living less than the skew is still reused for most of
+    its life (9/10 by default: a 20 s token for 18 s) instead of counting as expired from
+    the start, while a token living at least ``clock_skew / max_margin_fraction`` (300 s
+    by default) keeps the full skew."""
     unknown_expiry_lifetime: float = 300.0
     """How long a token whose server gave no expiry is trusted after it was last confirmed
     (issued, registered or introspected active). Never forever."""
@@ -82,30 +179,34 @@ class ValidityPolicy:
 @dataclass(frozen=True)
 class Validity:
     state: TokenState
-    expiry_known: bool
     usable_until: float | None
-    """When the token stops being usable under the policy (skew and assumptions applied)."""
+    """When the token stops being usable under the policy (margin and assumptions applied)."""
 
     @property
     def usable(self) -> bool:
         return self.state is TokenState.VALID
 
 
+def expiry_margin(lifetime: float, policy: ValidityPolicy) -> float:
+    """Seconds before ``exp`` from which a token of ``lifetime`` seconds counts as expired."""
+    return min(policy.clock_skew, policy.max_margin_fraction * max(0.0, lifetime))
+
+
 def assess_validity(token: AccessToken, now: float, policy: ValidityPolicy) -> Validity:
     """Whether ``token`` may be handed out at ``now``. Pure: no I/O, no clock."""
-    expiry_known = token.expires_at is not None
     if token.expires_at is not None:
-        usable_until = token.expires_at - policy.clock_skew
+        lifetime = token.expires_at - token.issued_at
+        usable_until = token.expires_at - expiry_margin(lifetime, policy)
     else:
-        confirmed = token.metadata_at if token.metadata_at is not None else token.obtained_at
+        confirmed = token.confirmed_at if token.confirmed_at is not None else token.obtained_at
         usable_until = confirmed + policy.unknown_expiry_lifetime
     if token.active is False:
-        return Validity(TokenState.INACTIVE, expiry_known, None)
+        return Validity(TokenState.INACTIVE, None)
     if now >= usable_until:
-        return Validity(TokenState.EXPIRED, expiry_known, usable_until)
+        return Validity(TokenState.EXPIRED, usable_until)
     if token.not_before is not None and now < token.not_before - policy.clock_skew:
-        return Validity(TokenState.NOT_YET_VALID, expiry_known, usable_until)
-    return Validity(TokenState.VALID, expiry_known, usable_until)
+        return Validity(TokenState.NOT_YET_VALID, usable_until)
+    return Validity(TokenState.VALID, usable_until)
 
 
 def is_dead(token: AccessToken, validity: Validity, now: float) -> bool:
@@ -116,6 +217,15 @@ def is_dead(token: AccessToken, validity: Validity, now: float) -> bool:
     if token.expires_at is not None:
         return now >= token.expires_at
     return validity.state is TokenState.EXPIRED
+
+
+def matches(token: AccessToken, spec: TokenSpec) -> bool:
+    """Whether ``token`` was obtained (or registered) for what ``spec`` asks."""
+    return (
+        token.resources == spec.resources
+        and token.audience == spec.audience
+        and scopes_match(token, spec.scopes)
+    )
 
 
 def scopes_match(token: AccessToken, requested: Scopes | None) -> bool:

@@ -18,9 +18,6 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Task[V]] = {}
 
-    def running(self, key: K) -> bool:
-        return key in self._running
-
     async def run(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         task = self._running.get(key)
         if task is None:

@@ -89,15 +89,3 @@ def renewal_time(
             " so pods that read the token from a volume may see the new one late",
         )
     return RenewalSchedule(max(earliest, min(wanted, latest)))
-
-
-SKEW_FRACTION = 0.1
-"""The clock-skew margin never takes more than this fraction of a token's lifetime."""
-
-
-def usable_until(issued_at: float, expires_at: float, clock_skew: float) -> float:
-    """When a token stops counting as valid: its expiry less a clock-skew margin that
-    shrinks with short lifetimes (a 20 s token keeps 18 s, a 1 h token loses the whole
-    margin), so a freshly issued token is never already "expired"."""
-    lifetime = max(0.0, expires_at - issued_at)
-    return expires_at - min(clock_skew, SKEW_FRACTION * lifetime)
