@@ -80,6 +80,7 @@ class Namespace:
             "resources": [self.authserver.resource],
             **spec,
         }
+        full_spec = {k: v for k, v in full_spec.items() if v is not None}
         return self.create("accesstokenrequests", name, full_spec)
 
     def create(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

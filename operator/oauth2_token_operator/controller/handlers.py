@@ -22,10 +22,11 @@ from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.context import OperatorContext, Views, first
 from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
 from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
-from oauth2_token_operator.manager import InMemoryTokenStore, TokenManager
+from oauth2_token_operator.manager import TokenManager
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         configuration = await asyncio.to_thread(load_configuration)
     api_client = k8s.ApiClient(configuration)
     kube = KubeApi(api_client)
+    refresh_tokens = RefreshTokenWriter(kube)
     ctx = OperatorContext(
         config=config,
         kube=kube,
-        manager=TokenManager(InMemoryTokenStore()),
+        manager=TokenManager(PersistingTokenStore(refresh_tokens)),
+        refresh_tokens=refresh_tokens,
         credentials=CredentialReader(kube, ttl=config.credentials_cache_ttl),
         views=Views(  # kopf passes each index by its function's name
             token_secrets=kwargs["token_secrets"],

@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import Held, RequestKey
@@ -62,6 +64,13 @@ from oauth2_token_operator.token_secret import (
 )
 
 log = logging.getLogger(__name__)
+
+REGISTERED_RECHECK = 300.0
+"""How often a registered token's source Secret is read again for a new token."""
+REFRESH_TOKEN_RETRY = 30.0
+"""How soon a refresh token that could not be written back is tried again."""
+NOT_FOR_REGISTERED = frozenset({"Renewing", "Expired", "RenewalRequested", "TokenInactive"})
+"""Triggers that cannot be acted on for a registered token (nobody can renew it)."""
 
 RENEW_ANNOTATION = f"{GROUP}/renew-requested-at"
 """Set to an RFC 3339 time to ask for a token issued after it (`renew now`)."""
@@ -115,6 +124,8 @@ class Resolved:
     client_spec: OAuth2ClientSpec
     identity: TokenIdentity
     secret_name: str
+    source_value: str | None = None
+    """For `register`: the token read from the user's Secret."""
 
 
 @dataclass
@@ -171,7 +182,7 @@ class RequestReconciler:
     async def _reconcile(self, request: Request) -> Outcome:
         now = self.ctx.clock()
         try:
-            resolved = self._resolve(request)
+            resolved = await self._resolve(request)
         except Blocked as blocked:
             return Outcome(conditions=[_not_ready(blocked.reason, blocked.message)])
 
@@ -180,8 +191,16 @@ class RequestReconciler:
             return _secret_conflict(resolved.secret_name)
         held = self.ctx.ledger.current(request.key) or await self._adopt(request, secret)
 
+        await self._retry_refresh_token(resolved)
         facts = self._facts(request, resolved, held, secret, now)
         trigger = checks.evaluate(checks.ISSUANCE_CHAIN, facts)
+        if (
+            trigger is not None
+            and held is not None
+            and resolved.identity.grant not in grants.RENEWABLE
+            and trigger.reason in NOT_FOR_REGISTERED
+        ):
+            trigger = None  # readiness reports it
         if trigger is not None:
             retry_at = self._backoff_until(request, now)
             if retry_at is not None and trigger.reason not in ("SpecChanged", "RenewalRequested"):
@@ -204,7 +223,13 @@ class RequestReconciler:
             facts = self._facts(request, resolved, held, None, now, secret_intact=True)
         return self._settled(request, resolved, held, facts)
 
-    def _resolve(self, request: Request) -> Resolved:
+    async def _retry_refresh_token(self, resolved: Resolved) -> None:
+        writer = self.ctx.refresh_tokens
+        subject = resolved.identity.subject
+        if writer is not None and subject is not None and subject in writer.unpersisted:
+            await writer.persist(writer.unpersisted[subject])
+
+    async def _resolve(self, request: Request) -> Resolved:
         try:
             spec = AccessTokenRequestSpec.model_validate(request.body.get("spec") or {})
         except ValidationError as exc:
@@ -228,22 +253,41 @@ class RequestReconciler:
         )
         if not decision.allowed:
             raise Blocked(decision.reason, decision.message)
-        if spec.grant != "client_credentials":
-            raise Blocked(
-                "GrantNotSupported", f"the {spec.grant} grant is not supported by this version"
-            )
+        subject = grants.subject_of(spec, request.namespace)
+        source_digest = None
+        source_value = None
+        if spec.grant == "register":
+            source = grants.source_ref(spec)
+            assert source is not None
+            try:
+                source_value = await grants.read_source(
+                    self.ctx.credentials, request.namespace, source
+                )
+            except ClientConfigError as exc:
+                raise Blocked(exc.reason, exc.message) from None
+            source_digest = grants.digest(source_value)
         scopes = spec.scopes if spec.scopes is not None else client_spec.default_scopes
+        if spec.grant == "register" and spec.scopes is None:
+            scopes = None  # the seed's "any scopes"
         identity = TokenIdentity(
             issuer=client_spec.issuer,
             client_id=client_spec.client_id,
             client=f"{client_ns}/{spec.client_ref.name}",
             grant=spec.grant,
-            subject=None,
+            subject=subject,
             scopes=None if scopes is None else tuple(sorted(set(scopes))),
             resources=tuple(sorted(set(spec.resources or ()))),
             audience=spec.audience,
+            source_digest=source_digest,
         )
-        return Resolved(spec, client_ns, client_spec, identity, spec.secret_name or request.name)
+        return Resolved(
+            spec,
+            client_ns,
+            client_spec,
+            identity,
+            spec.secret_name or request.name,
+            source_value,
+        )
 
     def _facts(
         self,
@@ -348,7 +392,7 @@ class RequestReconciler:
             issuer, client = await self.ctx.credentials.configs(
                 resolved.client_namespace, resolved.client_spec
             )
-            token = await self._obtain(resolved, issuer, client, held, trigger, now)
+            token = await self._obtain(resolved, issuer, client, held, trigger, now, request)
         except Exception as exc:
             return self._failed(request, resolved, held, trigger, classify(exc), now)
 
@@ -357,7 +401,7 @@ class RequestReconciler:
             issuer=token.key.issuer,
             client_id=token.key.client_id,
             client=resolved.identity.client,
-            subject=None,
+            subject=resolved.identity.subject,
             requested_scopes=None
             if resolved.identity.scopes is None
             else list(resolved.identity.scopes),
@@ -377,7 +421,11 @@ class RequestReconciler:
             return self._failed(request, resolved, held, trigger, classify(exc), now)
 
         previous = self.ctx.ledger.hold(request.key, new)
-        if previous is not None and trigger.reason == "SpecChanged":
+        if (
+            previous is not None
+            and trigger.reason == "SpecChanged"
+            and resolved.identity.grant in grants.RENEWABLE
+        ):
             self._revoke_if_unheld(request, previous)
         first_issue = held is None and revision == 1
         self.ctx.post_event(
@@ -400,6 +448,7 @@ class RequestReconciler:
         held: Held | None,
         trigger: checks.Verdict,
         now: float,
+        request: Request,
     ) -> AccessToken:
         min_remaining = 0.0
         if held is not None and trigger.reason in ("Renewing", "RenewalRequested"):
@@ -407,10 +456,18 @@ class RequestReconciler:
             current_until = held.record.expires_at or now
             min_remaining = max(0.0, current_until - now) + 1.0
         identity = resolved.identity
-        return await self.ctx.manager.get(
-            issuer,
-            CLIENT_CREDENTIALS,
-            client,
+        source_value = resolved.source_value
+        if identity.grant == "refresh_token":
+            source = grants.source_ref(resolved.spec)
+            assert source is not None
+            source_value = await grants.read_source(self.ctx.credentials, request.namespace, source)
+        return await grants.obtain(
+            self.ctx.manager,
+            grant=identity.grant,
+            subject=identity.subject,
+            source_value=source_value,
+            issuer=issuer,
+            client=client,
             scopes=identity.scopes,
             resources=identity.resources,
             audience=identity.audience,
@@ -427,7 +484,6 @@ class RequestReconciler:
         now: float,
     ) -> Outcome:
         attempts = int(request.status.get("failedAttempts") or 0) + 1
-        retry_at = None
         if failure.retry:
             retry_at = now + retry_delay(
                 attempts,
@@ -436,11 +492,15 @@ class RequestReconciler:
                 seed=request.uid,
                 retry_after=failure.retry_after,
             )
-        when = (
-            f"; retrying at {rfc3339(retry_at)}"
-            if retry_at
-            else "; not retrying until the spec, client or Secret changes"
-        )
+            when = f"; retrying at {rfc3339(retry_at)}"
+        else:
+            # Trying again cannot help until something changes (a new refresh token, the
+            # spec, the client): look again rarely, never in a loop.
+            retry_at = now + self.ctx.config.retry_max_delay
+            when = (
+                "; this needs a change (the spec, the client, or the Secret it reads);"
+                f" checking again at {rfc3339(retry_at)}"
+            )
         message = f"{trigger.message}: {failure.message}{when}"
         self.ctx.post_event(
             request.body,
@@ -456,23 +516,24 @@ class RequestReconciler:
             ready = _not_ready(failure.reason, message)
         if ready.status == "True" and failure.reason == "RefreshTokenRejected":
             ready = _not_ready(failure.reason, message)
+        expiry = self._expiry_wake(held)  # Ready must turn False on time meanwhile
         return Outcome(
             status={
                 "failedAttempts": attempts,
                 "lastFailureTime": rfc3339(now),
-                "renewalTime": None if retry_at is None else rfc3339(retry_at),
+                "renewalTime": rfc3339(retry_at),
                 "observedGeneration": request.generation,
             },
             conditions=[
                 ready,
                 ConditionUpdate(ISSUING, "True", failure.reason, message),
             ],
-            wake_at=retry_at if retry_at is not None else self._expiry_wake(held),
+            wake_at=retry_at if expiry is None else min(retry_at, expiry),
         )
 
     @staticmethod
     def _expiry_wake(held: Held | None) -> float | None:
-        """Without retries, still wake at expiry so Ready turns False on time."""
+        """The held token's expiry, if known."""
         if held is None or held.record.expires_at is None:
             return None
         return held.record.expires_at
@@ -618,29 +679,63 @@ class RequestReconciler:
             ready = ConditionUpdate(
                 READY, "True", ready.reason, f"{ready.message}; the server did not grant: {missing}"
             )
-        schedule = self._schedule(
-            request, resolved, held, facts.token.usable_until if facts.token else self.ctx.clock()
-        )
-        issuing = ConditionUpdate(
-            ISSUING,
-            "False",
-            "UpToDate",
-            f"next renewal at {rfc3339(schedule.renew_at)}"
-            + (f"; {schedule.message}" if schedule.short_lived else ""),
-        )
+        now = self.ctx.clock()
+        until = facts.token.usable_until if facts.token else now
+        renewal_time: float | None
+        if resolved.identity.grant in grants.RENEWABLE:
+            schedule = self._schedule(request, resolved, held, until)
+            renewal_time = wake_at = schedule.renew_at
+            issuing = ConditionUpdate(
+                ISSUING,
+                "False",
+                "UpToDate",
+                f"next renewal at {rfc3339(schedule.renew_at)}"
+                + (f"; {schedule.message}" if schedule.short_lived else ""),
+            )
+        else:
+            # Nobody renews a registered token: wake at its expiry (Ready turns False),
+            # and now and then to see whether the source Secret holds a new one.
+            renewal_time = None
+            wake_at = (
+                min(until, now + REGISTERED_RECHECK) if until > now else now + REGISTERED_RECHECK
+            )
+            issuing = ConditionUpdate(
+                ISSUING, "False", "Registered", "a registered token is renewed by nobody"
+            )
+        unpersisted = self._unpersisted(resolved)
+        if unpersisted:
+            issuing = ConditionUpdate(
+                ISSUING,
+                "True",
+                "RefreshTokenNotPersisted",
+                "the rotated refresh token could not be written back to Secret "
+                f"{unpersisted}; it is kept in memory only and retried: a restart now would"
+                " lose it",
+            )
+            wake_at = min(wake_at, now + REFRESH_TOKEN_RETRY)
         return Outcome(
             status={
                 "observedGeneration": request.generation,
                 "secretName": resolved.secret_name,
                 "tokenType": token.token_type,
                 "grantedScopes": sorted(token.scopes),
+                "subject": token.claims.sub if token.claims is not None else None,
                 "issuedAt": rfc3339(held.record.issued_at),
                 "expiresAt": None if token.expires_at is None else rfc3339(token.expires_at),
-                "renewalTime": rfc3339(schedule.renew_at),
+                "renewalTime": None if renewal_time is None else rfc3339(renewal_time),
             },
             conditions=[ready, issuing],
-            wake_at=schedule.renew_at,
+            wake_at=wake_at,
         )
+
+    def _unpersisted(self, resolved: Resolved) -> str | None:
+        """The Secret a rotated refresh token of this request still has to go to."""
+        writer = self.ctx.refresh_tokens
+        subject = resolved.identity.subject
+        if writer is None or subject is None or subject not in writer.unpersisted:
+            return None
+        location = grants.parse_refresh_subject(subject)
+        return None if location is None else f"{location[0]}/{location[1]}"
 
     @staticmethod
     def _readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:

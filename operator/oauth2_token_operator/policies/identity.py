@@ -22,6 +22,8 @@ class TokenIdentity:
     """Sorted; `None`: any scopes (register without `scopes`)."""
     resources: tuple[str, ...]
     audience: str | None
+    source_digest: str | None = None
+    """For `register`: a digest of the registered token (a new one is registered anew)."""
 
     def fingerprint(self) -> str:
         """Stable across processes and versions of Python (written into Secrets)."""
@@ -35,6 +37,7 @@ class TokenIdentity:
                 self.scopes,
                 self.resources,
                 self.audience,
+                self.source_digest,
             ],
             separators=(",", ":"),
         )

@@ -1,0 +1,112 @@
+"""How each grant obtains its token, and whose token it is.
+
+- `client_credentials`: the client's own token (RFC 6749 §4.4).
+- `refresh_token`: the subject is the Secret key holding the refresh token; the token
+  is read from it at issuance, and a rotated one is written back there (see
+  `refresh_tokens`) before the new access token is published.
+- `register`: a token obtained elsewhere, read from the user's Secret, introspected and
+  tracked; nobody can renew it. Its fingerprint includes a digest of the token, so a
+  new token in the source Secret is registered anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from oauth2_token_operator.api import AccessTokenRequestSpec
+from oauth2_token_operator.api.references import SecretKeySelector
+from oauth2_token_operator.client_config import ClientConfigError, SecretKey, collect_values
+from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey, TokenManager
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.metadata import IssuerConfig
+
+REFRESH_SUBJECT_PREFIX = "secret:"
+REGISTERED_SUBJECT_PREFIX = "registered:"
+
+RENEWABLE = frozenset({"client_credentials", "refresh_token"})
+
+
+def source_ref(spec: AccessTokenRequestSpec) -> SecretKeySelector | None:
+    """The user's Secret key the grant reads (refresh token, or registered token)."""
+    if spec.grant == "refresh_token":
+        return spec.refresh_token_secret_ref
+    if spec.grant == "register":
+        return spec.token_secret_ref
+    return None
+
+
+def subject_of(spec: AccessTokenRequestSpec, namespace: str) -> str | None:
+    """Whose token: `None` for the client itself, else the source Secret key."""
+    ref = source_ref(spec)
+    if ref is None:
+        return None
+    prefix = REFRESH_SUBJECT_PREFIX if spec.grant == "refresh_token" else REGISTERED_SUBJECT_PREFIX
+    return f"{prefix}{namespace}/{ref.name}#{ref.key}"
+
+
+def parse_refresh_subject(subject: str) -> tuple[str, str, str] | None:
+    """`(namespace, name, key)` of a refresh-token subject, else `None`."""
+    if not subject.startswith(REFRESH_SUBJECT_PREFIX):
+        return None
+    location, _, key = subject.removeprefix(REFRESH_SUBJECT_PREFIX).partition("#")
+    namespace, _, name = location.partition("/")
+    return (namespace, name, key) if namespace and name and key else None
+
+
+async def read_source(credentials: CredentialReader, namespace: str, ref: SecretKeySelector) -> str:
+    """The value in the user's Secret; `ClientConfigError` (a condition reason) if absent."""
+    key = SecretKey("Secret", ref.name, ref.key)
+    values = collect_values([key], await credentials.objects(namespace, [key]))
+    return values[key].strip()
+
+
+def digest(value: str) -> str:
+    """Identifies a registered token in a fingerprint without revealing it."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+async def obtain(
+    manager: TokenManager,
+    *,
+    grant: str,
+    subject: str | None,
+    source_value: str | None,
+    issuer: IssuerConfig,
+    client: ClientConfig,
+    scopes: tuple[str, ...] | None,
+    resources: tuple[str, ...],
+    audience: str | None,
+    min_remaining: float,
+) -> AccessToken:
+    if grant == "client_credentials":
+        return await manager.get(
+            issuer,
+            CLIENT_CREDENTIALS,
+            client,
+            scopes=scopes,
+            resources=resources,
+            audience=audience,
+            min_remaining=min_remaining,
+        )
+    if subject is None or source_value is None:
+        raise ClientConfigError("SecretKeyMissing", f"the {grant} grant has no source value")
+    if grant == "refresh_token":
+        key = TokenKey(issuer.issuer, subject, client.client_id)
+        known = {rt.value for rt in await manager.store.find_refresh_tokens(key)}
+        if source_value not in known:
+            # The grant's scope is unknown: assume it covers what is asked (the server
+            # answers invalid_scope otherwise).
+            await manager.add_refresh_token(
+                source_value, issuer, subject, client, scopes=scopes or ()
+            )
+        return await manager.get(
+            issuer,
+            subject,
+            client,
+            scopes=scopes,
+            resources=resources,
+            audience=audience,
+            min_remaining=min_remaining,
+        )
+    return await manager.register(source_value, issuer, client, subject=subject)

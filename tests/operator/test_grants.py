@@ -1,0 +1,117 @@
+"""The refresh_token and register grants end to end."""
+
+from __future__ import annotations
+
+import time
+
+from tests.operator.conftest import Namespace, introspect, wait_for
+from tests.operator.runner import OperatorThread
+
+
+def test_refresh_token_grant_renews_and_persists_each_rotation(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    server = ns.authserver
+    client = server.clients["renewal_ttl"]  # 20 s access tokens; refresh tokens rotate
+    granted = server.password_grant(client, ["read"], resource=server.resource)
+    original = granted["refresh_token"]
+    ns.secret("user-grant", {"refresh_token": original})
+    ns.client("idp", client)
+    ns.request(
+        "api",
+        "idp",
+        grant="refresh_token",
+        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
+    )
+    ns.wait_ready("api")
+    first = ns.token_secret("api")
+    assert first is not None
+    assert introspect(server, first["access_token"], client)["active"] is True
+    stored = (ns.token_secret("user-grant") or {})["refresh_token"]
+    assert stored != original, "the rotated refresh token was not written back"
+
+    # Two renewals of 20 s tokens: each rotates the refresh token, each is persisted.
+    refresh_tokens = {stored}
+    access_tokens = {first["access_token"]}
+    end = time.monotonic() + 40
+    while time.monotonic() < end and len(access_tokens) < 3:
+        data = ns.token_secret("api") or {}
+        access_tokens.add(data.get("access_token", ""))
+        refresh_tokens.add((ns.token_secret("user-grant") or {})["refresh_token"])
+        time.sleep(0.5)
+    assert len(access_tokens) >= 3
+    assert len(refresh_tokens) >= 3
+    latest = (ns.token_secret("api") or {})["access_token"]
+    assert introspect(server, latest, client)["active"] is True
+    condition = ns.condition("api", "Issuing")
+    assert condition is not None
+    assert condition["reason"] == "UpToDate"
+
+
+def test_a_rejected_refresh_token_is_a_condition_not_a_loop(
+    ns: Namespace, operator: OperatorThread, counters: object
+) -> None:
+    ns.secret("user-grant", {"refresh_token": "not-a-refresh-token"})
+    ns.client("idp", ns.authserver.clients["renewal_ttl"])
+    ns.request(
+        "api",
+        "idp",
+        grant="refresh_token",
+        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
+    )
+    ready = ns.wait_ready("api", status="False", reason="RefreshTokenRejected")
+    assert "needs a change" in ready["message"]
+    attempts = (ns.get("accesstokenrequests", "api") or {})["status"]["failedAttempts"]
+    time.sleep(3)
+    assert (ns.get("accesstokenrequests", "api") or {})["status"]["failedAttempts"] == attempts
+
+
+def test_register_tracks_and_revokes_an_external_token(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    server = ns.authserver
+    client = server.clients["client_secret_basic"]
+    external = server.token_request(
+        client,
+        {"grant_type": "client_credentials", "scope": "read", "resource": server.resource},
+    )["access_token"]
+    ns.secret("external", {"token": external})
+    ns.client("idp", client)
+    ns.request(
+        "tracked",
+        "idp",
+        grant="register",
+        tokenSecretRef={"name": "external", "key": "token"},
+        scopes=None,
+        resources=None,
+    )
+    ns.wait_ready("tracked")
+    data = ns.token_secret("tracked")
+    assert data is not None
+    assert data["access_token"] == external
+    assert data["scope"] == "read"
+    assert data["expires_at"]
+    status = (ns.get("accesstokenrequests", "tracked") or {})["status"]
+    assert "renewalTime" not in status
+    issuing = ns.condition("tracked", "Issuing")
+    assert issuing is not None
+    assert issuing["reason"] == "Registered"
+
+    ns.delete("accesstokenrequests", "tracked")
+    wait_for("deletion", lambda: ns.get("accesstokenrequests", "tracked") is None)
+    assert introspect(server, external, client)["active"] is False
+
+
+def test_register_refuses_an_inactive_token(ns: Namespace, operator: OperatorThread) -> None:
+    ns.secret("external", {"token": "made-up"})
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.request(
+        "tracked",
+        "idp",
+        grant="register",
+        tokenSecretRef={"name": "external", "key": "token"},
+        scopes=None,
+        resources=None,
+    )
+    ns.wait_ready("tracked", status="False", reason="TokenInactive")
+    assert ns.token_secret("tracked") is None
