@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
+from tests.authserver.fixtures import client_auth
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -115,3 +118,60 @@ def test_register_refuses_an_inactive_token(ns: Namespace, operator: OperatorThr
     )
     ns.wait_ready("tracked", status="False", reason="TokenInactive")
     assert ns.token_secret("tracked") is None
+
+
+def test_introspection_finds_a_revoked_token_and_replaces_it(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    server = ns.authserver
+    client = server.clients["client_secret_basic"]
+    ns.client("idp", client, introspection={"minInterval": "1s"})
+    ns.request("watched", "idp", introspection={"interval": "2s"})
+    ns.wait_ready("watched")
+    token = (ns.token_secret("watched") or {})["access_token"]
+    wait_for(
+        "a first introspection",
+        lambda: ((ns.get("accesstokenrequests", "watched") or {}).get("status") or {}).get(
+            "lastIntrospection"
+        ),
+        timeout=10,
+    )
+    # Someone revokes the token behind the operator's back.
+    headers, auth = client_auth(client, audience=server.issuer)
+    httpx.post(
+        server.revocation_endpoint,
+        data={"token": token, **auth},
+        headers=headers,
+        verify=server.ssl_context(),
+    ).raise_for_status()
+    wait_for(
+        "a new token",
+        lambda: (ns.token_secret("watched") or {}).get("access_token") not in (None, token),
+        timeout=15,
+    )
+    new = (ns.token_secret("watched") or {})["access_token"]
+    assert introspect(server, new, client)["active"] is True
+    assert "Introspected" in {reason for reason, _ in ns.events("watched")}
+    status = (ns.get("accesstokenrequests", "watched") or {})["status"]
+    assert status["revision"] == 2
+
+
+def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThread) -> None:
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.request("billing", "idp")
+    ns.wait_ready("billing")
+    token = (ns.token_secret("billing") or {})["access_token"]
+    time.sleep(1.1)  # the annotation asks for a token issued after this second
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ns.patch(
+        "accesstokenrequests",
+        "billing",
+        {"metadata": {"annotations": {"oauth2.token-operator.io/renew-requested-at": now}}},
+    )
+    wait_for(
+        "a renewed token",
+        lambda: (ns.token_secret("billing") or {}).get("access_token") != token,
+        timeout=10,
+    )
+    time.sleep(2)
+    assert (ns.get("accesstokenrequests", "billing") or {})["status"]["revision"] == 2

@@ -26,7 +26,7 @@ from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore
 from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
-from oauth2_token_operator.manager import TokenManager
+from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     ctx = OperatorContext(
         config=config,
         kube=kube,
-        manager=TokenManager(PersistingTokenStore(refresh_tokens)),
+        # Each OAuth2Client sets its own introspection.minInterval (enforced per request).
+        manager=TokenManager(
+            PersistingTokenStore(refresh_tokens),
+            config=TokenManagerConfig(min_introspect_interval=0),
+        ),
         refresh_tokens=refresh_tokens,
         credentials=CredentialReader(kube, ttl=config.credentials_cache_ttl),
         views=Views(  # kopf passes each index by its function's name

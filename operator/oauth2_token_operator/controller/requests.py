@@ -136,6 +136,15 @@ class Outcome:
     conditions: list[ConditionUpdate] = field(default_factory=list)
     wake_at: float | None = None
 
+    def merge(self, other: Outcome) -> Outcome:
+        """This outcome plus `other`'s status fields, and the sooner wake-up."""
+        wakes = [w for w in (self.wake_at, other.wake_at) if w is not None]
+        return Outcome(
+            status={**other.status, **self.status},
+            conditions=self.conditions or other.conditions,
+            wake_at=min(wakes) if wakes else None,
+        )
+
 
 class RequestReconciler:
     def __init__(self, ctx: OperatorContext, *, finalizer: str | None = None) -> None:
@@ -192,6 +201,9 @@ class RequestReconciler:
         held = self.ctx.ledger.current(request.key) or await self._adopt(request, secret)
 
         await self._retry_refresh_token(resolved)
+        introspection = Outcome()
+        if held is not None:
+            held, introspection = await self._introspect_if_due(request, resolved, held, now)
         facts = self._facts(request, resolved, held, secret, now)
         trigger = checks.evaluate(checks.ISSUANCE_CHAIN, facts)
         if (
@@ -204,8 +216,9 @@ class RequestReconciler:
         if trigger is not None:
             retry_at = self._backoff_until(request, now)
             if retry_at is not None and trigger.reason not in ("SpecChanged", "RenewalRequested"):
-                return self._waiting(request, held, facts, trigger, retry_at)
-            return await self._issue(request, resolved, held, secret, trigger, now)
+                return self._waiting(request, held, facts, trigger, retry_at).merge(introspection)
+            outcome = await self._issue(request, resolved, held, secret, trigger, now)
+            return outcome.merge(introspection)
 
         assert held is not None  # no trigger means a token is held
         repair = checks.evaluate(checks.SECRET_CHAIN, facts)
@@ -221,7 +234,53 @@ class RequestReconciler:
                 message=f"Secret {resolved.secret_name} written again ({repair.reason})",
             )
             facts = self._facts(request, resolved, held, None, now, secret_intact=True)
-        return self._settled(request, resolved, held, facts)
+        return self._settled(request, resolved, held, facts).merge(introspection)
+
+    async def _introspect_if_due(
+        self, request: Request, resolved: Resolved, held: Held, now: float
+    ) -> tuple[Held, Outcome]:
+        """RFC 7662 every `spec.introspection.interval` (never more often than the
+        client's `introspection.minInterval`); the answer may replace the token."""
+        settings = resolved.spec.introspection
+        if settings is None or settings.interval is None:
+            return held, Outcome()
+        interval = max(
+            settings.interval.total_seconds(),
+            resolved.client_spec.introspection.min_interval.total_seconds(),
+        )
+        last = (request.status.get("lastIntrospection") or {}).get("time")
+        try:
+            last_at = parse_rfc3339(last) if last else held.record.issued_at
+        except ValueError:
+            last_at = held.record.issued_at
+        last_at = max(last_at, held.record.issued_at)  # a new token starts a new period
+        due = last_at + interval
+        if now < due:
+            return held, Outcome(wake_at=due)
+        try:
+            issuer, client = await self.ctx.credentials.configs(
+                resolved.client_namespace, resolved.client_spec
+            )
+            info = await self.ctx.manager.introspect(held.token.value, issuer, client)
+        except Exception as exc:
+            log.info("%s/%s: introspection failed: %s", request.namespace, request.name, exc)
+            return held, Outcome(wake_at=now + interval)
+        previous = (request.status.get("lastIntrospection") or {}).get("active")
+        if (previous is not None and previous != info.active) or not info.active:
+            self.ctx.post_event(
+                request.body,
+                type="Normal" if info.active else "Warning",
+                reason="Introspected",
+                message="the authorization server says the token is "
+                + ("active" if info.active else "not active"),
+            )
+        if not info.active:
+            held = Held(token=dataclasses.replace(held.token, active=False), record=held.record)
+            self.ctx.ledger.hold(request.key, held)
+        return held, Outcome(
+            status={"lastIntrospection": {"active": info.active, "time": rfc3339(now)}},
+            wake_at=now + interval,
+        )
 
     async def _retry_refresh_token(self, resolved: Resolved) -> None:
         writer = self.ctx.refresh_tokens
