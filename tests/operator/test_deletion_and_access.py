@@ -1,0 +1,90 @@
+"""Deletion never wedges on an unreachable authorization server, and a client in another
+namespace serves a request only when it allows that namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from tests.faults import FaultServer, Stall
+from tests.operator.conftest import Namespace, introspect, wait_for
+from tests.operator.runner import OperatorThread
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    """A revocation endpoint that accepts connections and never answers: a fault the real
+    server cannot be made to produce (a hung peer), served from its own thread."""
+    loop = asyncio.new_event_loop()
+    server = FaultServer(Stall(seconds=3600))
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{server.url}/revoke"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_namespace_deletion_completes_when_revocation_hangs(
+    ns: Namespace, operator: OperatorThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's revocation deadline is 5 s here (30 s by default). A terminating
+    namespace takes no new Events, so the outcome is read from the operator's log."""
+    with stalled_server() as revoke_url:
+        ns.client(
+            "idp",
+            ns.authserver.clients["client_secret_basic"],
+            endpoints={"revocation": revoke_url},
+            allowInsecureHTTP=True,  # the stalled endpoint is plain http on loopback
+        )
+        ns.request("billing", "idp")
+        ns.wait_ready("billing")
+        started = time.monotonic()
+        ns.core.delete_namespace(ns.name)
+        wait_for("the request to go", lambda: ns.get("accesstokenrequests", "billing") is None, 30)
+        took = time.monotonic() - started
+        print(f"\nrequest finalized {took:.1f}s after the namespace deletion began")
+        assert took < 20
+        revocation = [r.getMessage() for r in caplog.records if "revocation" in r.getMessage()]
+        assert any("no answer within 5s" in m for m in revocation), revocation
+
+
+def test_other_namespaces_are_denied_unless_allowed(
+    ns: Namespace, operator: OperatorThread, counters: object
+) -> None:
+    server = ns.authserver
+    client = server.clients["client_secret_basic"]
+    ns.client("shared", client)
+    other = ns.sibling("team-a")
+    other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
+    denied = other.wait_ready("billing", status="False", reason="ClientNotAllowed")
+    assert ns.name in denied["message"]
+    assert other.token_secret("billing") is None
+
+    ns.patch("oauth2clients", "shared", {"spec": {"allowedNamespaces": {"names": [other.name]}}})
+    other.wait_ready("billing")
+    token = (other.token_secret("billing") or {})["access_token"]
+    assert introspect(server, token, client)["active"] is True
+
+
+def test_a_label_selector_admits_namespaces(ns: Namespace, operator: OperatorThread) -> None:
+    ns.client(
+        "shared",
+        ns.authserver.clients["client_secret_basic"],
+        allowedNamespaces={"selector": {"matchLabels": {"tokens.example/allowed": "yes"}}},
+    )
+    admitted = ns.sibling("team-b", labels={"tokens.example/allowed": "yes"})
+    refused = ns.sibling("team-c", labels={"tokens.example/allowed": "no"})
+    for other in (admitted, refused):
+        other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
+    admitted.wait_ready("billing")
+    refused.wait_ready("billing", status="False", reason="ClientNotAllowed")
