@@ -50,7 +50,7 @@ def kube_namespace(kube_admin: k8s.ApiClient) -> Iterator[str]:
     """A fresh namespace, deleted (without waiting) after the test."""
     name = unique_name("test")
     core = k8s.CoreV1Api(kube_admin)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(k8s.V1Namespace.model_validate({"metadata": {"name": name}}))
     yield name
     try:
         core.delete_namespace(name)

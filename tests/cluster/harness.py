@@ -60,6 +60,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from tests.cluster.objects import metadata
+
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
 LOOPBACK = "127.0.0.1"
@@ -307,7 +309,7 @@ def _closing(api: k8s.ApiClient) -> Iterator[k8s.ApiClient]:
     try:
         yield api
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]  # the kubernetes client leaves it unannotated
 
 
 def _bearer_configuration(base: k8s.Configuration, token: str) -> k8s.Configuration:
@@ -377,14 +379,14 @@ class KubeCluster(abc.ABC):
             for doc in docs:
                 name = doc["metadata"]["name"]
                 try:
-                    ext.create_custom_resource_definition(doc)
+                    ext.create_custom_resource_definition(_crd(doc))
                 except ApiException as exc:
                     if exc.status != 409:
                         raise
                     current = ext.read_custom_resource_definition(name)
                     body = {**doc, "metadata": {**doc["metadata"]}}
-                    body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                    ext.replace_custom_resource_definition(name, body)
+                    body["metadata"]["resourceVersion"] = metadata(current).resource_version
+                    ext.replace_custom_resource_definition(name, _crd(body))
                 names.append(name)
             deadline = time.monotonic() + timeout
             for name in names:
@@ -428,7 +430,7 @@ class KubeCluster(abc.ABC):
             core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
             _ignore_conflict(
                 lambda: core.create_namespaced_service_account(
-                    namespace, {"metadata": {"name": name}}
+                    namespace, k8s.V1ServiceAccount.model_validate({"metadata": {"name": name}})
                 )
             )
             created.append(("ServiceAccount", f"{namespace}/{name}"))
@@ -436,37 +438,53 @@ class KubeCluster(abc.ABC):
             if rules:
                 for ns in namespaces:
                     rbac.create_namespaced_role(
-                        ns, {"metadata": {"name": role_name}, "rules": rules}
+                        ns,
+                        k8s.V1Role.model_validate(
+                            {"metadata": {"name": role_name}, "rules": rules}
+                        ),
                     )
                     rbac.create_namespaced_role_binding(
                         ns,
-                        {
-                            "metadata": {"name": role_name},
-                            "roleRef": _role_ref("Role", role_name),
-                            "subjects": [subject],
-                        },
+                        k8s.V1RoleBinding.model_validate(
+                            {
+                                "metadata": {"name": role_name},
+                                "roleRef": _role_ref("Role", role_name),
+                                "subjects": [subject],
+                            }
+                        ),
                     )
                     created.append(("Role", f"{ns}/{role_name}"))
             cluster_role_name = f"{namespace}-{name}-harness"
             if cluster_rules:
                 rbac.create_cluster_role(
-                    {"metadata": {"name": cluster_role_name}, "rules": cluster_rules}
+                    k8s.V1ClusterRole.model_validate(
+                        {"metadata": {"name": cluster_role_name}, "rules": cluster_rules}
+                    )
                 )
                 cluster_roles.append(cluster_role_name)
                 created.append(("ClusterRole", cluster_role_name))
             for i, role in enumerate(cluster_roles):
                 binding = f"{cluster_role_name}-{i}"
                 rbac.create_cluster_role_binding(
-                    {
-                        "metadata": {"name": binding},
-                        "roleRef": _role_ref("ClusterRole", role),
-                        "subjects": [subject],
-                    }
+                    k8s.V1ClusterRoleBinding.model_validate(
+                        {
+                            "metadata": {"name": binding},
+                            "roleRef": _role_ref("ClusterRole", role),
+                            "subjects": [subject],
+                        }
+                    )
                 )
                 created.append(("ClusterRoleBinding", binding))
-            token = core.create_namespaced_service_account_token(
-                name, namespace, {"spec": {"expirationSeconds": token_seconds}}
-            ).status.token
+            issued = core.create_namespaced_service_account_token(
+                name,
+                namespace,
+                k8s.AuthenticationV1TokenRequest.model_validate(
+                    {"spec": {"expirationSeconds": token_seconds}}
+                ),
+            )
+            if issued.status is None or not issued.status.token:
+                raise ClusterError(f"TokenRequest for {namespace}/{name} returned no token")
+            token = issued.status.token
         self._identities.append((namespace, name, created))
         base = self.configuration()
         path = self._kubeconfig_dir() / f"{namespace}.{name}.kubeconfig"
@@ -525,7 +543,11 @@ def _crd_documents(source: CrdSource) -> list[dict[str, Any]]:
         ]
 
 
-def _established(crd: Any) -> bool:
+def _crd(manifest: Mapping[str, Any]) -> k8s.V1CustomResourceDefinition:
+    return k8s.V1CustomResourceDefinition.model_validate(manifest)
+
+
+def _established(crd: k8s.V1CustomResourceDefinition) -> bool:
     conditions = (crd.status.conditions if crd.status else None) or []
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
@@ -586,7 +608,7 @@ class ExistingCluster(KubeCluster):
 
     def configuration(self) -> k8s.Configuration:
         cfg = k8s.Configuration()
-        k8s_config.load_kube_config(
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]  # unannotated upstream
             config_file=str(self.kubeconfig), context=self.context, client_configuration=cfg
         )
         return cfg

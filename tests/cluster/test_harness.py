@@ -25,6 +25,7 @@ from tests.cluster.harness import (
     sweep_stale_workdirs,
     unique_name,
 )
+from tests.cluster.objects import json_object, metadata
 
 pytestmark = pytest.mark.cluster
 
@@ -101,7 +102,7 @@ def gone(read: Callable[[], object]) -> Callable[[], bool]:
     return check
 
 
-def widget(name: str, size: int = 1, **spec: Any) -> dict[str, Any]:
+def widget(name: str, size: object = 1, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Widget",
@@ -127,8 +128,10 @@ def test_version_is_the_built_release(kube_cluster: KubeCluster) -> None:
 
 
 def test_crd_schema_and_cel_validation(widgets: k8s.CustomObjectsApi, kube_namespace: str) -> None:
-    created = widgets.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("ok", size=2, maxSize=3)
+    created = json_object(
+        widgets.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, widget("ok", size=2, maxSize=3)
+        )
     )
     assert created["spec"] == {"size": 2, "maxSize": 3}
 
@@ -147,8 +150,10 @@ def test_crd_schema_and_cel_validation(widgets: k8s.CustomObjectsApi, kube_names
     assert "size must not exceed maxSize" in str(cel.value.body)
 
     # Structural schema: unknown fields are pruned, not stored.
-    pruned = widgets.create_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, widget("pruned", size=1, colour="red")
+    pruned = json_object(
+        widgets.create_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, widget("pruned", size=1, colour="red")
+        )
     )
     assert "colour" not in pruned["spec"]
 
@@ -161,10 +166,9 @@ def test_finalizer_blocks_deletion_until_removed(
     widgets.create_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, body)
 
     def read() -> dict[str, Any]:
-        obj: dict[str, Any] = widgets.get_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, PLURAL, "held"
+        return json_object(
+            widgets.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "held")
         )
-        return obj
 
     widgets.delete_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "held")
     time.sleep(0.5)
@@ -181,30 +185,42 @@ def test_finalizer_blocks_deletion_until_removed(
 def test_stale_resource_version_conflicts(kube_admin: k8s.ApiClient, kube_namespace: str) -> None:
     core = k8s.CoreV1Api(kube_admin)
     cm = core.create_namespaced_config_map(
-        kube_namespace, {"metadata": {"name": "rv"}, "data": {"n": "0"}}
+        kube_namespace,
+        k8s.V1ConfigMap.model_validate({"metadata": {"name": "rv"}, "data": {"n": "0"}}),
     )
-    stale = cm.metadata.resource_version
+    stale = metadata(cm).resource_version
     core.replace_namespaced_config_map(
-        "rv", kube_namespace, {"metadata": {"name": "rv", "resourceVersion": stale}, "data": {}}
+        "rv",
+        kube_namespace,
+        k8s.V1ConfigMap.model_validate(
+            {"metadata": {"name": "rv", "resourceVersion": stale}, "data": {}}
+        ),
     )
     with pytest.raises(ApiException) as conflict:
         core.replace_namespaced_config_map(
             "rv",
             kube_namespace,
-            {"metadata": {"name": "rv", "resourceVersion": stale}, "data": {"n": "2"}},
+            k8s.V1ConfigMap.model_validate(
+                {"metadata": {"name": "rv", "resourceVersion": stale}, "data": {"n": "2"}}
+            ),
         )
     assert conflict.value.status == 409
 
 
 def test_watch_reports_changes_in_order(kube_admin: k8s.ApiClient, kube_namespace: str) -> None:
     core = k8s.CoreV1Api(kube_admin)
-    start = core.list_namespaced_config_map(kube_namespace).metadata.resource_version
-    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "w"}})
+    listed = core.list_namespaced_config_map(kube_namespace)
+    assert listed.metadata is not None
+    start = listed.metadata.resource_version
+    core.create_namespaced_config_map(
+        kube_namespace, k8s.V1ConfigMap.model_validate({"metadata": {"name": "w"}})
+    )
     core.patch_namespaced_config_map("w", kube_namespace, {"data": {"a": "b"}})
     core.delete_namespaced_config_map("w", kube_namespace)
     seen = []
-    stream = watch.Watch()
-    for event in stream.stream(
+    # kubernetes.watch carries no annotations.
+    stream = watch.Watch()  # type: ignore[no-untyped-call]
+    for event in stream.stream(  # type: ignore[no-untyped-call]
         core.list_namespaced_config_map,
         kube_namespace,
         resource_version=start,
@@ -213,7 +229,7 @@ def test_watch_reports_changes_in_order(kube_admin: k8s.ApiClient, kube_namespac
         if event["object"].metadata.name == "w":
             seen.append(event["type"])
         if event["type"] == "DELETED":
-            stream.stop()
+            stream.stop()  # type: ignore[no-untyped-call]
     assert seen == ["ADDED", "MODIFIED", "DELETED"]
 
 
@@ -227,12 +243,16 @@ def assert_owned_secret_collected(
     core = k8s.CoreV1Api(api)
     core.create_namespaced_secret(
         namespace,
-        {
-            "metadata": {"name": "owned", "ownerReferences": [owner_ref]},
-            "stringData": {"k": "v"},
-        },
+        k8s.V1Secret.model_validate(
+            {
+                "metadata": {"name": "owned", "ownerReferences": [owner_ref]},
+                "stringData": {"k": "v"},
+            }
+        ),
     )
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "unowned"}})
+    core.create_namespaced_secret(
+        namespace, k8s.V1Secret.model_validate({"metadata": {"name": "unowned"}})
+    )
     delete_owner()
     took = wait_for(
         "owned Secret collected",
@@ -263,7 +283,9 @@ def test_owner_reference_garbage_collection(
     if not kube_cluster.has_controller_manager:
         pytest.skip("no kube-controller-manager: nothing collects garbage")
     core = k8s.CoreV1Api(kube_admin)
-    owner = core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "owner"}})
+    owner = core.create_namespaced_config_map(
+        kube_namespace, k8s.V1ConfigMap.model_validate({"metadata": {"name": "owner"}})
+    )
     took = assert_owned_secret_collected(
         kube_admin,
         kube_namespace,
@@ -280,9 +302,11 @@ def test_namespace_deletion_completes(
         pytest.skip("no kube-controller-manager: namespaces stay Terminating")
     core = k8s.CoreV1Api(kube_admin)
     ns = unique_name("doomed")
-    core.create_namespace({"metadata": {"name": ns}})
-    core.create_namespaced_config_map(ns, {"metadata": {"name": "cm"}})
-    core.create_namespaced_secret(ns, {"metadata": {"name": "s"}})
+    core.create_namespace(k8s.V1Namespace.model_validate({"metadata": {"name": ns}}))
+    core.create_namespaced_config_map(
+        ns, k8s.V1ConfigMap.model_validate({"metadata": {"name": "cm"}})
+    )
+    core.create_namespaced_secret(ns, k8s.V1Secret.model_validate({"metadata": {"name": "s"}}))
     widgets.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, widget("w"))
     core.delete_namespace(ns)
     took = wait_for("namespace gone", gone(lambda: core.read_namespace(ns)), 60)
@@ -293,24 +317,33 @@ def test_service_account_holds_only_its_role(
     kube_cluster: KubeCluster, kube_admin: k8s.ApiClient, kube_namespace: str
 ) -> None:
     core = k8s.CoreV1Api(kube_admin)
-    core.create_namespaced_config_map(kube_namespace, {"metadata": {"name": "visible"}})
-    core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "hidden"}})
+    core.create_namespaced_config_map(
+        kube_namespace, k8s.V1ConfigMap.model_validate({"metadata": {"name": "visible"}})
+    )
+    core.create_namespaced_secret(
+        kube_namespace, k8s.V1Secret.model_validate({"metadata": {"name": "hidden"}})
+    )
     identity = kube_cluster.service_account(
         "reader",
         kube_namespace,
         rules=[{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
     )
     with identity.client() as api:
-        review = k8s.AuthenticationV1Api(api).create_self_subject_review({})
+        review = k8s.AuthenticationV1Api(api).create_self_subject_review(
+            k8s.V1SelfSubjectReview.model_validate({})
+        )
+        assert review.status is not None
+        assert review.status.user_info is not None
         assert review.status.user_info.username == identity.username
         sa_core = k8s.CoreV1Api(api)
-        names = [c.metadata.name for c in sa_core.list_namespaced_config_map(kube_namespace).items]
+        listed = sa_core.list_namespaced_config_map(kube_namespace).items
+        names = [metadata(c).name for c in listed]
         assert "visible" in names
         denied: list[Callable[[], object]] = [
             lambda: sa_core.list_namespaced_secret(kube_namespace),
             lambda: sa_core.read_namespaced_secret("hidden", kube_namespace),
             lambda: sa_core.create_namespaced_config_map(
-                kube_namespace, {"metadata": {"name": "nope"}}
+                kube_namespace, k8s.V1ConfigMap.model_validate({"metadata": {"name": "nope"}})
             ),
             lambda: sa_core.delete_namespaced_config_map("visible", kube_namespace),
             lambda: sa_core.list_namespaced_config_map("default"),
@@ -322,7 +355,8 @@ def test_service_account_holds_only_its_role(
             assert exc.value.status == 403
 
     # The kubeconfig acts as the same identity.
-    with k8s_config.new_client_from_config(config_file=str(identity.kubeconfig)) as api:
+    kubeconfig = str(identity.kubeconfig)
+    with k8s_config.new_client_from_config(config_file=kubeconfig) as api:  # type: ignore[no-untyped-call]
         k8s.CoreV1Api(api).read_namespaced_config_map("visible", kube_namespace)
         with pytest.raises(ApiException) as exc:
             k8s.CoreV1Api(api).list_namespaced_secret(kube_namespace)
@@ -337,7 +371,7 @@ def test_service_account_cluster_rules(kube_cluster: KubeCluster, kube_namespace
     )
     with identity.client() as api:
         core = k8s.CoreV1Api(api)
-        assert kube_namespace in [n.metadata.name for n in core.list_namespace().items]
+        assert kube_namespace in [metadata(n).name for n in core.list_namespace().items]
         with pytest.raises(ApiException) as exc:
             core.list_config_map_for_all_namespaces()
         assert exc.value.status == 403

@@ -28,7 +28,7 @@ def client_config(client: TestClient, alg: str | None = None, **overrides: objec
             tls_client_cert=client.cert_file.read_text(), tls_client_key=client.key_file.read_text()
         )
     fields.update(overrides)
-    return ClientConfig(**fields)  # type: ignore[arg-type]
+    return ClientConfig(**fields)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 import base64
 import json
+from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 import jwt
@@ -17,9 +18,12 @@ from oauth2_token_operator.oauth2.errors import ConfigurationError
 TOKEN_ENDPOINT = "https://as.example/oauth/token"
 ISSUER = "https://as.example"
 
+#: The key types a private_key_jwt client signs with (and PyJWT verifies with their public half).
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
-def pem(key: object) -> str:
-    return key.private_bytes(  # type: ignore[attr-defined, no-any-return]
+
+def pem(key: SigningKey) -> str:
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -63,9 +67,13 @@ def test_client_secret_jwt_claims(alg: str) -> None:
     assert jwt.get_unverified_header(form["client_assertion"])["alg"] == alg
 
 
-KEYS = {
+def es256_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+KEYS: dict[str, Callable[[], SigningKey]] = {
     "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "ES256": es256_key,
     "ES384": lambda: ec.generate_private_key(ec.SECP384R1()),
     "ES512": lambda: ec.generate_private_key(ec.SECP521R1()),
     "EdDSA": ed25519.Ed25519PrivateKey.generate,
@@ -83,7 +91,7 @@ def test_private_key_jwt_derives_the_algorithm_from_the_key(alg: str) -> None:
         assertion,
         key.public_key(),
         algorithms=[alg],
-        audience=TOKEN_ENDPOINT,  # type: ignore[attr-defined]
+        audience=TOKEN_ENDPOINT,
     )
     assert claims["iss"] == claims["sub"] == "c"
 
@@ -114,7 +122,7 @@ def test_private_key_jwt_ps256_and_issuer_audience_and_unique_jti() -> None:
 
 
 def test_private_key_as_jwk_keeps_its_kid() -> None:
-    key = KEYS["ES256"]()
+    key = es256_key()
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
     jwk["kid"] = "from-jwk"
     client = ClientConfig(client_id="c", auth_method="private_key_jwt", private_key=json.dumps(jwk))
@@ -123,7 +131,7 @@ def test_private_key_as_jwk_keeps_its_kid() -> None:
 
 
 def test_public_jwk_is_refused() -> None:
-    key = KEYS["ES256"]()
+    key = es256_key()
     public = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())
     with pytest.raises(ConfigurationError, match="no private part"):
         ClientAuthenticator(
@@ -152,7 +160,7 @@ def test_unloadable_key_error_does_not_echo_the_key() -> None:
 @pytest.mark.parametrize("method", ["tls_client_auth", "none"])
 def test_certificate_and_public_clients_send_only_their_id(method: str) -> None:
     extra = {"tls_client_cert": "CERT", "tls_client_key": "KEY"} if method != "none" else {}
-    headers, form = authenticate(ClientConfig(client_id="c", auth_method=method, **extra))  # type: ignore[arg-type]
+    headers, form = authenticate(ClientConfig(client_id="c", auth_method=method, **extra))
     assert headers == {}
     assert form == {"client_id": "c"}
 
@@ -175,7 +183,7 @@ def test_certificate_and_public_clients_send_only_their_id(method: str) -> None:
 )  # fmt: skip
 def test_client_config_validation(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        ClientConfig(client_id="c", **fields)  # type: ignore[arg-type]
+        ClientConfig(client_id="c", **fields)
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -71,7 +71,7 @@ def test_introspection_fields() -> None:
         endpoint="introspection_endpoint",
     )  # fmt: skip
     assert (i.active, i.scopes, i.exp, i.nbf, i.aud, i.sub) == (
-        True, {"a", "b"}, 200.0, 50.0, ["x", "y"], "alice"
+        True, frozenset({"a", "b"}), 200.0, 50.0, ["x", "y"], "alice"
     )  # fmt: skip
     assert i.extra == {"cnf": {"x5t#S256": "t"}}
 
