@@ -19,8 +19,14 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from oauth2_token_operator.cli_client import Client, UsageError, add_client_arguments, load_client
-from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
+from oauth2_token_operator.manager import (
+    CLIENT_CREDENTIALS,
+    InMemoryTokenStore,
+    TokenKind,
+    TokenManager,
+)
 from oauth2_token_operator.manager.model import AccessToken
+from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_HINT
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import format_scope, parse_scope
@@ -30,8 +36,7 @@ EXIT_OK = 0
 EXIT_OAUTH2_ERROR = 1
 EXIT_USAGE = 2
 
-REFRESH_TOKEN_HINT = "refresh_token"  # noqa: S105 - RFC 7009 token_type_hint, not a secret
-ACCESS_TOKEN_HINT = "access_token"  # noqa: S105 - RFC 7009 token_type_hint, not a secret
+REFRESH_TOKEN_HINT = TokenKind.REFRESH_TOKEN.value
 
 _EPILOG = """\
 Secrets are read from files or environment variables only, never from flag values.
@@ -104,7 +109,11 @@ def _token_command(commands: Any, name: str, *, help: str, description: str) -> 
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("token", metavar="TOKEN|-", help="the token, or - to read stdin")
+    parser.add_argument(
+        "token",
+        metavar="TOKEN|-",
+        help="the token, or - to read it from stdin (which keeps it out of the process list)",
+    )
     add_client_arguments(parser)
     return parser
 

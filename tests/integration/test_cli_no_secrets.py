@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.authserver.fixtures import AuthServer
-from tests.integration.test_cli_tokens import flags, jwt_manifest, write
+from tests.integration.cli_helpers import flags, jwt_manifest, write
 
 pytestmark = pytest.mark.authserver
 
