@@ -114,6 +114,22 @@ def test_get_with_a_manifest_prints_the_token_response_as_json(
     assert 0 < response["expires_in"] <= 3600
     assert response["expires_at"].endswith("Z")
     assert introspect(capsys, authserver, response["access_token"])["active"] is True
+    # --scope replaces the manifest's defaultScopes.
+    code, out, err = run(
+        capsys,
+        "get",
+        "--client-manifest",
+        str(path),
+        "--secret-env",
+        "post-client/secret=CLI_TEST_POST_SECRET",
+        "--resource",
+        authserver.resource,
+        "--scope",
+        "read",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["scope"] == "read"
 
 
 def test_introspect_with_a_manifest_reads_the_token_from_stdin(
