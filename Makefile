@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster lint test unit bench crds
+.PHONY: setup cluster lint test unit bench crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -39,3 +39,7 @@ bench: setup
 # Regenerates crds/ from the pydantic models (a unit test fails while they differ).
 crds: $(VENV)/.installed
 	$(PY) -c 'import pathlib, oauth2_token_operator.api.crd as c; c.write_all(pathlib.Path("crds"))'
+
+# Regenerates docs/reference.md from the same models (a unit test fails while they differ).
+docs: $(VENV)/.installed
+	$(PY) -c 'import pathlib, oauth2_token_operator.api.reference as r; r.write(pathlib.Path("docs/reference.md"))'

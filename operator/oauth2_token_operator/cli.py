@@ -4,6 +4,9 @@
 as the operator does (RFC 8414, then OpenID Connect discovery; exact issuer
 match; https unless ``--allow-insecure-http``) and prints it as JSON. It is
 the first thing to try when an ``OAuth2Client`` reports a discovery error.
+
+``get``, ``introspect`` and ``revoke`` call the token library for a client given as
+flags or as an ``OAuth2Client`` manifest (``cli_tokens``); ``run`` runs the operator.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oauth2_token_operator import __version__
+from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
@@ -53,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument(
         "--allow-insecure-http", action="store_true", help="accept plain http (testing only)"
     )
+    add_token_commands(commands)
     return parser
 
 
@@ -90,12 +95,27 @@ def _run(args: argparse.Namespace) -> int:
     return run(config)
 
 
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """`parse_args`, except that unknown arguments are named, never repeated: someone who
+    tries `--client-secret VALUE` must not find VALUE in a CI log."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        options = sorted({item.split("=", 1)[0] for item in unknown if item.startswith("-")})
+        named = f" {' '.join(options)}" if options else ""
+        parser.error(f"unrecognized arguments{named} (values not shown)")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     if args.command == "run":
         return _run(args)
     if args.command == "discover":
         return asyncio.run(_discover(args))
+    if args.command in ("get", "introspect", "revoke"):
+        return main_token_command(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
 
 

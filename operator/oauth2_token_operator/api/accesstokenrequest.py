@@ -49,6 +49,8 @@ class SecretTemplate(ApiModel):
 
 
 class RequestIntrospection(ApiModel):
+    """Periodic introspection (RFC 7662) of the token in the Secret."""
+
     interval: Duration | None = None
     """Introspect the token this often (RFC 7662); an inactive token is replaced at once.
     Never more often than the client's `introspection.minInterval`. Default: never."""
@@ -125,21 +127,32 @@ class AccessTokenRequestSpec(ApiModel):
 
 
 class LastIntrospection(ApiModel):
+    """The last introspection answer for the token in the Secret."""
+
     active: bool
+    """Whether the authorization server said the token is active."""
     time: datetime
+    """When it said so."""
 
 
 class AccessTokenRequestStatus(ApiModel):
     observed_generation: int | None = None
+    """The `metadata.generation` the status was last written for."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    """`Ready` (the Secret holds a valid, unexpired token) and `Issuing` (an issuance is in
+    progress, its reason the trigger)."""
     secret_name: str | None = None
+    """The Secret the token is written to."""
     token_type: str | None = None
+    """The token's type, as the server said it (e.g. `Bearer`)."""
     granted_scopes: list[str] | None = None
     """What the server granted; a condition says when it is less than requested."""
     subject: str | None = None
     """The token's `sub`, when known."""
     issued_at: datetime | None = None
+    """When the token in the Secret was issued."""
     expires_at: datetime | None = None
+    """When it expires; absent when the server gave no expiry."""
     renewal_time: datetime | None = None
     """When the operator will renew the token."""
     revision: int | None = None
@@ -147,4 +160,5 @@ class AccessTokenRequestStatus(ApiModel):
     failed_attempts: int | None = None
     """Failed issuances since the last success."""
     last_failure_time: datetime | None = None
+    """When the last issuance failed."""
     last_introspection: LastIntrospection | None = None

@@ -232,13 +232,18 @@ class OAuth2ClientSpec(ApiModel):
 
 class DiscoveredEndpoints(ApiModel):
     token: str | None = None
+    """Token endpoint."""
     introspection: str | None = None
+    """Introspection endpoint; absent when the server has none."""
     revocation: str | None = None
+    """Revocation endpoint; absent when the server has none."""
 
 
 class OAuth2ClientStatus(ApiModel):
     observed_generation: int | None = None
+    """The `metadata.generation` the status was last written for."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
+    """`Ready`: the server's metadata was discovered and the credentials are usable."""
     endpoints: DiscoveredEndpoints | None = None
     """The endpoints in use: discovered, then overridden by `spec.endpoints`."""
     auth_methods_supported: list[str] | None = None

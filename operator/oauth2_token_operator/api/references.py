@@ -68,6 +68,7 @@ class Condition(ApiModel):
     type: Annotated[str, Field(min_length=1, max_length=316)]
     """`Ready` or `Issuing`."""
     status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
     reason: Annotated[str, Field(min_length=1, max_length=1024)]
     """One CamelCase word a program can match on; the README lists them all."""
     message: Annotated[str, Field(max_length=32768)] = ""

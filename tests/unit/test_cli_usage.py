@@ -1,0 +1,162 @@
+"""Usage errors of the token commands (exit code 2) and their output formats: nothing here
+reaches a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oauth2_token_operator.cli import main
+from oauth2_token_operator.cli_tokens import introspection_json, token_json, token_summary
+from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
+from oauth2_token_operator.oauth2 import Introspection
+from tests.api.cases import VALID_CLIENT
+
+ISSUER = ["--issuer", "https://login.example.com", "--client-id", "billing"]
+
+
+def write_manifest(path: Path, spec: dict[str, object], kind: str = "OAuth2Client") -> Path:
+    document = {"apiVersion": "oauth2.token-operator.io/v1alpha1", "kind": kind, "spec": spec}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Runs the CLI, expects exit code 2 and nothing on stdout; returns stderr."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code  # type: ignore[assignment]
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    return err
+
+
+def test_a_client_from_a_manifest_and_from_flags_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_manifest(tmp_path / "c.yaml", VALID_CLIENT)
+    err = usage_error(capsys, "get", "--client-manifest", str(path), *ISSUER)
+    assert "not allowed with argument" in err
+    err = usage_error(capsys, "get", "--client-manifest", str(path), "--client-id", "x")
+    assert "--client-id cannot be combined with --client-manifest" in err
+
+
+def test_no_client_at_all(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "one of the arguments --client-manifest --issuer is required" in usage_error(
+        capsys, "get"
+    )
+    assert "--issuer needs --client-id" in usage_error(
+        capsys, "get", "--issuer", "https://login.example.com"
+    )
+
+
+def test_a_manifest_secret_without_a_source_names_the_flags_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_manifest(tmp_path / "c.yaml", VALID_CLIENT)
+    err = usage_error(capsys, "get", "--client-manifest", str(path))
+    assert "Secret 'billing-client' key 'client-secret'" in err
+    assert "--secret-file billing-client/client-secret=PATH" in err
+    assert "--secret-env billing-client/client-secret=VAR" in err
+
+
+def test_secret_sources_the_manifest_does_not_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLI_SECRET", "x")
+    path = write_manifest(tmp_path / "c.yaml", VALID_CLIENT)
+    given = ["--secret-env", "billing-client/client-secret=CLI_SECRET"]
+    err = usage_error(
+        capsys, "get", "--client-manifest", str(path), *given, "--secret-env", "other/key=X"
+    )
+    assert "references no Secret or ConfigMap key other/key" in err
+    err = usage_error(capsys, "get", *ISSUER, "--secret-env", "billing-client/client-secret=X")
+    assert "--secret-file and --secret-env apply to --client-manifest only" in err
+    err = usage_error(capsys, "get", "--client-manifest", str(path), "--secret-env", "nokey=X")
+    assert "--secret-env takes NAME/KEY=VAR" in err
+
+
+def test_an_unset_variable_or_unreadable_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLI_UNSET", raising=False)
+    err = usage_error(capsys, "get", *ISSUER, "--client-secret-env", "CLI_UNSET")
+    assert "--client-secret-env: the environment variable CLI_UNSET is not set or empty" in err
+    missing = tmp_path / "missing"
+    err = usage_error(capsys, "get", *ISSUER, "--client-secret-file", str(missing))
+    assert f"--client-secret-file: cannot read {missing}: No such file or directory" in err
+
+
+def test_a_missing_credential_names_the_field(capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(capsys, "get", *ISSUER)
+    assert "client_secret_basic needs a client secret" in err
+
+
+def test_invalid_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    http = write_manifest(tmp_path / "http.yaml", {**VALID_CLIENT, "issuer": "http://x.test"})
+    err = usage_error(capsys, "get", "--client-manifest", str(http))
+    assert "must use https unless allowInsecureHTTP is true" in err
+    request = write_manifest(tmp_path / "r.yaml", VALID_CLIENT, kind="AccessTokenRequest")
+    err = usage_error(capsys, "get", "--client-manifest", str(request))
+    assert "holds 0 OAuth2Client objects, not one" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed\n", encoding="utf-8")
+    assert "is not valid YAML (line 2" in usage_error(
+        capsys, "get", "--client-manifest", str(broken)
+    )
+
+
+def test_an_invalid_scope_and_an_empty_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "invalid scope token" in usage_error(capsys, "get", *ISSUER, "--scope", 'a"b')
+    monkeypatch.setenv("CLI_SECRET", "x")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("\n"))
+    err = usage_error(capsys, "introspect", "-", *ISSUER, "--client-secret-env", "CLI_SECRET")
+    assert "the token is empty (nothing on stdin)" in err
+
+
+TOKEN = AccessToken(
+    value="the-token",
+    token_type="Bearer",
+    key=TokenKey("https://login.example.com", CLIENT_CREDENTIALS, "billing"),
+    scopes=frozenset({"write", "read"}),
+    obtained_at=1_800_000_000.0,
+    expires_at=1_800_000_300.0,
+)
+
+
+def test_token_formats() -> None:
+    assert token_json(TOKEN, now=1_800_000_100.0) == {
+        "access_token": "the-token",
+        "token_type": "Bearer",
+        "scope": "read write",
+        "expires_in": 200,
+        "expires_at": "2027-01-15T08:05:00Z",
+    }
+    summary = token_summary(TOKEN)
+    assert summary == "token_type: Bearer  expires_at: 2027-01-15T08:05:00Z  scope: read write"
+    assert "the-token" not in summary
+
+
+def test_introspection_format() -> None:
+    answer = Introspection(
+        active=True,
+        scopes=frozenset({"b", "a"}),
+        client_id="billing",
+        exp=1_800_000_300.0,
+        aud=["x"],
+        extra={"cnf": {"x5t#S256": "abc"}},
+    )
+    assert introspection_json(answer) == {
+        "active": True,
+        "scope": "a b",
+        "client_id": "billing",
+        "exp": 1_800_000_300,
+        "aud": ["x"],
+        "cnf": {"x5t#S256": "abc"},
+    }
+    assert introspection_json(Introspection(active=False)) == {"active": False}
