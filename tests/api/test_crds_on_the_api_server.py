@@ -15,6 +15,7 @@ from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION, Kind
 from tests.api.cases import INVALID_CLIENTS, INVALID_REQUESTS, VALID_CLIENT, VALID_REQUEST, Invalid
 from tests.cluster.harness import unique_name
+from tests.cluster.objects import json_object
 
 pytestmark = pytest.mark.cluster
 
@@ -107,8 +108,10 @@ def test_status_keeps_kopf_bookkeeping_and_refuses_unknown_fields(
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, kube_namespace, ACCESS_TOKEN_REQUEST.plural, name, patch
     )
-    status = api.get_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, ACCESS_TOKEN_REQUEST.plural, name
+    status = json_object(
+        api.get_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, ACCESS_TOKEN_REQUEST.plural, name
+        )
     )["status"]
     assert status["kopf"] == {"progress": {"issue": {"retries": 1}}}
     assert status["revision"] == 1
@@ -125,7 +128,7 @@ def test_printer_columns(kube_admin: k8s.ApiClient, kube_namespace: str) -> None
         _headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
         _preload_content=False,
     )
-    table = json.loads(response.data)
+    table = json.loads(response.data)  # type: ignore[attr-defined]  # raw urllib3 response
     columns = [(c["name"], c.get("priority", 0)) for c in table["columnDefinitions"]]
     assert columns == [
         ("Name", 0),

@@ -18,6 +18,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
+from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters
 from tests.operator.runner import OperatorThread, running_operator
 
@@ -50,7 +51,9 @@ class Namespace:
     def sibling(self, suffix: str, labels: dict[str, str] | None = None) -> Namespace:
         """Another namespace, cleaned up with this one."""
         name = f"{self.name}-{suffix}"
-        self.core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+        self.core.create_namespace(
+            k8s.V1Namespace.model_validate({"metadata": {"name": name, "labels": labels or {}}})
+        )
         other = Namespace(self.api, name, self.authserver)
         self.siblings.append(other)
         return other
@@ -64,8 +67,8 @@ class Namespace:
         return k8s.CustomObjectsApi(self.api)
 
     def secret(self, name: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
-        body = {"metadata": {"name": name, **meta}, "stringData": data}
-        return self.core.create_namespaced_secret(self.name, body).to_dict()  # type: ignore[no-any-return]
+        body = k8s.V1Secret.model_validate({"metadata": {"name": name, **meta}, "stringData": data})
+        return self.core.create_namespaced_secret(self.name, body).to_dict()
 
     def client(self, name: str, test_client: TestClient, **spec: Any) -> None:
         assert test_client.client_secret is not None
@@ -100,14 +103,14 @@ class Namespace:
             "metadata": {"name": name},
             "spec": spec,
         }
-        return self.custom.create_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.name, plural, body
+        return json_object(
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.name, plural, body)
         )
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-                GROUP, VERSION, self.name, plural, name
+            return json_object(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, plural, name)
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -167,7 +170,7 @@ class Namespace:
         events = self.core.list_namespaced_event(
             self.name, field_selector=f"involvedObject.name={name}"
         )
-        return [(e.reason, e.message) for e in events.items]
+        return [(e.reason or "", e.message or "") for e in events.items]
 
 
 @pytest.fixture
@@ -181,7 +184,7 @@ def ns(
     and nothing is left for a later test's operator."""
     name = unique_name("op")
     core = k8s.CoreV1Api(kube_admin)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(k8s.V1Namespace.model_validate({"metadata": {"name": name}}))
     namespace = Namespace(kube_admin, name, authserver)
     yield namespace
     for each in (*namespace.siblings, namespace):
@@ -194,15 +197,12 @@ def _empty_and_delete(namespace: Namespace) -> None:
     custom = namespace.custom
     for plural in ("accesstokenrequests", "oauth2clients"):
         custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace.name, plural)
-        wait_for(
-            f"{plural} in {namespace.name} to be deleted",
-            lambda plural=plural: (
-                not custom.list_namespaced_custom_object(GROUP, VERSION, namespace.name, plural)[
-                    "items"
-                ]
-            ),
-            timeout=60,
-        )
+
+        def emptied(plural: str = plural) -> bool:
+            found = custom.list_namespaced_custom_object(GROUP, VERSION, namespace.name, plural)
+            return not json_object(found)["items"]
+
+        wait_for(f"{plural} in {namespace.name} to be deleted", emptied, timeout=60)
     try:
         namespace.core.delete_namespace(namespace.name)
     except ApiException as exc:

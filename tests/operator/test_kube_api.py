@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -69,15 +70,13 @@ async def test_calls_run_off_the_event_loop(kube_admin: k8s.ApiClient, kube_name
     seen: list[int] = []
     original = k8s.CoreV1Api.read_namespaced_secret
 
-    def spy(self: k8s.CoreV1Api, *args: object, **kwargs: object) -> object:
+    def spy(self: k8s.CoreV1Api, *args: Any, **kwargs: Any) -> Any:
         seen.append(threading.get_ident())
         return original(self, *args, **kwargs)
 
-    k8s.CoreV1Api.read_namespaced_secret = spy  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(k8s.CoreV1Api, "read_namespaced_secret", spy)
         api = KubeApi(kube_admin)
         await asyncio.gather(*(api.read_secret(kube_namespace, f"none-{i}") for i in range(3)))
-    finally:
-        k8s.CoreV1Api.read_namespaced_secret = original  # type: ignore[method-assign]
     assert len(seen) == 3
     assert loop_thread not in seen

@@ -36,27 +36,43 @@ class CredentialReader:
         self._clock = clock
         self._cache: dict[tuple[str, str, str], tuple[float, SecretData | None]] = {}
         self._reads: dict[tuple[str, str, str], asyncio.Task[SecretData | None]] = {}
+        self._last_known: dict[tuple[str, str, str], SecretData] = {}
 
     async def configs(
-        self, namespace: str, spec: OAuth2ClientSpec
+        self, namespace: str, spec: OAuth2ClientSpec, *, last_known: bool = False
     ) -> tuple[IssuerConfig, ClientConfig]:
-        """The token library's configuration of a client; `ClientConfigError` if unusable."""
+        """The token library's configuration of a client; `ClientConfigError` if unusable.
+
+        With `last_known`, a Secret that is gone is replaced by what it last held: a
+        namespace being deleted loses its Secrets before the operator has revoked the
+        tokens obtained with them.
+        """
         keys = referenced_keys(spec)
-        values = collect_values(keys, await self.objects(namespace, keys))
+        values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
         return issuer_config(spec, values), client_config(spec, values)
 
     async def objects(
-        self, namespace: str, keys: list[SecretKey]
+        self, namespace: str, keys: list[SecretKey], *, last_known: bool = False
     ) -> dict[tuple[str, str], SecretData | None]:
         """The decoded data of every object `keys` name (`None` for a missing one)."""
         wanted = sorted({(key.kind, key.name) for key in keys})
         found = await asyncio.gather(*(self._read(namespace, kind, name) for kind, name in wanted))
+        if last_known:
+            found = [
+                data if data is not None else self._last_known.get((kind, namespace, name))
+                for (kind, name), data in zip(wanted, found, strict=True)
+            ]
         return dict(zip(wanted, found, strict=True))
 
     def forget(self, namespace: str) -> None:
         """Drop cached objects of `namespace` (a client changed: read afresh)."""
         for cache_key in [k for k in self._cache if k[1] == namespace]:
             del self._cache[cache_key]
+
+    def forget_last_known(self, namespace: str, names: set[tuple[str, str]]) -> None:
+        """Drop what deleted clients' Secrets held (kind, name)."""
+        for kind, name in names:
+            self._last_known.pop((kind, namespace, name), None)
 
     async def _read(self, namespace: str, kind: str, name: str) -> SecretData | None:
         cache_key = (kind, namespace, name)
@@ -70,6 +86,8 @@ class CredentialReader:
             task.add_done_callback(lambda _: self._reads.pop(cache_key, None))
         data = await asyncio.shield(task)
         self._cache[cache_key] = (self._clock(), data)
+        if data is not None:
+            self._last_known[cache_key] = data
         return data
 
     async def _fetch(self, namespace: str, kind: str, name: str) -> SecretData | None:
