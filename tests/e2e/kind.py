@@ -100,7 +100,7 @@ def ensure_engine() -> None:
     )
     if result.returncode == 3:
         reason = (result.stderr.strip().splitlines() or ["no container engine"])[-1]
-        raise KindUnavailable(re.sub(r"^\[[^]]*\] ", "", reason))
+        raise KindUnavailable(re.sub(r"^\[[^]]*\] no container engine: ", "", reason))
     if result.returncode != 0:
         raise KindError(f"{ENGINE_SCRIPT} failed:\n{result.stderr}")
 
