@@ -15,8 +15,8 @@ Importable without pytest (``python -m tests.e2e.kind`` runs one until Ctrl-C)::
   SIGKILL-ed run left is removed by the next one (names carry the owner's pid).
 
 Created clusters keep every test's traffic on the networks they create: CoreDNS gets a
-``resolv.conf`` whose only server is the node's own pod-network address, so it never
-forwards a query off the kind network.
+``resolv.conf`` whose only server is the host's address on the cluster's own docker
+network, where no DNS server listens, so it never forwards a query off that network.
 """
 
 from __future__ import annotations
@@ -51,9 +51,6 @@ NAME_PREFIX = "oauth2-e2e-"
 OWNER_LABEL = "oauth2-token-operator.e2e.owner-pid"
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 POD_SUBNET = "10.244.0.0/16"
-#: The node's address on its pod bridge (the offline image's CNI conflist): nothing
-#: listens on port 53 there, so CoreDNS answers cluster names and forwards nothing.
-NODE_POD_GATEWAY = "10.244.0.1"
 #: How often the kubelet resyncs pods, hence how soon a Secret update reaches a mounted
 #: file (the default, 1 min, makes that take up to ~90 s).
 SYNC_FREQUENCY = "5s"
@@ -115,6 +112,16 @@ def build() -> Build:
         raise KindError(f"{BUILD_SCRIPT} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     info = json.loads((cache_dir() / "build.json").read_text())
     return Build(Path(info["kind"]), info["node_image"], info["source"])
+
+
+def network_gateway(network: str) -> str:
+    """The host's IPv4 address on a docker network."""
+    out = _run(["docker", "network", "inspect", "-f", "{{json .IPAM.Config}}", network])
+    for subnet in json.loads(out):
+        gateway = subnet.get("Gateway", "")
+        if gateway and ":" not in gateway:
+            return str(gateway)
+    raise KindError(f"docker network {network} has no IPv4 gateway")
 
 
 def kind_config(build: Build, resolv_conf: Path) -> str:
@@ -181,12 +188,7 @@ class KindCluster(ExistingCluster):
     def network_gateway(self) -> str:
         """The host's IPv4 address on the cluster's docker network (a server bound there
         is reachable from the node and its pods, and from no other network)."""
-        out = _run(["docker", "network", "inspect", "-f", "{{json .IPAM.Config}}", self.network])
-        for subnet in json.loads(out):
-            gateway = subnet.get("Gateway", "")
-            if gateway and ":" not in gateway:
-                return str(gateway)
-        raise KindError(f"docker network {self.network} has no IPv4 gateway")
+        return network_gateway(self.network)
 
     def node_address(self) -> str:
         """The node container's address on the cluster's docker network."""
@@ -233,11 +235,13 @@ class _CreatedCluster:
         """Create the cluster on a docker network of its own; return the seconds it took."""
         safety.track(self)
         t0 = time.monotonic()
+        _run(["docker", "network", "create", "--label", f"{OWNER_LABEL}={os.getpid()}", self.name])
+        # The pods' upstream DNS server: the host's address on this network, where no
+        # DNS server listens, so CoreDNS answers cluster names and forwards nothing.
         resolv_conf = self.workdir / "pod-resolv.conf"
-        resolv_conf.write_text(f"nameserver {NODE_POD_GATEWAY}\n")
+        resolv_conf.write_text(f"nameserver {network_gateway(self.name)}\n")
         config = self.workdir / "kind.yaml"
         config.write_text(kind_config(self.build, resolv_conf))
-        _run(["docker", "network", "create", "--label", f"{OWNER_LABEL}={os.getpid()}", self.name])
         env = {**os.environ, "KIND_EXPERIMENTAL_DOCKER_NETWORK": self.name}
         log_path = self.workdir / "kind-create.log"
         argv = [
