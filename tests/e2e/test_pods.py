@@ -69,6 +69,9 @@ def test_secret_update_reaches_mounted_file(
         return result.stdout
 
     assert in_pod() == "first"
+    missing = exec_in_pod(kind_admin, kind_namespace, name, ["/probe", "cat", "/no/such/file"])
+    assert missing.returncode != 0
+    assert "no such file" in missing.stderr
     latencies = []
     previous = "first"
     for value in ("second", "third", "fourth"):
