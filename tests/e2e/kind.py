@@ -73,10 +73,9 @@ class Build:
     source: str  # "standard" (kindest/node) or "offline" (built here)
 
 
-def _run(argv: Sequence[str | Path], *, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [str(a) for a in argv], capture_output=True, text=True, env=env, check=False
-    )
+def _run(argv: Sequence[str | Path]) -> str:
+    """Run a command; its stdout, or KindError with everything it printed."""
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise KindError(
             f"{' '.join(map(str, argv))} failed ({result.returncode}):\n"
