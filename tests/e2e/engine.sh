@@ -57,6 +57,22 @@ else
 }
 JSON
 fi
+# Nothing answers, so pid files left by an engine that was killed are stale (dockerd
+# refuses to start while its pid file names a process, even a zombie or a reused pid).
+remove_stale_pidfile() { # file command-name
+  local pid state
+  [[ -f "$1" ]] || return 0
+  pid="$(cat "$1")"
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  if [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$2" && "$state" != Z ]]; then
+    log "$2 (pid $pid) runs but no engine answers: not starting another"
+    exit 1
+  fi
+  log "removing the stale $1"
+  rm -f "$1"
+}
+remove_stale_pidfile /var/run/docker.pid dockerd
+remove_stale_pidfile /var/run/docker/containerd/containerd.pid containerd
 log "starting dockerd (config $config, log $CACHE_DIR/dockerd.log)"
 setsid nohup dockerd --config-file "$config" >"$CACHE_DIR/dockerd.log" 2>&1 </dev/null &
 echo $! >"$CACHE_DIR/dockerd.pid"
