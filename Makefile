@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster lint test unit bench crds docs
+.PHONY: setup cluster kind lint test unit bench crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +22,12 @@ $(AUTHSERVER)/node_modules/.installed: $(AUTHSERVER)/package.json $(AUTHSERVER)/
 cluster:
 	bash tests/cluster/build.sh
 
+# A Docker engine (Debian's docker.io, started here if none answers), kind and a kind
+# node image (kindest/node where a registry answers, else built offline from the
+# binaries above); cached by version. See tests/e2e/README.md.
+kind: cluster
+	bash tests/e2e/build.sh
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -30,7 +36,7 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster lint
+test: setup cluster kind lint
 	$(VENV)/bin/pytest
 
 bench: setup

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds the test control plane from Go modules (no binary downloads):
-#   etcd                                  from go.etcd.io/etcd/server/v3
-#   kube-apiserver, kube-controller-manager from k8s.io/kubernetes/cmd/...
+# Builds the Kubernetes binaries of the tests from Go modules (no binary downloads):
+#   etcd                  from go.etcd.io/etcd/server/v3
+#   the seven binaries    from k8s.io/kubernetes/cmd/... in one `go build`:
+#     kube-apiserver, kube-controller-manager (the control plane of tests/cluster),
+#     kube-scheduler, kube-proxy, kubelet, kubeadm, kubectl (the kind node image
+#     of tests/e2e, which also reuses etcd)
 # into a cache keyed by version:
 #   $CLUSTER_CACHE_DIR/etcd-<v>/etcd
-#   $CLUSTER_CACHE_DIR/kubernetes-<v>/{kube-apiserver,kube-controller-manager}
+#   $CLUSTER_CACHE_DIR/kubernetes-<v>/{kube-apiserver,kube-controller-manager,...}
 # (default CLUSTER_CACHE_DIR: ${XDG_CACHE_HOME:-~/.cache}/oauth2-token-operator/cluster).
 # Idempotent: returns in well under a second when the binaries are there.
 #
@@ -21,6 +24,7 @@ HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 CACHE_DIR="${CLUSTER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oauth2-token-operator/cluster}"
 ETCD_DIR="$CACHE_DIR/etcd-$ETCD_VERSION"
 KUBE_DIR="$CACHE_DIR/kubernetes-$KUBERNETES_VERSION"
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl)
 
 force=0
 case "${1:-}" in
@@ -32,12 +36,14 @@ esac
 
 log() { printf '[cluster/build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-have_all() {
-  [[ -x "$ETCD_DIR/etcd" && -x "$KUBE_DIR/kube-apiserver" && -x "$KUBE_DIR/kube-controller-manager" ]]
+have_kubernetes() {
+  local cmd
+  for cmd in "${KUBE_COMMANDS[@]}"; do [[ -x "$KUBE_DIR/$cmd" ]] || return 1; done
 }
+have_all() { [[ -x "$ETCD_DIR/etcd" ]] && have_kubernetes; }
 sizes() {
   local f
-  for f in "$ETCD_DIR/etcd" "$KUBE_DIR/kube-apiserver" "$KUBE_DIR/kube-controller-manager"; do
+  for f in "$ETCD_DIR/etcd" "${KUBE_COMMANDS[@]/#/$KUBE_DIR/}"; do
     [[ -e "$f" ]] && log "$(du -h --apparent-size "$f" | cut -f1)  $f"
   done
   return 0
@@ -97,9 +103,8 @@ MOD
 
 build_kubernetes() {
   local start=$SECONDS mod=k8s.io/kubernetes dir="$work/kubernetes" gomod staging
-  [[ $force == 0 && -x "$KUBE_DIR/kube-apiserver" && -x "$KUBE_DIR/kube-controller-manager" ]] &&
-    return 0
-  log "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION"
+  [[ $force == 0 ]] && have_kubernetes && return 0
+  log "building ${KUBE_COMMANDS[*]} $KUBERNETES_VERSION"
   gomod="$(served_gomod "$mod" "$KUBERNETES_VERSION")"
   # k8s.io/kubernetes requires each staging module at v0.0.0 and replaces it with
   # ./staging/src/...; the proxy serves them as v0.<minor>.<patch>. Take the list
@@ -138,19 +143,18 @@ build_kubernetes() {
     ldflags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
     ldflags+=" -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
-  (cd "$dir" &&
-    "$GO" get "$mod/cmd/kube-apiserver@$KUBERNETES_VERSION" \
-      "$mod/cmd/kube-controller-manager@$KUBERNETES_VERSION")
-  local cmd
-  for cmd in kube-apiserver kube-controller-manager; do
-    local t=$SECONDS
-    # The tags of Kubernetes' own release builds (hack/lib/golang.sh).
-    (cd "$dir" && "$GO" build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
-      -o "$dir/$cmd" "$mod/cmd/$cmd")
-    log "$cmd compiled in $((SECONDS - t))s"
-  done
+  local pkgs=("${KUBE_COMMANDS[@]/#/$mod/cmd/}")
+  (cd "$dir" && "$GO" get "${pkgs[@]/%/@$KUBERNETES_VERSION}")
+  # One build of all seven: each package compiles once, and the Go build cache
+  # shares it with any earlier build of the same module versions and flags.
+  # The tags are those of Kubernetes' own release builds (hack/lib/golang.sh).
+  local t=$SECONDS
+  mkdir -p "$dir/bin"
+  (cd "$dir" && "$GO" build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ldflags" \
+    -o "$dir/bin/" "${pkgs[@]}")
+  log "${#pkgs[@]} commands compiled in $((SECONDS - t))s"
   mkdir -p "$KUBE_DIR"
-  mv -f "$dir/kube-apiserver" "$dir/kube-controller-manager" "$KUBE_DIR/"
+  mv -f "$dir"/bin/* "$KUBE_DIR/"
   log "kubernetes built in $((SECONDS - start))s: $("$KUBE_DIR/kube-apiserver" --version)"
 }
 

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.harness import (
     ControlPlane,
     KubeCluster,
     kube_cluster_context,
     processes_using,
-    unique_name,
 )
 
 #: The project's CRDs, applied before kube-controller-manager starts (so its garbage
@@ -46,14 +44,7 @@ def kube_admin(kube_cluster: KubeCluster) -> Iterator[k8s.ApiClient]:
 
 
 @pytest.fixture
-def kube_namespace(kube_admin: k8s.ApiClient) -> Iterator[str]:
+def kube_namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     """A fresh namespace, deleted (without waiting) after the test."""
-    name = unique_name("test")
-    core = k8s.CoreV1Api(kube_admin)
-    core.create_namespace(k8s.V1Namespace.model_validate({"metadata": {"name": name}}))
-    yield name
-    try:
-        core.delete_namespace(name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    with kube_cluster.temporary_namespace() as name:
+        yield name

@@ -1,0 +1,3 @@
+module oauth2-token-operator.invalid/probe
+
+go 1.26
