@@ -78,10 +78,18 @@ def issuer_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> Is
     )
 
 
-def client_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> ClientConfig:
-    """The library's client; `values` holds every key of `referenced_keys(spec)`."""
+def client_config(
+    spec: OAuth2ClientSpec, values: Mapping[SecretKey, str], *, partition: str = ""
+) -> ClientConfig:
+    """The library's client; `values` holds every key of `referenced_keys(spec)`.
+    `partition` keeps its tokens apart from other configurations of the same client_id
+    (the operator passes the OAuth2Client's `namespace/name`)."""
     auth = spec.authentication
-    fields: dict[str, object] = {"client_id": spec.client_id, "auth_method": auth.method}
+    fields: dict[str, object] = {
+        "client_id": spec.client_id,
+        "auth_method": auth.method,
+        "token_partition": partition,
+    }
     if auth.client_secret_ref is not None:
         ref = auth.client_secret_ref
         fields["client_secret"] = values[SecretKey("Secret", ref.name, ref.key)]

@@ -32,6 +32,7 @@ from oauth2_token_operator.oauth2 import (
 )
 from oauth2_token_operator.oauth2.errors import (
     InactiveTokenError,
+    InvalidClientError,
     InvalidGrantError,
     NoResponseError,
     NoTokenAvailableError,
@@ -131,6 +132,20 @@ async def test_client_credentials_grant_when_nothing_is_stored(
     assert token.key == w.key()
     assert (await w.cc_token(manager, ["read"])).value == token.value
     assert counters.delta(w.token_requests()) == 1
+
+
+async def test_token_partitions_keep_configurations_of_one_client_apart(w: World) -> None:
+    """A configuration with the right client_id but wrong credentials, in another
+    partition, must get its own answer from the server, never another owner's token."""
+    manager = w.manager()
+    owner = w.client.model_copy(update={"token_partition": "team-a/idp"})
+    token = await w.cc_token(manager, ["read"], client=owner)
+    assert token.key.partition == "team-a/idp"
+    impostor = w.config_for("client_secret_basic", client_secret="wrong", token_partition="b/x")
+    with pytest.raises(InvalidClientError):
+        await w.cc_token(manager, ["read"], client=impostor)
+    same_owner = owner.model_copy()
+    assert (await w.cc_token(manager, ["read"], client=same_owner)).value == token.value
 
 
 async def test_fifty_concurrent_gets_make_one_token_request(w: World, counters: Counters) -> None:

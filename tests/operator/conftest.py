@@ -217,7 +217,7 @@ def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., Operat
 
     def start(**config: Any) -> OperatorThread:
         context = running_operator(
-            kube_cluster.configuration(), OperatorConfig(metrics_port=None, **config)
+            kube_cluster.configuration(), OperatorConfig(**{"metrics_port": None, **config})
         )
         operator = context.__enter__()
         started.append(context)

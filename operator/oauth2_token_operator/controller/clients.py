@@ -53,7 +53,7 @@ class ClientReconciler:
         wake_at: float | None = self.ctx.clock() + METADATA_RECHECK
         try:
             spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
-            issuer, client = await self.ctx.credentials.configs(key[0], spec)
+            issuer, client = await self.ctx.credentials.configs(*key, spec)
             metadata = await self.ctx.manager.server(issuer, client).metadata()
         except (ValidationError, Exception) as exc:
             failure = classify(exc) if not isinstance(exc, ValidationError) else None

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.credentials import CredentialReader
 from oauth2_token_operator.controller.ledger import RequestKey, TokenLedger
+from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
@@ -58,6 +59,7 @@ class OperatorContext:
     post_event: EventSink
     ledger: TokenLedger = field(default_factory=TokenLedger)
     clock: Callable[[], float] = time.time
+    metrics: Metrics = field(default_factory=Metrics)
     refresh_tokens: RefreshTokenWriter | None = None
     request_scheduler: Scheduler[RequestKey] | None = None
     client_scheduler: Scheduler[RequestKey] | None = None

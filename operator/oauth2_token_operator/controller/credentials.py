@@ -39,7 +39,7 @@ class CredentialReader:
         self._last_known: dict[tuple[str, str, str], SecretData] = {}
 
     async def configs(
-        self, namespace: str, spec: OAuth2ClientSpec, *, last_known: bool = False
+        self, namespace: str, name: str, spec: OAuth2ClientSpec, *, last_known: bool = False
     ) -> tuple[IssuerConfig, ClientConfig]:
         """The token library's configuration of a client; `ClientConfigError` if unusable.
 
@@ -49,7 +49,8 @@ class CredentialReader:
         """
         keys = referenced_keys(spec)
         values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
-        return issuer_config(spec, values), client_config(spec, values)
+        partition = f"{namespace}/{name}"  # tokens are shared per OAuth2Client object
+        return issuer_config(spec, values), client_config(spec, values, partition=partition)
 
     async def objects(
         self, namespace: str, keys: list[SecretKey], *, last_known: bool = False

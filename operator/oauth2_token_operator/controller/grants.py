@@ -92,7 +92,7 @@ async def obtain(
     if subject is None or source_value is None:
         raise ClientConfigError("SecretKeyMissing", f"the {grant} grant has no source value")
     if grant == "refresh_token":
-        key = TokenKey(issuer.issuer, subject, client.client_id)
+        key = TokenKey(issuer.issuer, subject, client.client_id, client.token_partition)
         known = {rt.value for rt in await manager.store.find_refresh_tokens(key)}
         if source_value not in known:
             # The grant's scope is unknown: assume it covers what is asked (the server

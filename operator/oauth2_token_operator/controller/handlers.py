@@ -22,11 +22,13 @@ from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.context import OperatorContext, Views, first
 from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
 from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
+from oauth2_token_operator.oauth2 import OAuth2Transport
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     api_client = k8s.ApiClient(configuration)
     kube = KubeApi(api_client)
     refresh_tokens = RefreshTokenWriter(kube)
+    metrics = Metrics()
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port)
+    transport = OAuth2Transport(observer=metrics.observe_oauth2_call)
+    memo.transport = transport
     ctx = OperatorContext(
         config=config,
         kube=kube,
@@ -105,7 +112,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         manager=TokenManager(
             PersistingTokenStore(refresh_tokens),
             config=TokenManagerConfig(min_introspect_interval=0),
+            transport=transport,
         ),
+        metrics=metrics,
         refresh_tokens=refresh_tokens,
         credentials=CredentialReader(kube, ttl=config.credentials_cache_ttl),
         views=Views(  # kopf passes each index by its function's name
@@ -151,6 +160,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     ctx: OperatorContext | None = memo.get("ctx")
     if ctx is not None:
         await ctx.manager.aclose()
+        ctx.metrics.close()
+    transport: OAuth2Transport | None = memo.get("transport")
+    if transport is not None:
+        await transport.aclose()
     api_client: k8s.ApiClient | None = memo.get("api_client")
     if api_client is not None:
         await asyncio.to_thread(api_client.close)

@@ -177,8 +177,12 @@ class RequestReconciler:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         async with self._locks[key]:
             request = Request.of(self.requests_seen.newest(key, body) or body)
-            outcome = await self._reconcile(request)
-            await self._write_status(request, outcome)
+            try:
+                outcome = await self._reconcile(request)
+                await self._write_status(request, outcome)
+            except Exception:
+                self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
+                raise
             scheduler = self.ctx.request_scheduler
             if scheduler is not None:
                 if outcome.wake_at is None:
@@ -259,7 +263,7 @@ class RequestReconciler:
             return held, Outcome(wake_at=due)
         try:
             issuer, client = await self.ctx.credentials.configs(
-                resolved.client_namespace, resolved.client_spec
+                resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
             )
             info = await self.ctx.manager.introspect(held.token.value, issuer, client)
         except Exception as exc:
@@ -449,7 +453,7 @@ class RequestReconciler:
     ) -> Outcome:
         try:
             issuer, client = await self.ctx.credentials.configs(
-                resolved.client_namespace, resolved.client_spec
+                resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
             )
             token = await self._obtain(resolved, issuer, client, held, trigger, now, request)
         except Exception as exc:
@@ -487,6 +491,11 @@ class RequestReconciler:
         ):
             self._revoke_if_unheld(request, previous)
         first_issue = held is None and revision == 1
+        self.ctx.metrics.issuances.labels("issued" if first_issue else "renewed", "ok").inc()
+        if first_issue:
+            created = request.body.get("metadata", {}).get("creationTimestamp")
+            if created:
+                self.ctx.metrics.time_to_ready.observe(max(0.0, now - parse_rfc3339(created)))
         self.ctx.post_event(
             request.body,
             type="Normal",
@@ -543,6 +552,8 @@ class RequestReconciler:
         now: float,
     ) -> Outcome:
         attempts = int(request.status.get("failedAttempts") or 0) + 1
+        kind = "renewed" if held is not None else "issued"
+        self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
         if failure.retry:
             retry_at = now + retry_delay(
                 attempts,
@@ -662,6 +673,7 @@ class RequestReconciler:
                     request.namespace, secret_name, uid=secret["metadata"]["uid"]
                 )
         self._locks.pop(request.key, None)
+        self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)
         self.secrets_seen.forget((request.namespace, secret_name))
 
@@ -740,6 +752,10 @@ class RequestReconciler:
             )
         now = self.ctx.clock()
         until = facts.token.usable_until if facts.token else now
+        if token.expires_at is not None:
+            self.ctx.metrics.token_expiry.labels(request.namespace, request.name).set(
+                token.expires_at
+            )
         renewal_time: float | None
         if resolved.identity.grant in grants.RENEWABLE:
             schedule = self._schedule(request, resolved, held, until)
@@ -877,6 +893,7 @@ def held_from_secret(secret: Body) -> Held | None:
             record.issuer,
             CLIENT_CREDENTIALS if record.subject is None else record.subject,
             record.client_id,
+            record.client,  # the token partition: its OAuth2Client
         ),
         scopes=frozenset((data.get("scope") or "").split()),
         obtained_at=record.issued_at,

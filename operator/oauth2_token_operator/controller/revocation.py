@@ -35,7 +35,9 @@ async def revoke_held(ctx: OperatorContext, body: Body, held: Held, *, why: str)
                 "ClientNotFound", f"OAuth2Client {held.record.client} no longer exists"
             )
         spec = OAuth2ClientSpec.model_validate(client_body.get("spec") or {})
-        issuer, client = await ctx.credentials.configs(client_namespace, spec, last_known=True)
+        issuer, client = await ctx.credentials.configs(
+            client_namespace, client_name, spec, last_known=True
+        )
         result = await asyncio.wait_for(
             ctx.manager.delete(held.token.value, issuer, client, revoke=True),
             timeout=ctx.config.revocation_deadline,

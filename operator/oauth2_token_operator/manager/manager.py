@@ -239,7 +239,7 @@ class TokenManager:
         """
         requested = None if scopes is None else _scope_set(scopes)
         server = self.server(issuer, client)
-        key = TokenKey(server.issuer.issuer, subject, client.client_id)
+        key = _key(server.issuer.issuer, subject, client)
         wanted = _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
         found = await self._find_usable(key, wanted)
         if found is not None:
@@ -383,7 +383,7 @@ class TokenManager:
         issuer_url = _issuer_config(issuer).issuer
         stored = RefreshToken(
             value=refresh_token,
-            key=TokenKey(issuer_url, subject, client.client_id),
+            key=_key(issuer_url, subject, client),
             scopes=_scope_set(scopes),
             obtained_at=self._clock(),
         )
@@ -425,7 +425,7 @@ class TokenManager:
         token = AccessToken(
             value=access_token,
             token_type=token_type,
-            key=TokenKey(server.issuer.issuer, subject, client.client_id),
+            key=_key(server.issuer.issuer, subject, client),
             scopes=info.scopes or frozenset(),
             obtained_at=now,
             expires_at=info.exp,
@@ -491,7 +491,7 @@ class TokenManager:
         rotated to is another token (``delete_all`` removes every one of a subject).
         """
         server = self.server(issuer, client)
-        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
+        async with self._refresh_lock(_key(server.issuer.issuer, subject, client)):
             await server.revoke(refresh_token, token_type_hint=TokenKind.REFRESH_TOKEN.value)
             await self.store.delete_refresh_token(server.issuer.issuer, refresh_token)
 
@@ -508,7 +508,7 @@ class TokenManager:
         only forgets it. Waits for a refresh of ``subject`` in flight, as
         ``revoke_refresh_token`` does."""
         server = self.server(issuer, client)
-        async with self._refresh_lock(TokenKey(server.issuer.issuer, subject, client.client_id)):
+        async with self._refresh_lock(_key(server.issuer.issuer, subject, client)):
             return await self._delete(server, refresh_token, TokenKind.REFRESH_TOKEN, revoke)
 
     async def delete_all(
@@ -528,7 +528,7 @@ class TokenManager:
         ``get`` finds no refresh token and raises ``NoTokenAvailableError``.
         """
         server = self.server(issuer, client)
-        key = TokenKey(server.issuer.issuer, subject, client.client_id)
+        key = _key(server.issuer.issuer, subject, client)
         async with self._refresh_lock(key):
             refresh_tokens = await self.store.find_refresh_tokens(key)
             results = await asyncio.gather(
@@ -589,3 +589,7 @@ def _tls_of(server: AuthorizationServer) -> TLSConfig:
 
 def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
     return issuer if isinstance(issuer, IssuerConfig) else IssuerConfig(issuer=issuer)
+
+
+def _key(issuer: str, subject: Subject, client: ClientConfig) -> TokenKey:
+    return TokenKey(issuer, subject, client.client_id, client.token_partition)

@@ -28,6 +28,8 @@ class TokenKey:
     issuer: str
     subject: Subject
     client_id: str
+    partition: str = ""
+    """The client configuration's `token_partition`: tokens are shared only within one."""
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ import httpx
 
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
 from oauth2_token_operator.oauth2.errors import (
+    KNOWN_ERROR_CODES,
     ConfigurationError,
     MalformedResponseError,
+    OAuth2Error,
+    OAuth2ErrorResponse,
     UnexpectedStatusError,
     error_response,
 )
@@ -135,8 +138,21 @@ class AuthorizationServer:
         expect_json: bool = True,
     ) -> object:
         # One deadline for the whole call: discovery (when due) and the request.
-        with self._transport.deadline():
-            return await self._call_within_deadline(endpoint, form, replay, expect_json)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            with self._transport.deadline():
+                return await self._call_within_deadline(endpoint, form, replay, expect_json)
+        except OAuth2ErrorResponse as exc:
+            # Only known codes: a server's own strings must not grow the label set.
+            outcome = exc.error if exc.error in KNOWN_ERROR_CODES else "other_error"
+            raise
+        except OAuth2Error as exc:
+            outcome = _snake(type(exc).__name__.removesuffix("Error"))
+            raise
+        finally:
+            if self._transport.observer is not None:
+                self._transport.observer(endpoint, outcome, time.monotonic() - started)
 
     async def _call_within_deadline(
         self,
@@ -198,3 +214,8 @@ def _interpret(response: httpx.Response, *, endpoint: str, expect_json: bool, no
         status_code=status,
         retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
     )
+
+
+def _snake(name: str) -> str:
+    """``DeadlineExceeded`` → ``deadline_exceeded``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

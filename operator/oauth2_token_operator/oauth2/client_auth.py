@@ -61,6 +61,11 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     client_id: str
+    token_partition: str = ""
+    """Tokens are shared only between configurations with the same `client_id` and
+    partition. An application that takes client configurations from several owners (the
+    operator: one per OAuth2Client object) sets one per owner, so a configuration with
+    the right client_id but wrong credentials is never handed another owner's token."""
     auth_method: AuthMethod = "client_secret_basic"
     client_secret: SecretStr | None = None
     private_key: SecretStr | None = None

@@ -173,6 +173,10 @@ _BY_CODE: dict[str, type[OAuth2ErrorResponse]] = {
 }
 
 
+KNOWN_ERROR_CODES = frozenset(_BY_CODE)
+"""The RFC 6749 §5.2 / RFC 7009 / RFC 8707 codes given their own class (and metric label)."""
+
+
 def error_response(
     *,
     endpoint: str | None,

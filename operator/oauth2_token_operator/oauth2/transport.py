@@ -136,6 +136,11 @@ class _Pool:
     """Requests in flight on this pool: a retired pool is closed when the last one ends."""
 
 
+CallObserver = Callable[[str, str, float], None]
+"""``(endpoint, outcome, seconds)`` of one OAuth2 call: outcome is ``ok``, an RFC 6749
+§5.2 error code, or the kind of failure (``no_response``, ``deadline_exceeded``…)."""
+
+
 class OAuth2Transport:
     """Owns the pooled HTTP clients; close it with ``aclose`` when done.
 
@@ -154,6 +159,7 @@ class OAuth2Transport:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         user_agent: str = "oauth2-token-operator",
+        observer: CallObserver | None = None,
     ) -> None:
         if max_pools < 1:
             raise ValueError("max_pools must be at least 1")
@@ -168,6 +174,8 @@ class OAuth2Transport:
         self._pools: OrderedDict[TLSConfig, _Pool] = OrderedDict()
         self._retired: list[_Pool] = []
         self._closed = False
+        self.observer = observer
+        """Told the endpoint, outcome and duration of every OAuth2 call (for metrics)."""
 
     # -- connection pools ------------------------------------------------------------
 
