@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=90.0,
         help="seconds: renew no later than this before expiry (kubelet propagation)",
+    )
+    run.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="run as one of several replicas: only the holder of a Lease works",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME", ""),
+        help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
     )
     run.add_argument(
         "--revocation-deadline",
@@ -91,6 +107,9 @@ def _run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         min_renewal_lead=args.min_renewal_lead,
         revocation_deadline=args.revocation_deadline,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
+        identity=args.identity,
     )
     return run(config)
 

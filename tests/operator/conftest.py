@@ -215,9 +215,11 @@ def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., Operat
     """Start operators (each `with`-free: stopped at the end of the test, in reverse)."""
     started: list[Any] = []
 
-    def start(**config: Any) -> OperatorThread:
+    def start(*, wait: bool = True, **config: Any) -> OperatorThread:
         context = running_operator(
-            kube_cluster.configuration(), OperatorConfig(**{"metrics_port": None, **config})
+            kube_cluster.configuration(),
+            OperatorConfig(**{"metrics_port": None, "health_port": None, **config}),
+            wait=wait,
         )
         operator = context.__enter__()
         started.append(context)

@@ -12,12 +12,13 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 
-import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
 from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.run import serve
 
 
 class OperatorThread:
     def __init__(self, configuration: k8s.Configuration, config: OperatorConfig) -> None:
+        self.config = config
         self.memo = kopf.Memo(kube_configuration=configuration, config=config)
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -27,22 +28,25 @@ class OperatorThread:
     def _main(self) -> None:
         try:
             asyncio.run(
-                kopf.operator(
-                    clusterwide=True,
-                    standalone=True,
-                    memo=self.memo,
-                    stop_flag=self._stop,
-                    ready_flag=self._ready,
-                )
+                serve(self.config, memo=self.memo, stop_flag=self._stop, ready_flag=self._ready)
             )
         except BaseException as exc:  # reported by stop()
             self._error = exc
 
-    def start(self, timeout: float = 30.0) -> OperatorThread:
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> OperatorThread:
         self._thread.start()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
         if not self._ready.wait(timeout):
             raise TimeoutError(f"the operator did not start within {timeout}s: {self._error}")
-        return self
+
+    @property
+    def ready(self) -> bool:
+        """kopf runs (with leader election: this replica leads)."""
+        return self._ready.is_set()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -59,10 +63,10 @@ class OperatorThread:
 
 @contextlib.contextmanager
 def running_operator(
-    configuration: k8s.Configuration, config: OperatorConfig | None = None
+    configuration: k8s.Configuration, config: OperatorConfig | None = None, *, wait: bool = True
 ) -> Iterator[OperatorThread]:
     operator = OperatorThread(configuration, config or OperatorConfig(metrics_port=None))
-    operator.start()
+    operator.start(wait=wait)
     try:
         yield operator
     finally:

@@ -30,5 +30,14 @@ class OperatorConfig(BaseModel):
     """Scheduled reconciliations running at once."""
     metrics_port: int | None = Field(default=8080, ge=1, le=65535)
     health_port: int | None = Field(default=8081, ge=1, le=65535)
+    leader_election: bool = False
+    """Run as one of several replicas: only the holder of the Lease works."""
+    lease_namespace: str = "default"
+    """Where the Lease lives (the operator's own namespace in a Deployment)."""
+    lease_name: str = "oauth2-token-operator"
+    identity: str = ""
+    """This replica's name in the Lease (default: the host name, i.e. the pod's name)."""
+    lease_duration: float = Field(default=15.0, gt=0)
+    lease_renew_interval: float = Field(default=5.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,14 +1,27 @@
-"""Runs the operator in this process: logging, then kopf with our handlers."""
+"""Runs the operator in this process: logging, leader election, then kopf."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import kopf
+from kubernetes import client as k8s
 
 import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
 from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.handlers import load_configuration
+from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
+from oauth2_token_operator.kube.api import KubeApi
+
+log = logging.getLogger(__name__)
+
+Flag = asyncio.Event | threading.Event
 
 
 def configure_logging(config: OperatorConfig) -> None:
@@ -24,14 +37,115 @@ def configure_logging(config: OperatorConfig) -> None:
 def run(config: OperatorConfig) -> int:
     """Serve until SIGTERM/SIGINT (kopf handles both and exits gracefully)."""
     configure_logging(config)
-    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not config.namespaces,
-            namespaces=config.namespaces,
-            standalone=True,
-            liveness_endpoint=liveness,
-            memo=kopf.Memo(config=config),
-        )
-    )
+    try:
+        asyncio.run(serve(config))
+    except LostLeadership as exc:
+        log.error("%s; exiting so that the pod restarts as a candidate", exc)
+        return 1
     return 0
+
+
+async def serve(
+    config: OperatorConfig,
+    *,
+    memo: kopf.Memo | None = None,
+    stop_flag: Flag | None = None,
+    ready_flag: Flag | None = None,
+) -> None:
+    """The operator: with leader election, only once this replica leads."""
+    memo = memo if memo is not None else kopf.Memo(config=config)
+    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+    if not config.leader_election:
+        await _operator(config, memo, liveness, stop_flag, ready_flag)
+        return
+    configuration = memo.get("kube_configuration") or await asyncio.to_thread(load_configuration)
+    api_client = k8s.ApiClient(configuration)
+    election = LeaderElection(
+        KubeApi(api_client),
+        LeaseSettings(
+            namespace=config.lease_namespace,
+            name=config.lease_name,
+            identity=config.identity or socket.gethostname(),
+            duration=config.lease_duration,
+            renew_interval=config.lease_renew_interval,
+        ),
+    )
+    try:
+        async with _standby_health(config.health_port):
+            if not await _until(election.acquire(), stop_flag):
+                return  # stopped while standing by
+        holding = asyncio.create_task(election.hold(), name="lease")
+        operating = asyncio.create_task(
+            _operator(config, memo, liveness, stop_flag, ready_flag), name="operator"
+        )
+        done, _ = await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
+        if holding in done:
+            operating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await operating
+            holding.result()  # raises LostLeadership
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        operating.result()
+    finally:
+        await election.release()
+        await asyncio.to_thread(api_client.close)
+
+
+async def _operator(
+    config: OperatorConfig,
+    memo: kopf.Memo,
+    liveness: str | None,
+    stop_flag: Flag | None,
+    ready_flag: Flag | None,
+) -> None:
+    await kopf.operator(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=True,
+        liveness_endpoint=liveness,
+        memo=memo,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+async def _until(work: Coroutine[Any, Any, None], stop_flag: Flag | None) -> bool:
+    """Run `work` until done (True) or until `stop_flag` is set first (False)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if stop_flag is not None and stop_flag.is_set():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        await asyncio.wait({task}, timeout=0.2)
+    task.result()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _standby_health(port: int | None) -> AsyncIterator[None]:
+    """While waiting for the Lease, answer the liveness probe ourselves (kopf's endpoint
+    starts with the operator): a standby replica is alive, not broken."""
+    if port is None:
+        yield
+        return
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
+                b"Connection: close\r\n\r\nstandby\n"
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "0.0.0.0", port, reuse_address=True)  # noqa: S104
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -20,6 +20,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "oauth2-token-operator"
+LEASES = ("coordination.k8s.io", "v1", "leases")
 
 JsonObject = dict[str, Any]
 
@@ -150,3 +151,47 @@ class KubeApi:
             _content_type=MERGE_PATCH,
         )
         return patched
+
+    # Leases go through the generic (custom objects) API: the typed one turns bodies into
+    # models and back, and writes a MicroTime with zero microseconds in a form the API
+    # server refuses ("2027-01-15T08:00:00+00:00").
+
+    async def read_lease(self, namespace: str, name: str) -> JsonObject | None:
+        return await self._read(
+            f"reading Lease {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            LEASES[0],
+            LEASES[1],
+            namespace,
+            LEASES[2],
+            name,
+        )
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
+        created: JsonObject = await self._call(
+            f"creating Lease {namespace}/{body['metadata']['name']}",
+            self._custom.create_namespaced_custom_object,
+            LEASES[0],
+            LEASES[1],
+            namespace,
+            LEASES[2],
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return created
+
+    async def replace_lease(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
+        """PUT with `metadata.resourceVersion`: `Conflict` if another replica wrote first."""
+        name = body["metadata"]["name"]
+        replaced: JsonObject = await self._call(
+            f"replacing Lease {namespace}/{name}",
+            self._custom.replace_namespaced_custom_object,
+            LEASES[0],
+            LEASES[1],
+            namespace,
+            LEASES[2],
+            name,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+        )
+        return replaced
