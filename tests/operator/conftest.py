@@ -95,6 +95,18 @@ class Namespace:
         full_spec = {k: v for k, v in full_spec.items() if v is not None}
         return self.create("accesstokenrequests", name, full_spec)
 
+    def refresh_request(self, name: str, client: str, secret: str) -> dict[str, Any]:
+        """A refresh_token request reading key `refresh_token` of Secret `secret`."""
+        ref = {"name": secret, "key": "refresh_token"}
+        return self.request(name, client, grant="refresh_token", refreshTokenSecretRef=ref)
+
+    def register_request(self, name: str, client: str, secret: str) -> dict[str, Any]:
+        """A register request for the token in key `token` of Secret `secret` (any scopes)."""
+        ref = {"name": secret, "key": "token"}
+        return self.request(
+            name, client, grant="register", tokenSecretRef=ref, scopes=None, resources=None
+        )
+
     def create(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         kind = {"oauth2clients": "OAuth2Client", "accesstokenrequests": "AccessTokenRequest"}
         body = {

@@ -20,12 +20,7 @@ def test_refresh_token_grant_renews_and_persists_each_rotation(
     original = granted["refresh_token"]
     ns.secret("user-grant", {"refresh_token": original})
     ns.client("idp", client)
-    ns.request(
-        "api",
-        "idp",
-        grant="refresh_token",
-        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
-    )
+    ns.refresh_request("api", "idp", "user-grant")
     ns.wait_ready("api")
     first = ns.token_secret("api")
     assert first is not None
@@ -56,12 +51,7 @@ def test_a_rejected_refresh_token_is_a_condition_not_a_loop(
 ) -> None:
     ns.secret("user-grant", {"refresh_token": "not-a-refresh-token"})
     ns.client("idp", ns.authserver.clients["renewal_ttl"])
-    ns.request(
-        "api",
-        "idp",
-        grant="refresh_token",
-        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
-    )
+    ns.refresh_request("api", "idp", "user-grant")
     ready = ns.wait_ready("api", status="False", reason="RefreshTokenRejected")
     assert "needs a change" in ready["message"]
     attempts = (ns.get("accesstokenrequests", "api") or {})["status"]["failedAttempts"]
@@ -80,14 +70,7 @@ def test_register_tracks_and_revokes_an_external_token(
     )["access_token"]
     ns.secret("external", {"token": external})
     ns.client("idp", client)
-    ns.request(
-        "tracked",
-        "idp",
-        grant="register",
-        tokenSecretRef={"name": "external", "key": "token"},
-        scopes=None,
-        resources=None,
-    )
+    ns.register_request("tracked", "idp", "external")
     ns.wait_ready("tracked")
     data = ns.token_secret("tracked")
     assert data is not None
@@ -108,14 +91,7 @@ def test_register_tracks_and_revokes_an_external_token(
 def test_register_refuses_an_inactive_token(ns: Namespace, operator: OperatorThread) -> None:
     ns.secret("external", {"token": "made-up"})
     ns.client("idp", ns.authserver.clients["client_secret_basic"])
-    ns.request(
-        "tracked",
-        "idp",
-        grant="register",
-        tokenSecretRef={"name": "external", "key": "token"},
-        scopes=None,
-        resources=None,
-    )
+    ns.register_request("tracked", "idp", "external")
     ns.wait_ready("tracked", status="False", reason="TokenInactive")
     assert ns.token_secret("tracked") is None
 

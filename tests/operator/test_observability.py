@@ -96,20 +96,8 @@ def test_no_secret_anywhere_after_a_full_run(
     ns.secret("external", {"token": external})
 
     ns.request("cc", "idp")
-    ns.request(
-        "rt",
-        "renewing",
-        grant="refresh_token",
-        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
-    )
-    ns.request(
-        "reg",
-        "idp",
-        grant="register",
-        tokenSecretRef={"name": "external", "key": "token"},
-        scopes=None,
-        resources=None,
-    )
+    ns.refresh_request("rt", "renewing", "user-grant")
+    ns.register_request("reg", "idp", "external")
     ns.request("fails", "broken")
     for name in ("cc", "rt", "reg"):
         ns.wait_ready(name)
