@@ -88,3 +88,27 @@ def test_a_label_selector_admits_namespaces(ns: Namespace, operator: OperatorThr
         other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
     admitted.wait_ready("billing")
     refused.wait_ready("billing", status="False", reason="ClientNotAllowed")
+
+
+def test_a_client_in_use_waits_unless_told_to_revoke_all(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    client = ns.authserver.clients["client_secret_basic"]
+    ns.client("idp", client)
+    ns.request("a", "idp", scopes=["read"])
+    ns.request("b", "idp", scopes=["write"])
+    ns.wait_ready("a")
+    ns.wait_ready("b")
+    tokens = [(ns.token_secret(name) or {})["access_token"] for name in ("a", "b")]
+    ns.delete("oauth2clients", "idp")
+    time.sleep(3)
+    assert ns.get("oauth2clients", "idp") is not None, "deleted while requests use it"
+    ns.patch(
+        "oauth2clients",
+        "idp",
+        {"metadata": {"annotations": {"oauth2.token-operator.io/revoke-all-on-delete": "true"}}},
+    )
+    wait_for("the client to go", lambda: ns.get("oauth2clients", "idp") is None, timeout=30)
+    for token in tokens:
+        assert introspect(ns.authserver, token, client)["active"] is False
+    ns.wait_ready("a", status="False", reason="ClientNotFound")
