@@ -167,3 +167,45 @@ def parse_write_counts(text: str) -> dict[tuple[str, str], int]:
             key = (verb, resource)
             counts[key] = counts.get(key, 0) + int(float(value))
     return counts
+
+
+def test_a_rotated_client_secret_is_used_without_a_restart(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    client = ns.authserver.clients[BASIC]
+    assert client.client_secret is not None
+    ns.client("idp", client)
+    ns.request("billing", "idp")
+    ns.wait_ready("billing")
+
+    def rotate(secret: str) -> None:
+        ns.core.patch_namespaced_secret(
+            "idp-credentials", ns.name, {"stringData": {"client-secret": secret}}
+        )
+        time.sleep(6)  # the credentials cache lives 5 s
+
+    def renew() -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+        time.sleep(1.5)
+        ns.patch(
+            "accesstokenrequests",
+            "billing",
+            {"metadata": {"annotations": {"oauth2.token-operator.io/renew-requested-at": now}}},
+        )
+
+    rotate("a-wrong-secret")
+    renew()
+    wait_for(
+        "the wrong secret to be used",
+        lambda: (ns.condition("billing", "Issuing") or {}).get("reason") == "InvalidClient",
+        timeout=15,
+    )
+    assert (ns.condition("billing") or {}).get("status") == "True", "the old token stays"
+    before = (ns.token_secret("billing") or {})["access_token"]
+    rotate(client.client_secret)
+    renew()
+    wait_for(
+        "a token with the restored secret",
+        lambda: (ns.token_secret("billing") or {}).get("access_token") != before,
+        timeout=20,
+    )

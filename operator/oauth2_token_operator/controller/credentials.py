@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
@@ -29,7 +29,12 @@ from oauth2_token_operator.token_secret import decode_data
 
 class CredentialReader:
     def __init__(
-        self, kube: KubeApi, *, ttl: float, clock: Callable[[], float] = time.monotonic
+        self,
+        kube: KubeApi,
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[IssuerConfig, ClientConfig], Awaitable[object]] | None = None,
     ) -> None:
         self._kube = kube
         self._ttl = ttl
@@ -37,6 +42,10 @@ class CredentialReader:
         self._cache: dict[tuple[str, str, str], tuple[float, SecretData | None]] = {}
         self._reads: dict[tuple[str, str, str], asyncio.Task[SecretData | None]] = {}
         self._last_known: dict[tuple[str, str, str], SecretData] = {}
+        self.on_change = on_change
+        self._in_use: dict[tuple[str, str], tuple[IssuerConfig, ClientConfig]] = {}
+        """Per OAuth2Client, the configuration last built: when its credentials change,
+        `on_change` gets the old one (the operator drops its connection pools)."""
 
     async def configs(
         self, namespace: str, name: str, spec: OAuth2ClientSpec, *, last_known: bool = False
@@ -50,7 +59,13 @@ class CredentialReader:
         keys = referenced_keys(spec)
         values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
         partition = f"{namespace}/{name}"  # tokens are shared per OAuth2Client object
-        return issuer_config(spec, values), client_config(spec, values, partition=partition)
+        issuer = issuer_config(spec, values)
+        client = client_config(spec, values, partition=partition)
+        previous = self._in_use.get((namespace, name))
+        self._in_use[(namespace, name)] = (issuer, client)
+        if previous is not None and previous != (issuer, client) and self.on_change:
+            await self.on_change(*previous)
+        return issuer, client
 
     async def objects(
         self, namespace: str, keys: list[SecretKey], *, last_known: bool = False

@@ -105,6 +105,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         metrics.serve(config.metrics_port)
     transport = OAuth2Transport(observer=metrics.observe_oauth2_call)
     memo.transport = transport
+    credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
     ctx = OperatorContext(
         config=config,
         kube=kube,
@@ -116,7 +117,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         ),
         metrics=metrics,
         refresh_tokens=refresh_tokens,
-        credentials=CredentialReader(kube, ttl=config.credentials_cache_ttl),
+        credentials=credentials,
         views=Views(  # kopf passes each index by its function's name
             token_secrets=kwargs["token_secrets"],
             clients=kwargs["oauth2_clients"],
@@ -126,6 +127,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         ),
         post_event=_post_event,
     )
+    # A rotated secret, key or certificate: drop what the old configuration kept open.
+    credentials.on_change = ctx.manager.forget_client
     requests = RequestReconciler(ctx, finalizer=FINALIZER)
     clients = ClientReconciler(ctx)
     ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
