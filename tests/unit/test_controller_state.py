@@ -1,0 +1,121 @@
+"""The operator's in-memory state: who holds which token, our writes until the watch shows
+them, and what a failure means for the next attempt."""
+
+from __future__ import annotations
+
+import pytest
+
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller.freshness import Freshness
+from oauth2_token_operator.controller.ledger import Held, TokenLedger
+from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
+from oauth2_token_operator.oauth2 import errors
+from oauth2_token_operator.policies.failures import classify, retry_delay
+from oauth2_token_operator.token_secret import TokenRecord
+
+ISSUER = "https://login.example.com"
+
+
+def held(value: str) -> Held:
+    token = AccessToken(
+        value=value,
+        token_type="Bearer",
+        key=TokenKey(ISSUER, CLIENT_CREDENTIALS, "billing", "ns/idp"),
+        scopes=frozenset({"read"}),
+        obtained_at=0.0,
+        expires_at=3600.0,
+    )
+    record = TokenRecord(
+        issuer=ISSUER,
+        client_id="billing",
+        client="ns/idp",
+        subject=None,
+        requested_scopes=["read"],
+        resources=[],
+        audience=None,
+        issued_at=0.0,
+        expires_at=3600.0,
+        issued_for="fp",
+        revision=1,
+    )
+    return Held(token=token, record=record)
+
+
+def test_a_shared_token_is_held_until_its_last_holder_lets_go() -> None:
+    ledger = TokenLedger()
+    shared = held("t1")
+    ledger.hold(("ns", "a"), shared)
+    ledger.hold(("ns", "b"), shared)
+    assert ledger.holders(shared) == 2
+    assert ledger.release(("ns", "a")) == shared
+    assert ledger.is_held(shared)
+    ledger.release(("ns", "b"))
+    assert not ledger.is_held(shared)
+    assert len(ledger) == 0
+
+
+def test_holding_a_new_token_returns_the_previous_one() -> None:
+    ledger = TokenLedger()
+    old, new = held("t1"), held("t2")
+    assert ledger.hold(("ns", "a"), old) is None
+    assert ledger.hold(("ns", "a"), old) is None  # the same token again: nothing replaced
+    assert ledger.hold(("ns", "a"), new) == old
+    assert not ledger.is_held(old)
+    assert ledger.current(("ns", "a")) == new
+
+
+def body(version: str | None) -> dict[str, object]:
+    return {"metadata": {"resourceVersion": version}} if version else {"metadata": {}}
+
+
+def test_our_write_wins_until_the_watch_catches_up() -> None:
+    seen = Freshness()
+    seen.wrote("k", body("12"))
+    assert seen.newest("k", body("10")) == body("12"), "the watch still shows the old version"
+    assert seen.newest("k", None) == body("12"), "not in the watch yet"
+    assert seen.newest("k", body("13")) == body("13")
+    assert seen.newest("k", body("10")) == body("10"), "forgotten once caught up"
+
+
+def test_a_watched_deletion_after_our_write_is_believed() -> None:
+    seen = Freshness()
+    seen.wrote("k", body("12"))
+    seen.observed("k", body("14"))  # the DELETED event carries the last version
+    assert seen.newest("k", None) is None
+
+
+def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
+    seen = Freshness()
+    seen.wrote("k", body("abc"))
+    assert seen.newest("k", body("xyz")) == body("xyz")
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "retry"),
+    [
+        (errors.InvalidGrantError(endpoint="t", status_code=400, error="invalid_grant"),
+         "RefreshTokenRejected", False),
+        (errors.InvalidClientError(endpoint="t", status_code=401, error="invalid_client"),
+         "InvalidClient", True),
+        (errors.InvalidScopeError(endpoint="t", status_code=400, error="invalid_scope"),
+         "InvalidScope", False),
+        (errors.NoResponseError("down"), "AuthorizationServerUnavailable", True),
+        (errors.MetadataError("bad"), "DiscoveryFailed", True),
+        (ClientConfigError("SecretNotFound", "Secret 'x' not found"), "SecretNotFound", True),
+        (RuntimeError("?"), "IssuanceFailed", True),
+    ],
+)  # fmt: skip
+def test_failures_become_reasons(exc: Exception, reason: str, retry: bool) -> None:
+    failure = classify(exc)
+    assert (failure.reason, failure.retry) == (reason, retry)
+
+
+def test_retry_delays_grow_with_jitter_up_to_the_cap_and_honour_retry_after() -> None:
+    delays = [retry_delay(n, base=5, cap=300, seed="uid") for n in range(1, 10)]
+    for n, delay in enumerate(delays, start=1):
+        step = min(300, 5 * 2 ** (n - 1))
+        assert step / 2 <= delay <= step
+    assert retry_delay(1, base=5, cap=300, seed="uid", retry_after=120) == 120
+    assert retry_delay(3, base=5, cap=300, seed="uid") == retry_delay(
+        3, base=5, cap=300, seed="uid"
+    )
