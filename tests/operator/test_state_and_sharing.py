@@ -22,29 +22,31 @@ def token_requests(counters: Counters) -> int:
 def test_restart_adopts_tokens_and_issues_nothing(
     ns: Namespace, operator_factory: Callable[..., OperatorThread], counters: Counters
 ) -> None:
+    """100 valid tokens; a new operator: 0 token requests and 0 writes to the requests."""
+    count = 100
     first = operator_factory()
     ns.client("idp", ns.authserver.clients[BASIC])
-    for i in range(5):
+    for i in range(count):
         ns.request(f"r{i}", "idp", scopes=["read", f"x{i}"])  # distinct: no sharing
-    for i in range(5):
-        ns.wait_ready(f"r{i}")
-    before = {i: (ns.token_secret(f"r{i}") or {})["access_token"] for i in range(5)}
-    status_before = {i: ns.get("accesstokenrequests", f"r{i}") for i in range(5)}
+    for i in range(count):
+        ns.wait_ready(f"r{i}", timeout=60)
+    before = {i: (ns.token_secret(f"r{i}") or {})["access_token"] for i in range(count)}
+    versions = {i: version(ns, f"r{i}") for i in range(count)}
     issued = token_requests(counters)
-    assert issued == 5
+    assert issued == count
     first.stop()
 
-    operator_factory()
-    time.sleep(3)  # the new operator has seen everything and decided
+    second = operator_factory()
+    wait_for("every token adopted", lambda: len(second.ctx.ledger) == count, timeout=30)
+    time.sleep(2)  # and anything it might still do
     assert token_requests(counters) == issued, "a restart must not request tokens"
-    for i in range(5):
+    for i in range(count):
         assert (ns.token_secret(f"r{i}") or {})["access_token"] == before[i]
-        after = ns.get("accesstokenrequests", f"r{i}")
-        assert after is not None
-        assert (
-            after["metadata"]["resourceVersion"]
-            == (status_before[i] or {})["metadata"]["resourceVersion"]
-        ), "a restart must not write the request"
+        assert version(ns, f"r{i}") == versions[i], "a restart must not write the request"
+
+
+def version(ns: Namespace, name: str) -> str:
+    return str((ns.get("accesstokenrequests", name) or {})["metadata"]["resourceVersion"])
 
 
 def test_tampered_and_deleted_secrets_are_restored(

@@ -66,8 +66,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.event_name_prefix = "oauth2-token-operator-"
     settings.posting.level = logging.INFO
     settings.peering.standalone = True
-    # Bound memory when a backlog of thousands of objects arrives at once.
-    settings.queueing.worker_limit = 64
+    # No `queueing.worker_limit`: kopf indexes objects inside the per-object workers and
+    # holds handlers until every index is complete, so a bound smaller than the initial
+    # listing (found at a restart with 100 requests) deadlocks it.
 
 
 @kopf.on.login()
