@@ -1,0 +1,65 @@
+"""The authorization server goes down during renewal and comes back: the valid token
+stays in the Secret, retries back off, status and Events say so, and recovery costs one
+token request, not a burst. The outage is a TCP gate in front of the real oidc-provider
+(the shared session server itself cannot be stopped for one test)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from tests.gate import gate
+from tests.integration.conftest import Counters
+from tests.operator.conftest import Namespace, wait_for
+from tests.operator.runner import OperatorThread
+
+
+def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread], counters: Counters
+) -> None:
+    operator_factory(min_renewal_lead=5.0, retry_base_delay=1.0, retry_max_delay=4.0)
+    server = ns.authserver
+    port = urlsplit(server.issuer).port
+    assert port is not None
+    with gate(port) as outage:
+        ns.client(
+            "idp",
+            server.clients["renewal_ttl"],  # 20 s tokens, renewed after about 13 s
+            endpoints={"token": f"https://127.0.0.1:{outage.port}/token"},
+        )
+        ns.request("api", "idp")
+        ns.wait_ready("api")
+        first = ns.token_secret("api") or {}
+        outage.open = False
+
+        wait_for(
+            "a failed renewal",
+            lambda: (
+                (ns.condition("api", "Issuing") or {}).get("reason")
+                == "AuthorizationServerUnavailable"
+            ),
+            timeout=30,
+        )
+        assert (ns.condition("api") or {}).get("status") == "True", "the token is still valid"
+        assert ns.token_secret("api") == first, "a failed renewal never touches the Secret"
+        assert "RenewalFailed" in {reason for reason, _ in ns.events("api")}
+        wait_for(
+            "the token to expire",
+            lambda: (ns.condition("api") or {}).get("reason") == "Expired",
+            timeout=30,
+        )
+        assert ns.token_secret("api") == first, "an expired token is kept, not deleted"
+        status = (ns.get("accesstokenrequests", "api") or {})["status"]
+        attempts = status["failedAttempts"]
+        assert attempts >= 2
+        assert outage.refused < 5 * attempts, "each attempt is a few calls, not a storm"
+
+        before = counters.delta("client=renewal-ttl /token")
+        outage.open = True
+        ns.wait_ready("api", timeout=15)
+        time.sleep(2)
+        assert counters.delta("client=renewal-ttl /token") - before == 1, "no burst on recovery"
+        assert (ns.token_secret("api") or {})["access_token"] != first["access_token"]
+        status = (ns.get("accesstokenrequests", "api") or {})["status"]
+        assert status["failedAttempts"] == 0
