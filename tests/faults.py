@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 from tests.loopback import LoopbackServer, read_head
@@ -119,3 +120,21 @@ async def fault_server(
         yield server
     finally:
         await server.stop()
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    """For synchronous tests: an endpoint URL that accepts connections and never answers
+    (a hung peer, which the real server cannot be made to be), served from its own thread."""
+    loop = asyncio.new_event_loop()
+    server = FaultServer(Stall(seconds=3600))
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{server.url}/hung"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

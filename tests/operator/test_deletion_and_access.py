@@ -3,35 +3,13 @@ namespace serves a request only when it allows that namespace."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from tests.faults import FaultServer, Stall
+from tests.faults import stalled_server
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
-
-
-@contextmanager
-def stalled_server() -> Iterator[str]:
-    """A revocation endpoint that accepts connections and never answers: a fault the real
-    server cannot be made to produce (a hung peer), served from its own thread."""
-    loop = asyncio.new_event_loop()
-    server = FaultServer(Stall(seconds=3600))
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{server.url}/revoke"
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_namespace_deletion_completes_when_revocation_hangs(

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from tests.faults import stalled_server
 from tests.gate import gate
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, wait_for
@@ -63,3 +64,27 @@ def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
         assert (ns.token_secret("api") or {})["access_token"] != first["access_token"]
         status = (ns.get("accesstokenrequests", "api") or {})["status"]
         assert status["failedAttempts"] == 0
+
+
+def test_a_hung_token_endpoint_does_not_stall_other_requests(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """One client's server accepts and never answers; another client's requests are
+    served meanwhile (the hung call ends at the library's 30 s deadline)."""
+    with stalled_server() as hung_url:
+        ns.client(
+            "hung",
+            ns.authserver.clients["client_secret_basic"],
+            endpoints={"token": hung_url},
+            allowInsecureHTTP=True,  # the stalled endpoint is plain http on loopback
+        )
+        ns.client("idp", ns.authserver.clients["client_secret_basic"])
+        ns.request("stuck", "hung", scopes=["read", "stuck"])
+        time.sleep(1)  # the stuck request's call is under way
+        started = time.monotonic()
+        for i in range(3):
+            ns.request(f"fine-{i}", "idp", scopes=["read", f"fine{i}"])
+        for i in range(3):
+            ns.wait_ready(f"fine-{i}", timeout=20)
+        assert time.monotonic() - started < 15
+        assert (ns.condition("stuck") or {}).get("status") != "True"
