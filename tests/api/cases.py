@@ -169,6 +169,8 @@ INVALID_REQUESTS = [
         "renewBeforePercentage",
     ),
     Invalid("bad-renew-before", _with(VALID_REQUEST, renewBefore="-5m"), "renewBefore"),
+    # Found by the fuzzer: well-formed, but no lead at all.
+    Invalid("zero-renew-before", _with(VALID_REQUEST, renewBefore="0s"), "longer than zero"),
     Invalid("bad-scope", _with(VALID_REQUEST, scopes=['quote"d']), "scopes"),
     Invalid("relative-resource", _with(VALID_REQUEST, resources=["/api"]), "resources"),
     Invalid("resource-fragment", _with(VALID_REQUEST, resources=["https://a/#x"]), "resources"),

@@ -71,6 +71,10 @@ class AccessTokenRequestSpec(ApiModel):
             "set renewBefore or renewBeforePercentage, not both",
         ),
         CelRule(
+            "!has(self.renewBefore) || duration(self.renewBefore) > duration('0s')",
+            "renewBefore must be longer than zero",
+        ),
+        CelRule(
             "self.grant != 'register' || (!has(self.resources) && !has(self.audience))",
             "resources and audience cannot be requested for a registered token",
         ),
