@@ -119,6 +119,17 @@ class ControlPlane(KubeCluster):
                 self.workdir = None
             safety.untrack(self)
 
+    def restart_apiserver(self, downtime: float = 0.0) -> None:
+        """Stop kube-apiserver (every watch drops), wait `downtime`, start it again on the
+        same address with the same etcd: what clients see of an API server upgrade."""
+        with self._stop_lock:
+            old = next(p for p in self.procs if p.name == "kube-apiserver")
+            old.stop(10)
+            self.procs.remove(old)
+            time.sleep(downtime)
+            port = int(self.server.rsplit(":", 1)[1])
+            self._start_apiserver(port=port)
+
     def __enter__(self) -> ControlPlane:
         return self.start()
 
@@ -252,16 +263,16 @@ class ControlPlane(KubeCluster):
 
         self._retrying(start)
 
-    def _start_apiserver(self) -> None:
+    def _start_apiserver(self, port: int | None = None) -> None:
         def start() -> None:
-            port = free_port()
-            self.server = f"https://{LOOPBACK}:{port}"
+            chosen = port or free_port()
+            self.server = f"https://{LOOPBACK}:{chosen}"
             argv = [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={self.etcd_url}",
                 f"--bind-address={LOOPBACK}",
                 f"--advertise-address={LOOPBACK}",
-                f"--secure-port={port}",
+                f"--secure-port={chosen}",
                 f"--cert-dir={self._path('apiserver-certs')}",
                 f"--tls-cert-file={self._path('apiserver.crt')}",
                 f"--tls-private-key-file={self._path('apiserver.key')}",
