@@ -32,19 +32,20 @@ def test_one_leader_issues_and_a_standby_takes_over(
     first = operator_factory(identity="replica-a", **election)
     second = operator_factory(identity="replica-b", wait=False, **election)
     ns.client("idp", ns.authserver.clients["client_secret_basic"])
-    for i in range(3):
+    count = 100  # under load: every request at once
+    for i in range(count):
         ns.request(f"r{i}", "idp", scopes=["read", f"s{i}"])
-    for i in range(3):
-        ns.wait_ready(f"r{i}")
+    for i in range(count):
+        ns.wait_ready(f"r{i}", timeout=60)
     assert holder(kube_admin, ns.name) == "replica-a"
     assert first.ready
     assert not second.ready, "the standby must not run its controllers"
     assert second.ctx is None
-    assert counters.delta("client=cs-basic /token") == 3, "each request issued once"
+    assert counters.delta("client=cs-basic /token") == count, "each request issued once"
 
     first.stop()  # graceful: the Lease is released, the standby takes over at once
     wait_for("the standby to lead", lambda: second.ready, timeout=15)
     assert holder(kube_admin, ns.name) == "replica-b"
-    ns.request("r3", "idp", scopes=["read", "s3"])
-    ns.wait_ready("r3")
-    assert counters.delta("client=cs-basic /token") == 4, "the new leader adopted the others"
+    ns.request("late", "idp", scopes=["read", "late"])
+    ns.wait_ready("late")
+    assert counters.delta("client=cs-basic /token") == count + 1, "the others were adopted"
