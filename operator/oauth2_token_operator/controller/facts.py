@@ -1,0 +1,112 @@
+"""What the policy chains look at for one request: the held token's facts, its
+Secret's state against the desired one, the renewal schedule, and whether a renewal
+was asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP
+from oauth2_token_operator.controller.context import Body, OperatorContext
+from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.request_types import Request, Resolved
+from oauth2_token_operator.manager import TokenState, assess_validity
+from oauth2_token_operator.policies import checks
+from oauth2_token_operator.policies.renewal import RenewalPolicy, RenewalSchedule, renewal_time
+from oauth2_token_operator.token_secret import (
+    Owner,
+    Template,
+    desired_secret,
+    inspect_secret,
+    parse_rfc3339,
+    render_data,
+)
+
+RENEW_ANNOTATION = f"{GROUP}/renew-requested-at"
+"""Set to an RFC 3339 time to ask for a token issued after it (`renew now`)."""
+
+
+def request_facts(
+    ctx: OperatorContext,
+    request: Request,
+    resolved: Resolved,
+    held: Held | None,
+    secret: Body | None,
+    now: float,
+    *,
+    secret_intact: bool = False,
+) -> checks.Facts:
+    token_facts = None
+    renew_at = None
+    if held is not None:
+        policy = ctx.manager.config.validity
+        validity = assess_validity(held.token, now, policy)
+        until = validity.usable_until if validity.usable_until is not None else now
+        token_facts = checks.TokenFacts(
+            issued_at=held.record.issued_at,
+            usable_until=until,
+            issued_for=held.record.issued_for,
+            active=False if validity.state is TokenState.INACTIVE else held.token.active,
+        )
+        renew_at = renewal_schedule(ctx, request, resolved, held, until).renew_at
+    if secret_intact:
+        secret_facts = checks.SecretFacts(exists=True, data_intact=True, metadata_intact=True)
+    else:
+        desired = None if held is None else desired_token_secret(request, resolved, held)
+        secret_facts = inspect_secret(secret, desired)
+    return checks.Facts(
+        now=now,
+        spec_fingerprint=resolved.identity.fingerprint(),
+        token=token_facts,
+        secret=secret_facts,
+        renew_at=renew_at,
+        renewal_requested=renewal_requested(request, held),
+    )
+
+
+def renewal_schedule(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, usable_until: float
+) -> RenewalSchedule:
+    spec = resolved.spec
+    policy = RenewalPolicy(
+        renew_before=None if spec.renew_before is None else spec.renew_before.total_seconds(),
+        renew_before_percentage=spec.renew_before_percentage,
+        min_lead=ctx.config.min_renewal_lead,
+    )
+    expires_at = held.record.expires_at if held.record.expires_at is not None else usable_until
+    return renewal_time(
+        held.record.issued_at,
+        expires_at,
+        policy,
+        seed=f"{request.uid}/{held.record.revision}",
+    )
+
+
+def renewal_requested(request: Request, held: Held | None) -> bool:
+    value = request.annotations.get(RENEW_ANNOTATION)
+    if not value or held is None:
+        return False
+    try:
+        return parse_rfc3339(value) > held.record.issued_at
+    except ValueError:
+        return False
+
+
+def desired_token_secret(request: Request, resolved: Resolved, held: Held) -> dict[str, Any]:
+    token = held.token
+    template = resolved.spec.secret_template
+    return desired_secret(
+        name=resolved.secret_name,
+        namespace=request.namespace,
+        owner=Owner(kind=ACCESS_TOKEN_REQUEST.kind, name=request.name, uid=request.uid),
+        template=Template(
+            type=template.type, labels=template.labels, annotations=template.annotations
+        ),
+        data=render_data(
+            access_token=token.value,
+            token_type=token.token_type,
+            expires_at=token.expires_at,
+            scopes=token.scopes,
+        ),
+        record=held.record,
+    )

@@ -1,0 +1,60 @@
+"""Periodic RFC 7662 introspection of a request's held token."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from oauth2_token_operator.controller.context import OperatorContext
+from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.request_types import Outcome, Request, Resolved
+from oauth2_token_operator.token_secret import parse_rfc3339, rfc3339
+
+log = logging.getLogger(__name__)
+
+
+async def introspect_if_due(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, now: float
+) -> tuple[Held, Outcome]:
+    """RFC 7662 every `spec.introspection.interval` (never more often than the
+    client's `introspection.minInterval`); the answer may replace the token."""
+    settings = resolved.spec.introspection
+    if settings is None or settings.interval is None:
+        return held, Outcome()
+    interval = max(
+        settings.interval.total_seconds(),
+        resolved.client_spec.introspection.min_interval.total_seconds(),
+    )
+    last = (request.status.get("lastIntrospection") or {}).get("time")
+    try:
+        last_at = parse_rfc3339(last) if last else held.record.issued_at
+    except ValueError:
+        last_at = held.record.issued_at
+    last_at = max(last_at, held.record.issued_at)  # a new token starts a new period
+    due = last_at + interval
+    if now < due:
+        return held, Outcome(wake_at=due)
+    try:
+        issuer, client = await ctx.credentials.configs(
+            resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
+        )
+        info = await ctx.manager.introspect(held.token.value, issuer, client)
+    except Exception as exc:
+        log.info("%s/%s: introspection failed: %s", request.namespace, request.name, exc)
+        return held, Outcome(wake_at=now + interval)
+    previous = (request.status.get("lastIntrospection") or {}).get("active")
+    if (previous is not None and previous != info.active) or not info.active:
+        ctx.post_event(
+            request.body,
+            type="Normal" if info.active else "Warning",
+            reason="Introspected",
+            message="the authorization server says the token is "
+            + ("active" if info.active else "not active"),
+        )
+    if not info.active:
+        held = Held(token=dataclasses.replace(held.token, active=False), record=held.record)
+        ctx.ledger.hold(request.key, held)
+    return held, Outcome(
+        status={"lastIntrospection": {"active": info.active, "time": rfc3339(now)}},
+        wake_at=now + interval,
+    )

@@ -1,0 +1,166 @@
+"""A request's status: the Ready and Issuing conditions and status fields for a held
+token (or one still being waited for), and writing only what changed."""
+
+from __future__ import annotations
+
+from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.context import OperatorContext
+from oauth2_token_operator.controller.facts import renewal_schedule
+from oauth2_token_operator.controller.freshness import Freshness
+from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.request_types import (
+    Outcome,
+    Request,
+    Resolved,
+    not_ready,
+    time_or_unknown,
+)
+from oauth2_token_operator.policies import checks
+from oauth2_token_operator.policies.conditions import (
+    ISSUING,
+    READY,
+    ConditionUpdate,
+    set_conditions,
+)
+from oauth2_token_operator.token_secret import rfc3339
+
+REGISTERED_RECHECK = 300.0
+"""How often a registered token's source Secret is read again for a new token."""
+REFRESH_TOKEN_RETRY = 30.0
+"""How soon a refresh token that could not be written back is tried again."""
+
+
+def settled(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, facts: checks.Facts
+) -> Outcome:
+    ready = readiness(held, facts)
+    token = held.token
+    requested = resolved.identity.scopes
+    if ready.status == "True" and requested is not None and not set(requested) <= token.scopes:
+        missing = " ".join(sorted(set(requested) - token.scopes))
+        ready = ConditionUpdate(
+            READY, "True", ready.reason, f"{ready.message}; the server did not grant: {missing}"
+        )
+    now = ctx.clock()
+    until = facts.token.usable_until if facts.token else now
+    if token.expires_at is not None:
+        ctx.metrics.token_expiry.labels(request.namespace, request.name).set(token.expires_at)
+    renewal_time: float | None
+    if resolved.identity.grant in grants.RENEWABLE:
+        schedule = renewal_schedule(ctx, request, resolved, held, until)
+        renewal_time = wake_at = schedule.renew_at
+        issuing = ConditionUpdate(
+            ISSUING,
+            "False",
+            "UpToDate",
+            f"next renewal at {rfc3339(schedule.renew_at)}"
+            + (f"; {schedule.message}" if schedule.short_lived else ""),
+        )
+    else:
+        # Nobody renews a registered token: wake at its expiry (Ready turns False),
+        # and now and then to see whether the source Secret holds a new one.
+        renewal_time = None
+        wake_at = min(until, now + REGISTERED_RECHECK) if until > now else now + REGISTERED_RECHECK
+        issuing = ConditionUpdate(
+            ISSUING, "False", "Registered", "a registered token is renewed by nobody"
+        )
+    unpersisted = unpersisted_refresh_token(ctx, resolved)
+    if unpersisted:
+        issuing = ConditionUpdate(
+            ISSUING,
+            "True",
+            "RefreshTokenNotPersisted",
+            "the rotated refresh token could not be written back to Secret "
+            f"{unpersisted}; it is kept in memory only and retried: a restart now would"
+            " lose it",
+        )
+        wake_at = min(wake_at, now + REFRESH_TOKEN_RETRY)
+    return Outcome(
+        status={
+            "observedGeneration": request.generation,
+            "secretName": resolved.secret_name,
+            "tokenType": token.token_type,
+            "grantedScopes": sorted(token.scopes),
+            "subject": token.claims.sub if token.claims is not None else None,
+            "issuedAt": rfc3339(held.record.issued_at),
+            "expiresAt": None if token.expires_at is None else rfc3339(token.expires_at),
+            "renewalTime": None if renewal_time is None else rfc3339(renewal_time),
+        },
+        conditions=[ready, issuing],
+        wake_at=wake_at,
+    )
+
+
+def waiting(
+    request: Request,
+    held: Held | None,
+    facts: checks.Facts,
+    trigger: checks.Verdict,
+    retry_at: float,
+) -> Outcome:
+    """While failures back off: Ready as the held token (or the last failure) says."""
+    last = next(
+        (c for c in request.status.get("conditions") or () if c.get("type") == ISSUING), None
+    )
+    if held is not None:
+        ready = readiness(held, facts)
+    elif last is not None:  # no token yet: the last failure is why
+        ready = not_ready(last["reason"], last.get("message", ""))
+    else:
+        ready = not_ready(trigger.reason, trigger.message)
+    return Outcome(
+        conditions=[ready]
+        + (
+            [ConditionUpdate(ISSUING, "True", last["reason"], last.get("message", ""))]
+            if last is not None
+            else []
+        ),
+        wake_at=retry_at,
+    )
+
+
+def unpersisted_refresh_token(ctx: OperatorContext, resolved: Resolved) -> str | None:
+    """The Secret a rotated refresh token of this request still has to go to."""
+    writer = ctx.refresh_tokens
+    subject = resolved.identity.subject
+    if writer is None or subject is None or subject not in writer.unpersisted:
+        return None
+    location = grants.parse_refresh_subject(subject)
+    return None if location is None else f"{location[0]}/{location[1]}"
+
+
+def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:
+    verdict = checks.evaluate(checks.READINESS_CHAIN, facts)
+    if verdict is not None:
+        return not_ready(verdict.reason, verdict.message)
+    return ConditionUpdate(
+        READY,
+        "True",
+        "TokenValid",
+        "the Secret holds a valid token, expiring at " + time_or_unknown(held.record.expires_at),
+    )
+
+
+async def write_status(
+    ctx: OperatorContext, requests_seen: Freshness, request: Request, outcome: Outcome
+) -> None:
+    """Patch only the status fields and conditions that changed; remember the write
+    until the watch shows it."""
+    conditions = set_conditions(
+        request.status.get("conditions"),
+        outcome.conditions,
+        now=ctx.clock(),
+        generation=request.generation,
+    )
+    patch = {k: v for k, v in outcome.status.items() if request.status.get(k) != v}
+    if conditions != request.status.get("conditions"):
+        patch["conditions"] = conditions
+    if request.status.get("observedGeneration") != request.generation:
+        patch["observedGeneration"] = request.generation
+    if not patch:
+        return
+    patched = await ctx.kube.patch_status(
+        ACCESS_TOKEN_REQUEST.plural, request.namespace, request.name, patch
+    )
+    requests_seen.wrote(request.key, patched)

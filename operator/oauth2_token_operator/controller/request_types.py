@@ -1,0 +1,105 @@
+"""The values one AccessTokenRequest reconciliation passes around: the request as
+read, what it resolved to, what it decided, and the few condition helpers every step
+shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.controller.context import Body
+from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.policies.conditions import READY, ConditionUpdate
+from oauth2_token_operator.policies.identity import TokenIdentity
+from oauth2_token_operator.token_secret import rfc3339
+
+
+class Blocked(Exception):
+    """The request cannot be served until something else changes (reason, message)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Request:
+    """An AccessTokenRequest as read from its body."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int | None
+    body: Body
+    status: dict[str, Any]
+    annotations: dict[str, str]
+
+    @property
+    def key(self) -> RequestKey:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def of(cls, body: Body) -> Request:
+        meta = body.get("metadata", {})
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=meta.get("generation"),
+            body=body,
+            status=dict(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The request's client and the token it wants."""
+
+    spec: AccessTokenRequestSpec
+    client_namespace: str
+    client_spec: OAuth2ClientSpec
+    identity: TokenIdentity
+    secret_name: str
+    source_value: str | None = None
+    """For `register`: the token read from the user's Secret."""
+
+
+@dataclass
+class Outcome:
+    """What one reconciliation decided: status fields, conditions, the next wake-up."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    conditions: list[ConditionUpdate] = field(default_factory=list)
+    wake_at: float | None = None
+
+    def merge(self, other: Outcome) -> Outcome:
+        """This outcome plus `other`'s status fields, and the sooner wake-up."""
+        wakes = [w for w in (self.wake_at, other.wake_at) if w is not None]
+        return Outcome(
+            status={**other.status, **self.status},
+            conditions=self.conditions or other.conditions,
+            wake_at=min(wakes) if wakes else None,
+        )
+
+
+def not_ready(reason: str, message: str) -> ConditionUpdate:
+    return ConditionUpdate(READY, "False", reason, message)
+
+
+def secret_conflict(name: str) -> Outcome:
+    return Outcome(
+        conditions=[
+            not_ready(
+                "SecretConflict",
+                f"Secret {name} exists and is not owned by this request; it is left untouched"
+                " (delete it, or choose another spec.secretName)",
+            )
+        ]
+    )
+
+
+def time_or_unknown(epoch: float | None) -> str:
+    return "an unknown time" if epoch is None else rfc3339(epoch)

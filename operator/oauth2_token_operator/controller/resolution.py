@@ -1,0 +1,89 @@
+"""Resolution of an AccessTokenRequest: parse its spec, find its OAuth2Client in the
+index, decide whether its namespace may use that client, read a `register` token's
+source Secret, and name the token it wants (`TokenIdentity`). Anything that stops it
+is raised as `Blocked`."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.request_types import Blocked, Request, Resolved
+from oauth2_token_operator.policies.access import client_access
+from oauth2_token_operator.policies.identity import TokenIdentity
+
+
+async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
+    try:
+        spec = AccessTokenRequestSpec.model_validate(request.body.get("spec") or {})
+    except ValidationError as exc:
+        raise Blocked("InvalidSpec", _validation_message(exc)) from None
+    client_ns = spec.client_ref.namespace or request.namespace
+    client_body = first(ctx.views.clients, (client_ns, spec.client_ref.name))
+    if client_body is None:
+        raise Blocked(
+            "ClientNotFound", f"OAuth2Client {client_ns}/{spec.client_ref.name} not found"
+        )
+    try:
+        client_spec = OAuth2ClientSpec.model_validate(client_body.get("spec") or {})
+    except ValidationError as exc:
+        raise Blocked("ClientInvalid", _validation_message(exc)) from None
+    decision = client_access(
+        client_namespace=client_ns,
+        client_name=spec.client_ref.name,
+        allowed=client_spec.allowed_namespaces,
+        request_namespace=request.namespace,
+        request_namespace_labels=first(ctx.views.namespace_labels, request.namespace),
+    )
+    if not decision.allowed:
+        raise Blocked(decision.reason, decision.message)
+    subject = grants.subject_of(spec, request.namespace)
+    source_digest = None
+    source_value = None
+    if spec.grant == "register":
+        source = grants.source_ref(spec)
+        assert source is not None
+        try:
+            source_value = await grants.read_source(ctx.credentials, request.namespace, source)
+        except ClientConfigError as exc:
+            raise Blocked(exc.reason, exc.message) from None
+        source_digest = grants.digest(source_value)
+    scopes = spec.scopes if spec.scopes is not None else client_spec.default_scopes
+    if spec.grant == "register" and spec.scopes is None:
+        scopes = None  # the seed's "any scopes"
+    identity = TokenIdentity(
+        issuer=client_spec.issuer,
+        client_id=client_spec.client_id,
+        client=f"{client_ns}/{spec.client_ref.name}",
+        grant=spec.grant,
+        subject=subject,
+        scopes=None if scopes is None else tuple(sorted(set(scopes))),
+        resources=tuple(sorted(set(spec.resources or ()))),
+        audience=spec.audience,
+        source_digest=source_digest,
+    )
+    return Resolved(
+        spec,
+        client_ns,
+        client_spec,
+        identity,
+        spec.secret_name or request.name,
+        source_value,
+    )
+
+
+def spec_or_none(body: Body) -> AccessTokenRequestSpec | None:
+    try:
+        return AccessTokenRequestSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+        for error in exc.errors(include_input=False)
+    )
