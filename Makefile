@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster kind lint test unit bench crds docs
+.PHONY: setup cluster kind helm image demo demo-down lint test unit bench crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +28,24 @@ cluster:
 kind: cluster
 	bash tests/e2e/build.sh
 
+# helm, built from the Go module proxy into a cache keyed by its pinned version.
+helm:
+	bash tests/e2e/helm.sh >/dev/null
+
+# The operator image (Dockerfile): python:3.12-slim where it can be pulled, else a
+# Python base made from Debian packages (deploy/image/base.sh). IMAGE=tag to rename.
+image:
+	bash tests/e2e/engine.sh
+	bash deploy/image/build.sh $(IMAGE)
+
+# A kind cluster with the operator (Helm chart), an authorization server and the
+# examples; prints what a workload sees. `make demo-down` deletes it all.
+demo: setup kind helm
+	$(PY) -m demo up
+
+demo-down: $(VENV)/.installed
+	$(PY) -m demo down
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -36,7 +54,7 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster kind lint
+test: setup cluster kind helm lint
 	$(VENV)/bin/pytest
 
 bench: setup

@@ -23,13 +23,17 @@ const writeReadyLine = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`)
 
 const { Provider, errors } = await import('oidc-provider');
 
-const HOST = '127.0.0.1';
 const configPath = process.argv[2];
 if (!configPath) {
   console.error('usage: node server.mjs CONFIG.json');
   process.exit(2);
 }
 const config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+// Where the listeners bind and the host name in their URLs: loopback and OS-chosen ports
+// unless the config says otherwise (tests/e2e runs this server in a pod, behind a Service).
+const HOST = config.listen?.host ?? '127.0.0.1';
+const PUBLIC_HOST = config.listen?.publicHost ?? HOST;
+const FIXED_PORTS = config.listen?.ports ?? {};
 
 // ---------------------------------------------------------------------------------------------
 // Storage: the built-in MemoryAdapter is an LRU capped at 1000 entries (long test runs would
@@ -466,14 +470,14 @@ const servers = {
 const ports = Object.fromEntries(await Promise.all(Object.entries(servers).map(
   ([name, server]) => new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, HOST, () => resolve([name, server.address().port]));
+    server.listen(FIXED_PORTS[name] ?? 0, HOST, () => resolve([name, server.address().port]));
   }),
 )));
 
-const issuer = `https://${HOST}:${ports.main}`;
-const mtlsBase = `https://${HOST}:${ports.mtls}`;
-const httpIssuer = `http://${HOST}:${ports.http}`;
-const mismatchUrl = `http://${HOST}:${ports.mismatch}`;
+const issuer = `https://${PUBLIC_HOST}:${ports.main}`;
+const mtlsBase = `https://${PUBLIC_HOST}:${ports.mtls}`;
+const httpIssuer = `http://${PUBLIC_HOST}:${ports.http}`;
+const mismatchUrl = `http://${PUBLIC_HOST}:${ports.mismatch}`;
 
 const main = buildProvider(issuer, {
   clients: config.clients,

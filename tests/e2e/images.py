@@ -37,10 +37,11 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def build_image(context: Path, tag: str) -> str:
+def build_image(context: Path, tag: str, build_args: dict[str, str] | None = None) -> str:
     """``docker build`` the directory ``context`` (with its Dockerfile) as ``tag``."""
+    args = [f"--build-arg={name}={value}" for name, value in (build_args or {}).items()]
     result = subprocess.run(
-        ["docker", "build", "-q", "-t", tag, str(context)],
+        ["docker", "build", "-q", *args, "-t", tag, str(context)],
         capture_output=True,
         text=True,
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
@@ -75,5 +76,70 @@ def build_probe_image(workdir: Path) -> str:
     )
     try:
         return build_image(context, tag)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+
+
+ROOT = HERE.parent.parent
+AUTHSERVER_SOURCE = ROOT / "tests" / "authserver"
+AUTHSERVER_DOCKERFILE = HERE / "authserver-image" / "Dockerfile"
+#: The authorization server image's base: any Debian trixie image. Where no registry
+#: answers, the operator image's Debian-made Python base (trixie) serves.
+DEBIAN_IMAGE = "debian:trixie-slim"
+
+
+def _run_script(script: Path, *args: str) -> str:
+    """Run one of the project's build scripts; its last stdout line (a tag or path)."""
+    result = subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ImageError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def build_operator_image() -> str:
+    """The operator image (deploy/image/build.sh: the Dockerfile at the root); its tag."""
+    return _run_script(ROOT / "deploy" / "image" / "build.sh")
+
+
+def debian_base() -> str:
+    """A Debian trixie image in the engine: debian:trixie-slim if it is there or can be
+    pulled, else the one deploy/image/base.sh makes from Debian packages."""
+    if image_exists(DEBIAN_IMAGE):
+        return DEBIAN_IMAGE
+    pulled = subprocess.run(
+        ["timeout", "300", "docker", "pull", "-q", DEBIAN_IMAGE], capture_output=True, check=False
+    )
+    if pulled.returncode == 0:
+        return DEBIAN_IMAGE
+    return _run_script(ROOT / "deploy" / "image" / "base.sh")
+
+
+def build_authserver_image(workdir: Path) -> str:
+    """tests/authserver (server.mjs and its installed npm packages) on Debian's nodejs;
+    its tag (by the hash of what goes in)."""
+    modules = AUTHSERVER_SOURCE / "node_modules"
+    if not (modules / "oidc-provider").is_dir():
+        raise ImageError(f"{modules} has no oidc-provider: run `make setup`")
+    digest = hashlib.sha256()
+    for path in (
+        AUTHSERVER_DOCKERFILE,
+        AUTHSERVER_SOURCE / "server.mjs",
+        AUTHSERVER_SOURCE / "package-lock.json",
+    ):
+        digest.update(path.read_bytes())
+    tag = f"{IMAGE_REPOSITORY}/authserver:{digest.hexdigest()[:12]}"
+    if image_exists(tag):
+        return tag
+    context = workdir / "authserver-image"
+    app = context / "app"
+    app.mkdir(parents=True)
+    shutil.copy(AUTHSERVER_DOCKERFILE, context / "Dockerfile")
+    for name in ("server.mjs", "package.json", "package-lock.json"):
+        shutil.copy(AUTHSERVER_SOURCE / name, app / name)
+    shutil.copytree(modules, app / "node_modules", symlinks=True)
+    try:
+        return build_image(context, tag, {"BASE": debian_base()})
     finally:
         shutil.rmtree(context, ignore_errors=True)

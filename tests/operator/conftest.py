@@ -4,7 +4,6 @@ authorization server, and the operator running in a thread."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,22 +20,11 @@ from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters
 from tests.operator.runner import OperatorThread, running_operator
+from tests.polling import wait_for as wait_for  # the operator tests import it from here
 
 pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
 
 RESOURCE_SCOPES = ["read"]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, every: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -1,0 +1,136 @@
+"""The Helm chart deploy/helm/oauth2-token-operator, without a cluster: it lints, its
+CRDs are the project's, its defaults render what deploy/ holds, and its values do what
+values.yaml says. (Installed on kind: test_operator_helm.py.)"""
+
+from __future__ import annotations
+
+import filecmp
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.ship import CHART, CRDS, DEPLOY, OPERATOR_NAME, OPERATOR_NAMESPACE, ShipError, helm
+
+RELEASE_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/version",
+                  "app.kubernetes.io/managed-by", "helm.sh/chart")  # fmt: skip
+
+
+def render(*values: str, release: str = OPERATOR_NAME) -> dict[tuple[str, str], dict[str, Any]]:
+    """``helm template`` of the chart: (kind, name) -> manifest."""
+    args = [a for value in values for a in ("--set", value)]
+    out = helm(None, "template", release, str(CHART), "--namespace", OPERATOR_NAMESPACE, *args)
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def deploy_manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    docs = [d for path in sorted(DEPLOY.glob("*.yaml"))
+            for d in yaml.safe_load_all(path.read_text()) if d]  # fmt: skip
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def _without_release_labels(doc: dict[str, Any]) -> dict[str, Any]:
+    """The manifest minus what only Helm adds (release labels; the selector's instance)."""
+    doc = yaml.safe_load(yaml.safe_dump(doc))
+    for meta in (doc["metadata"], doc.get("spec", {}).get("template", {}).get("metadata", {})):
+        for label in RELEASE_LABELS:
+            meta.get("labels", {}).pop(label, None)
+    spec = doc.get("spec", {})
+    for selector in (spec.get("selector", {}).get("matchLabels"), spec.get("selector")):
+        if isinstance(selector, dict):
+            selector.pop("app.kubernetes.io/instance", None)
+    return doc
+
+
+def test_chart_crds_are_the_projects() -> None:
+    chart_crds = CHART / "crds"
+    names = sorted(p.name for p in CRDS.glob("*.yaml"))
+    assert sorted(p.name for p in chart_crds.iterdir()) == names
+    _, mismatch, errors = filecmp.cmpfiles(CRDS, chart_crds, names, shallow=False)
+    assert mismatch == errors == [], "run: cp crds/*.yaml deploy/helm/oauth2-token-operator/crds/"
+
+
+def test_helm_lint() -> None:
+    out = helm(None, "lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_defaults_render_what_deploy_holds() -> None:
+    """``helm install`` with default values gives the objects of ``kubectl apply -f
+    deploy/`` (the Namespace aside: Helm's --create-namespace makes it)."""
+    rendered = {key: _without_release_labels(doc) for key, doc in render().items()}
+    expected = {key: doc for key, doc in deploy_manifests().items() if key[0] != "Namespace"}
+    assert sorted(rendered) == sorted(expected)
+    for key, doc in expected.items():
+        assert rendered[key] == doc, key
+
+
+def _container(rendered: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    deployment = rendered["Deployment", OPERATOR_NAME]
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_values_watched_namespaces_and_logging() -> None:
+    container = _container(
+        render("watchNamespaces={team-a,team-b}", "logLevel=DEBUG", "logFormat=text")
+    )
+    args = container["args"]
+    assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
+    assert "--all-namespaces" not in args
+    assert {"--log-level=DEBUG", "--log-format=text"} <= set(args)
+
+
+def test_values_metrics_and_service_monitor() -> None:
+    off = render("metrics.enabled=false")
+    assert "--metrics-port=0" in _container(off)["args"]
+    assert not [key for key in off if key[0] in ("Service", "ServiceMonitor")]
+    assert ("ServiceMonitor", OPERATOR_NAME) not in render()
+    monitor = render(
+        "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=kp"
+    )
+    endpoints = monitor["ServiceMonitor", OPERATOR_NAME]["spec"]["endpoints"]
+    assert endpoints == [{"port": "metrics", "interval": "30s"}]
+    assert monitor["ServiceMonitor", OPERATOR_NAME]["metadata"]["labels"]["release"] == "kp"
+
+
+def test_values_proxy_and_extra_env() -> None:
+    container = _container(
+        render(
+            "proxy.httpsProxy=http://proxy.corp:3128",
+            "proxy.noProxy=.corp",
+            "extraEnv[0].name=EXTRA",
+            "extraEnv[0].value=on-top",
+        )
+    )
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128"
+    # The API server is never sent through the proxy.
+    assert env["NO_PROXY"] == "$(KUBERNETES_SERVICE_HOST),.svc,.cluster.local,.corp"
+    assert env["EXTRA"] == "on-top"
+    assert "env" not in _container(render())
+
+
+def test_values_image_resources_and_security_context() -> None:
+    rendered = render(
+        "image.repository=registry.example/oto",
+        "image.tag=1.2.3",
+        "resources.limits.memory=1Gi",
+        "securityContext.readOnlyRootFilesystem=false",
+    )
+    container = _container(rendered)
+    assert container["image"] == "registry.example/oto:1.2.3"
+    assert container["resources"]["limits"] == {"memory": "1Gi"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+
+
+def test_values_replicas_at_most_one() -> None:
+    assert render("replicaCount=0")["Deployment", OPERATOR_NAME]["spec"]["replicas"] == 0
+    with pytest.raises(ShipError, match="replicaCount must be 0 or 1"):
+        render("replicaCount=2")
+
+
+def test_release_name_prefixes_objects() -> None:
+    names = {name for _, name in render(release="tokens")}
+    assert names == {"tokens-oauth2-token-operator", "tokens-oauth2-token-operator-metrics"}
