@@ -33,13 +33,11 @@ LABEL org.opencontainers.image.title="oauth2-token-operator" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 COPY --from=build /opt/oauth2-token-operator /opt/oauth2-token-operator
 # Read-only root file system: nothing writes bytecode at run time; logs go to stdout.
-# USER: kopf asks getpass.getuser() for its identity, which fails for a uid that has no
-# passwd entry (as 65532 here, or an arbitrary uid a platform assigns) unless it is set.
+# Any uid works, with or without a passwd entry (the operator names itself by host name).
 ENV PATH=/opt/oauth2-token-operator/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    USER=oauth2-token-operator
+    HOME=/tmp
 USER 65532:65532
 EXPOSE 8080 8081
 ENTRYPOINT ["oauth2-token-operator", "run"]

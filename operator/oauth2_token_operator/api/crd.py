@@ -71,8 +71,9 @@ ACCESS_TOKEN_REQUEST = Kind(
         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
         {"name": "Secret", "type": "string", "jsonPath": ".status.secretName"},
         {"name": "Client", "type": "string", "jsonPath": ".spec.clientRef.name"},
-        {"name": "Expires", "type": "date", "jsonPath": ".status.expiresAt"},
-        {"name": "Renewal", "type": "date", "jsonPath": ".status.renewalTime", "priority": 1},
+        # `date` columns print the age of a time: a future expiry would show "<invalid>".
+        {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt"},
+        {"name": "Renewal", "type": "string", "jsonPath": ".status.renewalTime", "priority": 1},
         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ),

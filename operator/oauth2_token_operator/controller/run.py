@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client as k8s
@@ -101,6 +101,10 @@ async def _operator(
     ready_flag: Flag | None,
 ) -> None:
     await kopf.operator(
+        # kopf would otherwise derive an identity from getpass.getuser(), which fails for
+        # a numeric uid without a passwd entry (the image's).
+        # (kopf types it as its own NewType of str, which it does not export.)
+        identity=cast(Any, config.identity or socket.gethostname()),
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
         standalone=True,
