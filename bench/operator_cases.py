@@ -46,7 +46,8 @@ from bench.operator_env import (
     writes,
 )
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.token_secret import parse_rfc3339
+from oauth2_token_operator.policies.renewal import RenewalPolicy, renewal_time
+from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.authserver.fixtures import TestClient, basic_authorization
 from tests.cluster.fixtures import PROJECT_CRDS
 from tests.cluster.harness import kube_cluster_context
@@ -56,7 +57,8 @@ CONCURRENCY = 64
 as the operator configures it (`settings.queueing.worker_limit`)."""
 RENEWING = 20
 """Requests of the 20 s `renewal_ttl` client in the renewal case."""
-OPERATOR_FLAGS = ("--min-renewal-lead=5", "--revocation-deadline=5")
+MIN_RENEWAL_LEAD = 5.0
+OPERATOR_FLAGS = (f"--min-renewal-lead={MIN_RENEWAL_LEAD}", "--revocation-deadline=5")
 EXPIRY_METRIC = "oauth2_token_operator_token_expiry_timestamp_seconds"
 
 
@@ -169,6 +171,22 @@ class Bench:
                 raise TimeoutError(f"requests in {namespace} not deleted")
             time.sleep(0.5)
 
+    def token_record(self, namespace: str, name: str) -> tuple[str, TokenRecord]:
+        """The owner's uid and the token record in the request's Secret."""
+        secret = self.http.get(f"/api/v1/namespaces/{namespace}/secrets/{name}").json()
+        meta = secret["metadata"]
+        record = TokenRecord.from_annotation(meta["annotations"][TOKEN_ANNOTATION])
+        assert record is not None
+        return meta["ownerReferences"][0]["uid"], record
+
+    def planned_renewal(self, namespace: str, name: str) -> float:
+        """When the operator plans to renew the token now in the Secret (its own rule)."""
+        uid, record = self.token_record(namespace, name)
+        assert record.expires_at is not None
+        policy = RenewalPolicy(min_lead=MIN_RENEWAL_LEAD)
+        seed = f"{uid}/{record.revision}"
+        return renewal_time(record.issued_at, record.expires_at, policy, seed=seed).renew_at
+
     # -- counters --------------------------------------------------------------------
 
     def token_calls(self, client: TestClient) -> int:
@@ -199,14 +217,13 @@ def renewal_case(bench: Bench, namespace: str) -> None:
             "first statuses", lambda: all(1 in watch.revisions.get(n, {}) for n in names), 30
         )
         time.sleep(1)
+        planned = {n: bench.planned_renewal(namespace, n) for n in names}
         before = bench.snapshot(client)
         watch.wait("renewals", lambda: all(2 in watch.revisions.get(n, {}) for n in names), 60)
         time.sleep(1)  # late writes (Events) land
         counts, calls = bench.since(before, client)
-        late = [
-            watch.revisions[n][2][0] - parse_rfc3339(watch.revisions[n][1][1]["renewalTime"])
-            for n in names
-        ]
+        obtained = [bench.token_record(namespace, n)[1].issued_at - planned[n] for n in names]
+        shown = [watch.revisions[n][2][0] - planned[n] for n in names]
     header(f"Renewal: {RENEWING} requests of 20 s tokens, --min-renewal-lead=5")
     row("token-endpoint calls per renewal", calls / RENEWING, 1.0, "calls", "1")
     events = event_writes(counts)
@@ -218,11 +235,14 @@ def renewal_case(bench: Bench, namespace: str) -> None:
         "<= 2",
     )
     row("Event writes per renewal", events / RENEWING, None, "writes")
-    row("renewal late, p50 (status shows it)", statistics.median(late), None, "s")
-    row("renewal late, p99", quantile(late, 0.99), None, "s", "p99 <= 1 s")
+    row("new token obtained late, p50", statistics.median(obtained), None, "s")
+    row("new token obtained late, p99", quantile(obtained, 0.99), None, "s", "p99 <= 1 s")
+    row("new token's status seen late, p50", statistics.median(shown), None, "s")
+    row("new token's status seen late, p99", quantile(shown, 0.99), None, "s")
     print(f"  API requests: {show_counts(counts)}")
-    print("  (late = when the watch saw the new token's status minus the planned renewalTime,")
-    print("   which status holds in whole seconds: up to 1 s of it is that rounding)")
+    print("  (late: minus the renewal time planned for the first token, computed as the operator")
+    print("   does from the record in its Secret; obtained: the new record's issued_at;")
+    print("   seen: when the bench's watch saw the new revision in the status)")
     bench.delete_all_requests(namespace)
 
 
@@ -230,7 +250,12 @@ def issuance(
     bench: Bench, namespace: str, n: int, prefix: str, pid: Callable[[], int], client: TestClient
 ) -> dict[str, Any]:
     names = [f"{prefix}-{i}" for i in range(n)]
-    specs = {name: bench.spec("idp", ["read", f"x{i}"]) for i, name in enumerate(names)}
+    # Renewed 60 s before expiry (at 540 s of 600), not at 2/3 (from 360 s on): at
+    # N = 1000 the later phases would otherwise meet the first renewals.
+    specs = {
+        name: {**bench.spec("idp", ["read", f"x{i}"]), "renewBefore": "60s"}
+        for i, name in enumerate(names)
+    }
     with RequestWatch(bench.admin, namespace) as watch:
         before = bench.snapshot(client)
         cpu_before = cpu_seconds(pid())

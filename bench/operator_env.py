@@ -238,18 +238,32 @@ class RequestWatch:
         self._thread.join(10)
 
     def _run(self) -> None:
-        path = REQUESTS_PATH.format(namespace=self.namespace)
+        # Reconnects (the short read timeout keeps stopping prompt) resume from the last
+        # version seen, so they never list the namespace again.
+        params = {"watch": "1", "allowWatchBookmarks": "true"}
         with self.admin.client(timeout=httpx.Timeout(10.0, read=1.0)) as http:
             while not self._stop.is_set():
                 with contextlib.suppress(httpx.ReadTimeout, httpx.RemoteProtocolError):
-                    params = {"watch": "1", "allowWatchBookmarks": "false"}
-                    with http.stream("GET", path, params=params) as response:
-                        self._started.set()
-                        for line in response.iter_lines():
-                            if line:
-                                self._seen(json.loads(line))
-                            if self._stop.is_set():
-                                return
+                    self._stream(http, params)
+
+    def _stream(self, http: httpx.Client, params: dict[str, str]) -> None:
+        path = REQUESTS_PATH.format(namespace=self.namespace)
+        with http.stream("GET", path, params=params) as response:
+            self._started.set()
+            for line in response.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":  # 410 Gone: list again
+                    params.pop("resourceVersion", None)
+                    return
+                version = (event["object"].get("metadata") or {}).get("resourceVersion")
+                if version:
+                    params["resourceVersion"] = version
+                if event.get("type") != "BOOKMARK":
+                    self._seen(event)
 
     def _seen(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
