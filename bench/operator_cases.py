@@ -375,17 +375,21 @@ def restart_case(
     before = bench.snapshot(client)
     operator.stop()
     restarted = start(unbounded=unbounded)
-    healthy = restarted.wait_healthy()
-    deadline = time.monotonic() + give_up
-    seen = 0
-    while (seen := series_count(restarted.metrics(), EXPIRY_METRIC, namespace)) < n:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    reconciled = time.monotonic() - restarted.started
-    time.sleep(3)  # anything it would still write
-    counts, calls = bench.since(before, client)
-    cpu = cpu_seconds(restarted.pid)
+    try:
+        healthy = restarted.wait_healthy()
+        deadline = time.monotonic() + give_up
+        seen = 0
+        while (seen := series_count(restarted.metrics(), EXPIRY_METRIC, namespace)) < n:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        reconciled = time.monotonic() - restarted.started
+        time.sleep(3)  # anything it would still write
+        counts, calls = bench.since(before, client)
+        cpu = cpu_seconds(restarted.pid)
+    except BaseException:
+        restarted.stop()  # nothing outlives the run
+        raise
     # The baseline: the unavoidable reads of a restart, the requests and their Secrets.
     t0 = time.monotonic()
     for path in (
