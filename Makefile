@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster kind helm image demo demo-down lint test unit bench crds docs
+.PHONY: setup cluster kind helm image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +59,12 @@ test: setup cluster kind helm lint
 
 bench: setup
 	$(PY) -m bench
+
+# The operator against a control plane it starts (minutes; see BENCHMARKS.md).
+# N=1000: make bench-operator OPERATOR_CASE=operator-1000
+OPERATOR_CASE ?= operator
+bench-operator: setup cluster
+	$(PY) -m bench $(OPERATOR_CASE)
 
 # Regenerates crds/ from the pydantic models (a unit test fails while they differ).
 crds: $(VENV)/.installed

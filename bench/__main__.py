@@ -1,6 +1,8 @@
 """Run every benchmark against one test authorization server: ``make bench``.
 
-``python -m bench [CASE ...]`` runs only the named cases (see ``CASES``).
+``python -m bench [CASE ...]`` runs only the named cases (see ``CASES``). The operator
+cases start a control plane and take minutes (``make bench-operator``); they run only
+when named.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import issuance, short_lived, store_lookup, token_requests
+from bench import issuance, operator_cases, short_lived, store_lookup, token_requests
 from bench.common import Setup, setup
 from tests.authserver.fixtures import run_authserver
 
@@ -19,7 +21,11 @@ CASES: dict[str, Callable[[Setup], Coroutine[Any, Any, None]]] = {
     "store": lambda _: store_lookup.run(),
     "issuance": issuance.run,
     "short-lived": short_lived.run,
+    "operator": lambda s: operator_cases.run(s, n=100),
+    "operator-1000": lambda s: operator_cases.run(s, n=1000),
 }
+LIBRARY = ["requests", "store", "issuance", "short-lived"]
+"""What runs when no case is named (no control plane needed)."""
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +34,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown case(s) {unknown}; cases: {' '.join(CASES)}", file=sys.stderr)
         return 2
     with run_authserver() as server:
-        for name in argv or list(CASES):
+        for name in argv or LIBRARY:
             print(f"== {name}")
             asyncio.run(CASES[name](setup(server)))
     return 0

@@ -1,0 +1,122 @@
+"""The baseline of the issuance benchmark: a minimal script doing only the unavoidable
+work per token, run as its own process so it is measured like the operator.
+
+It watches the namespace's AccessTokenRequests (the only way to learn of them) and, for
+each one added, with at most ``concurrency`` at once: one token request (httpx), one
+Secret create, one status patch that says Ready. Nothing else: no finalizer, no Event,
+no validation, no sharing, no retry, no renewal.
+
+Protocol (``python -m bench.operator_baseline``): one JSON line on stdin with the
+settings; it prints ``watching`` once its watch is open, then ``done`` after ``count``
+tokens, and exits when stdin closes (so the caller can read /proc first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+
+
+async def main(settings: dict[str, Any]) -> None:
+    namespace = settings["namespace"]
+    requests = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/accesstokenrequests"
+    limits = httpx.Limits(max_connections=100)
+    tls = ssl.create_default_context(cafile=settings["ca"])
+    tls.load_cert_chain(settings["cert"], settings["key"])
+    api = httpx.AsyncClient(
+        base_url=settings["server"],
+        verify=tls,
+        limits=limits,
+        timeout=30.0,
+    )
+    oauth = httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=settings["authserver_ca"]),
+        limits=limits,
+        timeout=30.0,
+    )
+    gate = asyncio.Semaphore(settings["concurrency"])
+    auth = {"Authorization": settings["authorization"]}
+
+    async def serve(body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        spec = body["spec"]
+        async with gate:
+            form = {
+                "grant_type": "client_credentials",
+                "scope": " ".join(spec["scopes"]),
+                "resource": " ".join(spec["resources"]),
+            }
+            token = (
+                (await oauth.post(settings["token_endpoint"], data=form, headers=auth))
+                .raise_for_status()
+                .json()
+            )
+            expires_at = time.time() + token["expires_in"]
+            data = {
+                "access_token": token["access_token"],
+                "token_type": token["token_type"],
+                "expires_at": str(int(expires_at)),
+                "scope": token.get("scope", ""),
+            }
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+            }
+            (
+                await api.post(f"/api/v1/namespaces/{namespace}/secrets", json=secret)
+            ).raise_for_status()
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            status = {
+                "status": {
+                    "secretName": name,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "TokenValid",
+                            "message": "",
+                            "lastTransitionTime": now,
+                        },
+                    ],
+                }
+            }
+            (
+                await api.patch(
+                    f"{requests}/{name}/status",
+                    json=status,
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+            ).raise_for_status()
+
+    tasks: list[asyncio.Task[None]] = []
+    async with api.stream("GET", requests, params={"watch": "1"}, timeout=None) as response:
+        print("watching", flush=True)
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            event = json.loads(line)
+            if event["type"] == "ADDED":
+                tasks.append(asyncio.create_task(serve(event["object"])))
+            if len(tasks) == settings["count"]:
+                break
+    await asyncio.gather(*tasks)
+    await api.aclose()
+    await oauth.aclose()
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.stdin.readline())))
+    sys.stdin.read()  # until the caller has read /proc
