@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from tests.cluster.apiserver_metrics import request_counts
 from tests.cluster.harness import KubeCluster
 
 REQUESTS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/accesstokenrequests"
@@ -74,26 +75,9 @@ def free_port() -> int:
 
 
 def api_counts(admin: httpx.Client) -> Counter[tuple[str, str]]:
-    """`apiserver_request_total` summed by (verb, resource[/subresource]); requests to
-    non-resource URLs (such as /metrics itself) are left out."""
+    """`apiserver_request_total` summed by (verb, resource[/subresource])."""
     text = admin.get("/metrics").raise_for_status().text
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels_text, _, value = line.rpartition("} ")
-        labels = dict(
-            part.split("=", 1)
-            for part in labels_text.removeprefix("apiserver_request_total{").split(",")
-        )
-        resource = labels.get("resource", "").strip('"')
-        if not resource:
-            continue
-        sub = labels.get("subresource", "").strip('"')
-        counts[labels["verb"].strip('"'), f"{resource}/{sub}" if sub else resource] += int(
-            float(value)
-        )
-    return counts
+    return request_counts(text, subresources=True)
 
 
 def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[Any]:

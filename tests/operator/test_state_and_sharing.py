@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from kubernetes import client as k8s
 
+from tests.cluster.apiserver_metrics import request_counts
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
@@ -151,25 +152,8 @@ def write_counts(api: k8s.ApiClient) -> dict[tuple[str, str], int]:
     response = api.call_api(method, url, headers, body, post)
     response.read()  # type: ignore[no-untyped-call]
     assert response.data is not None
-    return parse_write_counts(response.data.decode())
-
-
-def parse_write_counts(text: str) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels_text, _, value = line.partition("} ")
-        labels = dict(
-            part.split("=", 1)
-            for part in labels_text.removeprefix("apiserver_request_total{").split(",")
-        )
-        verb = labels.get("verb", "").strip('"')
-        resource = labels.get("resource", "").strip('"')
-        if verb in ("POST", "PUT", "PATCH", "DELETE"):
-            key = (verb, resource)
-            counts[key] = counts.get(key, 0) + int(float(value))
-    return counts
+    counts = request_counts(response.data.decode(), subresources=False)
+    return {key: n for key, n in counts.items() if key[0] in ("POST", "PUT", "PATCH", "DELETE")}
 
 
 def test_a_rotated_client_secret_is_used_without_a_restart(
