@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.faults import stalled_server
+from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -90,3 +91,66 @@ def test_a_client_in_use_waits_unless_told_to_revoke_all(
     for token in tokens:
         assert introspect(ns.authserver, token, client)["active"] is False
     ns.wait_ready("a", status="False", reason="ClientNotFound")
+
+
+REVOKE_ALL = "oauth2.token-operator.io/revoke-all-requested-at"
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def test_revoke_all_annotation_revokes_and_replaces_every_token(
+    ns: Namespace, operator: OperatorThread, counters: Counters
+) -> None:
+    """`revoke-all-requested-at` on a live client: every token it obtained before that
+    time is revoked once (a shared one too), and each request gets a new token. A time
+    in the future waits until it comes."""
+    client = ns.authserver.clients["client_secret_basic"]
+    ns.client("idp", client)
+    ns.request("a", "idp", scopes=["read"])
+    ns.request("shares-a", "idp", scopes=["read"])
+    ns.request("b", "idp", scopes=["write"])
+    names = ("a", "shares-a", "b")
+    for name in names:
+        ns.wait_ready(name)
+
+    def tokens() -> dict[str, str | None]:
+        return {name: (ns.token_secret(name) or {}).get("access_token") for name in names}
+
+    old = tokens()
+    assert old["a"] == old["shares-a"]
+    assert old["a"] != old["b"]
+    issued = counters.delta("client=cs-basic /token")
+    revoked = counters.delta("client=cs-basic /token/revocation")
+
+    def ask(at: float) -> None:
+        ns.patch(
+            "oauth2clients",
+            "idp",
+            {"metadata": {"annotations": {REVOKE_ALL: _rfc3339(at)}}},
+        )
+
+    # Four seconds ahead: nothing happens before then.
+    ask(time.time() + 4)
+    time.sleep(2)
+    assert tokens() == old, "a time in the future asks for nothing yet"
+    wait_for(
+        "every token replaced",
+        lambda: all(tokens()[name] not in (None, old[name]) for name in names),
+        timeout=20,
+    )
+    new = tokens()
+    assert new["a"] == new["shares-a"], "the replacement is shared as the old token was"
+    for name in ("a", "b"):
+        assert introspect(ns.authserver, old[name] or "", client)["active"] is False
+        assert introspect(ns.authserver, new[name] or "", client)["active"] is True
+    for name in names:
+        ns.wait_ready(name)
+        assert "Revoked" in {reason for reason, _ in ns.events(name)} or name == "shares-a"
+        status = (ns.get("accesstokenrequests", name) or {})["status"]
+        assert status["revision"] == 2, (name, ns.events(name))
+    time.sleep(3)  # later reconciles (the client's hourly check, pokes) change nothing
+    assert tokens() == new
+    assert counters.delta("client=cs-basic /token") - issued == 2, "one per distinct token"
+    assert counters.delta("client=cs-basic /token/revocation") - revoked == 2, "each once"

@@ -133,17 +133,20 @@ def test_introspection_finds_a_revoked_token_and_replaces_it(
 
 
 def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThread) -> None:
+    """A time three seconds ahead: nothing before it, then one new token (acting early
+    would issue tokens older than the time asked for, in a loop until it came)."""
     ns.client("idp", ns.authserver.clients["client_secret_basic"])
     ns.request("billing", "idp")
     ns.wait_ready("billing")
     token = (ns.token_secret("billing") or {})["access_token"]
-    time.sleep(1.1)  # the annotation asks for a token issued after this second
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3))
     ns.patch(
         "accesstokenrequests",
         "billing",
-        {"metadata": {"annotations": {"oauth2.token-operator.io/renew-requested-at": now}}},
+        {"metadata": {"annotations": {"oauth2.token-operator.io/renew-requested-at": at}}},
     )
+    time.sleep(1)
+    assert (ns.token_secret("billing") or {})["access_token"] == token, "not before its time"
     wait_for(
         "a renewed token",
         lambda: (ns.token_secret("billing") or {}).get("access_token") != token,

@@ -64,6 +64,24 @@ def test_holding_a_new_token_returns_the_previous_one() -> None:
     assert ledger.current(("ns", "a")) == new
 
 
+def test_a_revoked_token_becomes_inactive_for_every_holder() -> None:
+    ledger = TokenLedger()
+    shared, other = held("t1"), held("t2")
+    ledger.hold(("ns", "a"), shared)
+    ledger.hold(("ns", "b"), shared)
+    ledger.hold(("ns", "c"), other)
+    ledger.deactivate(shared)
+    assert sorted(ledger.holders_of(shared)) == [("ns", "a"), ("ns", "b")]
+    for key in (("ns", "a"), ("ns", "b")):
+        current = ledger.current(key)
+        assert current is not None
+        assert current.token.active is False
+        assert current.token.value == "t1"
+    untouched = ledger.current(("ns", "c"))
+    assert untouched is not None
+    assert untouched.token.active is not False
+
+
 def body(version: str | None) -> dict[str, object]:
     return {"metadata": {"resourceVersion": version}} if version else {"metadata": {}}
 

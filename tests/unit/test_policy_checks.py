@@ -53,6 +53,14 @@ def test_a_healthy_request_needs_nothing_and_is_ready() -> None:
         ({"token": TokenFacts(NOW - 100, NOW, "spec-1")}, "Expired"),
         ({"renew_at": NOW}, "Renewing"),
         ({"renewal_requested": True}, "RenewalRequested"),
+        ({"revocation_requested": True}, "RevocationRequested"),
+        (
+            {
+                "revocation_requested": True,
+                "token": TokenFacts(NOW - 100, NOW + 1000, "spec-1", active=False),
+            },
+            "RevocationRequested",
+        ),
     ],
 )
 def test_issuance_triggers(changes: dict[str, object], expected: str) -> None:
@@ -98,3 +106,9 @@ def test_expired_token_is_not_ready() -> None:
     assert reason(READINESS_CHAIN, f) == "Expired"
     assert evaluate(READINESS_CHAIN, f) is not None
     assert "expired at" in evaluate(READINESS_CHAIN, f).message  # type: ignore[union-attr]
+
+
+def test_a_token_revoked_on_request_is_not_ready_until_replaced() -> None:
+    f = facts(revocation_requested=True)
+    assert reason(READINESS_CHAIN, f) == "RevocationRequested"
+    assert reason(SECRET_CHAIN, f) is None, "the Secret is rewritten with the new token"

@@ -9,12 +9,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
 from oauth2_token_operator.policies.failures import classify
+from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.token_secret import rfc3339
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ class ClientReconciler:
         self.ctx = ctx
         self.seen = Freshness()
         self._generations: dict[RequestKey, int | None] = {}
+        self._revoke_all_asked: dict[RequestKey, float | None] = {}
+        """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
 
     async def reconcile_key(self, key: RequestKey) -> None:
         body = first(self.ctx.views.clients, key)
@@ -48,6 +52,7 @@ class ClientReconciler:
             self.ctx.credentials.forget(key[0])
             self.poke_requests(key)
         self._generations[key] = generation
+        pending = self._revoke_all_requested(key, meta.get("annotations") or {})
 
         updates: dict[str, Any] = {}
         wake_at: float | None = self.ctx.clock() + METADATA_RECHECK
@@ -98,8 +103,23 @@ class ClientReconciler:
                 self.poke_requests(key)  # became (un)usable
             patched = await self.ctx.kube.patch_status(OAUTH2_CLIENT.plural, *key, patch)
             self.seen.wrote(key, patched)
+        if pending is not None:
+            wake_at = pending if wake_at is None else min(wake_at, pending)
         if self.ctx.client_scheduler is not None and wake_at is not None:
             self.ctx.client_scheduler.schedule(key, wake_at)
+
+    def _revoke_all_requested(self, key: RequestKey, annotations: dict[str, str]) -> float | None:
+        """A new revoke-all time has come: the requests using the client decide (each
+        revokes a token issued before it, see `RequestReconciler`). Returns the time to
+        wake up at when it is still in the future."""
+        value = annotations.get(REVOKE_ALL_REQUESTED_AT)
+        now = self.ctx.clock()
+        asked = requested_at(value, now)
+        if asked != self._revoke_all_asked.get(key):
+            self._revoke_all_asked[key] = asked
+            if asked is not None:
+                self.poke_requests(key)
+        return pending_at(value, now)
 
     def poke_requests(self, client_key: RequestKey) -> None:
         scheduler = self.ctx.request_scheduler
@@ -109,6 +129,7 @@ class ClientReconciler:
 
     def forget(self, key: RequestKey) -> None:
         self._generations.pop(key, None)
+        self._revoke_all_asked.pop(key, None)
         self.seen.forget(key)
         if self.ctx.client_scheduler is not None:
             self.ctx.client_scheduler.cancel(key)

@@ -1,29 +1,27 @@
 """What the policy chains look at for one request: the held token's facts, its
 Secret's state against the desired one, the renewal schedule, and whether a renewal
-was asked for."""
+or a revocation was asked for."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP
+from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
+from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.manager import TokenState, assess_validity
 from oauth2_token_operator.policies import checks
+from oauth2_token_operator.policies.on_demand import asks_for_newer
 from oauth2_token_operator.policies.renewal import RenewalPolicy, RenewalSchedule, renewal_time
 from oauth2_token_operator.token_secret import (
     Owner,
     Template,
     desired_secret,
     inspect_secret,
-    parse_rfc3339,
     render_data,
 )
-
-RENEW_ANNOTATION = f"{GROUP}/renew-requested-at"
-"""Set to an RFC 3339 time to ask for a token issued after it (`renew now`)."""
 
 
 def request_facts(
@@ -60,7 +58,9 @@ def request_facts(
         token=token_facts,
         secret=secret_facts,
         renew_at=renew_at,
-        renewal_requested=renewal_requested(request, held),
+        renewal_requested=held is not None
+        and asks_for_newer(request.annotations.get(RENEW_REQUESTED_AT), held.record.issued_at, now),
+        revocation_requested=held is not None and revocation_requested(resolved, held, now),
     )
 
 
@@ -82,14 +82,9 @@ def renewal_schedule(
     )
 
 
-def renewal_requested(request: Request, held: Held | None) -> bool:
-    value = request.annotations.get(RENEW_ANNOTATION)
-    if not value or held is None:
-        return False
-    try:
-        return parse_rfc3339(value) > held.record.issued_at
-    except ValueError:
-        return False
+def revocation_requested(resolved: Resolved, held: Held, now: float) -> bool:
+    """Does the client's revoke-all annotation ask to revoke the held token?"""
+    return asks_for_newer(resolved.revoke_all_requested_at, held.record.issued_at, now)
 
 
 def desired_token_secret(request: Request, resolved: Resolved, held: Held) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 REQUESTS = "accesstokenrequests"
 CLIENTS = "oauth2clients"
 FINALIZER = f"{GROUP}/revoke-tokens"
-REVOKE_ALL_ANNOTATION = f"{GROUP}/revoke-all-on-delete"
 """On an OAuth2Client: `"true"` lets it be deleted while requests use it, revoking
 their tokens first (the seed's `delete_all`)."""
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
@@ -273,7 +273,7 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     users = sorted(f"{ns}/{name}" for ns, name in ctx.views.requests_by_client.get(key) or ())
     if not users:
         return
-    if body.metadata.annotations.get(REVOKE_ALL_ANNOTATION) == "true":
+    if body.metadata.annotations.get(REVOKE_ALL_ON_DELETE) == "true":
         requests: RequestReconciler = memo.requests
         await requests.revoke_all(key)
         return
@@ -284,6 +284,6 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     raise kopf.TemporaryError(
         f"still used by AccessTokenRequest {', '.join(users[:10])}"
         + (f" and {len(users) - 10} more" if len(users) > 10 else "")
-        + f"; delete them first, or annotate {REVOKE_ALL_ANNOTATION}=true",
+        + f"; delete them first, or annotate {REVOKE_ALL_ON_DELETE}=true",
         delay=1 if leaving else 15,  # all being deleted (a namespace going): soon free
     )

@@ -3,8 +3,8 @@ holder lets go. In memory; rebuilt from the Secrets at start (adoption)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Hashable
 from dataclasses import dataclass
 
 from oauth2_token_operator.manager import AccessToken
@@ -23,7 +23,7 @@ class Held:
 class TokenLedger:
     def __init__(self) -> None:
         self._current: dict[RequestKey, Held] = {}
-        self._holders: defaultdict[tuple[str, str], set[Hashable]] = defaultdict(set)
+        self._holders: defaultdict[tuple[str, str], set[RequestKey]] = defaultdict(set)
 
     def current(self, key: RequestKey) -> Held | None:
         return self._current.get(key)
@@ -45,12 +45,23 @@ class TokenLedger:
             self._drop_holder(previous, key)
         return previous
 
+    def deactivate(self, held: Held) -> None:
+        """The token was revoked: every request holding it now holds it as inactive
+        (and so wants a new one), without revoking it again."""
+        inactive = Held(token=dataclasses.replace(held.token, active=False), record=held.record)
+        for key in self.holders_of(held):
+            self._current[key] = inactive
+
     def is_held(self, held: Held) -> bool:
         """Does any request still hold this token?"""
         return bool(self._holders.get(_token_id(held)))
 
     def holders(self, held: Held) -> int:
         return len(self._holders.get(_token_id(held), ()))
+
+    def holders_of(self, held: Held) -> list[RequestKey]:
+        """The requests holding this token."""
+        return list(self._holders.get(_token_id(held), ()))
 
     def __len__(self) -> int:
         return len(self._current)

@@ -65,6 +65,8 @@ class Resolved:
     secret_name: str
     source_value: str | None = None
     """For `register`: the token read from the user's Secret."""
+    revoke_all_requested_at: str | None = None
+    """The client's revoke-all annotation, as written (see `policies.on_demand`)."""
 
 
 @dataclass

@@ -16,10 +16,15 @@ import logging
 from collections import defaultdict
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
+from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
-from oauth2_token_operator.controller.facts import desired_token_secret, request_facts
+from oauth2_token_operator.controller.facts import (
+    desired_token_secret,
+    request_facts,
+    revocation_requested,
+)
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
@@ -48,11 +53,14 @@ from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
 from oauth2_token_operator.policies.failures import Failure, classify, retry_delay
+from oauth2_token_operator.policies.on_demand import pending_at
 from oauth2_token_operator.token_secret import TokenRecord, is_owned_by, parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
 
-NOT_FOR_REGISTERED = frozenset({"Renewing", "Expired", "RenewalRequested", "TokenInactive"})
+NOT_FOR_REGISTERED = frozenset(
+    {"Renewing", "Expired", "RenewalRequested", "TokenInactive", "RevocationRequested"}
+)
 """Triggers that cannot be acted on for a registered token (nobody can renew it)."""
 
 
@@ -89,6 +97,9 @@ class RequestReconciler:
             request = Request.of(self.requests_seen.newest(key, body) or body)
             try:
                 outcome = await self._reconcile(request)
+                # A renew-now time still in the future: look again when it comes.
+                pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
+                outcome = outcome.merge(Outcome(wake_at=pending))
                 await write_status(self.ctx, self.requests_seen, request, outcome)
             except Exception:
                 self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
@@ -115,6 +126,8 @@ class RequestReconciler:
         held = self.ctx.ledger.current(request.key) or await adopt(self.ctx, request, secret)
 
         await self._retry_refresh_token(resolved)
+        if held is not None:
+            held = await self._revoke_if_requested(request, resolved, held, now)
         introspection = Outcome()
         if held is not None:
             held, introspection = await introspect_if_due(self.ctx, request, resolved, held, now)
@@ -149,6 +162,27 @@ class RequestReconciler:
             )
             facts = request_facts(self.ctx, request, resolved, held, None, now, secret_intact=True)
         return settled(self.ctx, request, resolved, held, facts).merge(introspection)
+
+    async def _revoke_if_requested(
+        self, request: Request, resolved: Resolved, held: Held, now: float
+    ) -> Held:
+        """The client's revoke-all annotation names a time after this token's issue:
+        revoke it now (for every request sharing it), then the issuance chain replaces
+        it. Revocation comes first because that is what was asked (say, after a leak);
+        a token already revoked, or inactive, is not revoked again."""
+        if held.token.active is False or not revocation_requested(resolved, held, now):
+            return held
+        # Before the first await: requests sharing it, reconciled meanwhile, neither
+        # revoke it again nor get it back from the store as their "new" token.
+        self.ctx.ledger.deactivate(held)
+        await self.ctx.manager.store.delete_access_token(held.token.key.issuer, held.token.value)
+        await revoke_held(
+            self.ctx, request.body, held, why="revoke-all was requested on its OAuth2Client"
+        )
+        for key in self.ctx.ledger.holders_of(held):
+            if key != request.key and self.ctx.request_scheduler is not None:
+                self.ctx.request_scheduler.poke(key)
+        return self.ctx.ledger.current(request.key) or held
 
     async def _retry_refresh_token(self, resolved: Resolved) -> None:
         writer = self.ctx.refresh_tokens

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
@@ -72,6 +73,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         identity,
         spec.secret_name or request.name,
         source_value,
+        ((client_body.get("metadata") or {}).get("annotations") or {}).get(REVOKE_ALL_REQUESTED_AT),
     )
 
 

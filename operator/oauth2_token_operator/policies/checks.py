@@ -48,6 +48,8 @@ class Facts:
     renew_at: float | None = None
     renewal_requested: bool = False
     """The renew-now annotation asks for a token newer than the current one."""
+    revocation_requested: bool = False
+    """The client's revoke-all annotation asks to revoke the current token."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ def spec_changed(facts: Facts) -> Verdict | None:
         return Verdict(
             "SpecChanged",
             "the token was issued for another client, grant, scopes, resources or audience",
+        )
+    return None
+
+
+def revocation_requested(facts: Facts) -> Verdict | None:
+    if facts.token is not None and facts.revocation_requested:
+        return Verdict(
+            "RevocationRequested",
+            "revoke-all was requested on the OAuth2Client after this token was issued",
         )
     return None
 
@@ -135,6 +146,7 @@ def secret_metadata_mismatch(facts: Facts) -> Verdict | None:
 ISSUANCE_CHAIN: tuple[Check, ...] = (
     no_token,
     spec_changed,
+    revocation_requested,
     token_inactive,
     token_expired,
     renewal_requested,
@@ -152,6 +164,7 @@ SECRET_CHAIN: tuple[Check, ...] = (
 READINESS_CHAIN: tuple[Check, ...] = (
     no_token,
     spec_changed,
+    revocation_requested,
     token_inactive,
     token_expired,
     secret_missing,
