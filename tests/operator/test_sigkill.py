@@ -111,7 +111,7 @@ def test_killed_before_a_rotated_refresh_token_is_written_back(
     before = counters.delta(calls)
     with refusing_secret_writes(ns.api, ns.name, "user-grant"):
         first = operator_processes(*operator_args(ns))
-        ns.refresh_request("api", "idp", "user-grant")
+        uid = ns.refresh_request("api", "idp", "user-grant")["metadata"]["uid"]
         # The refresh token was used (and rotated by the server); the new one is held
         # in memory only, and the request says so.
         wait_for(
@@ -141,6 +141,7 @@ def test_killed_before_a_rotated_refresh_token_is_written_back(
     assert counters.delta(calls) - before == 2
     assert status(ns, "api")["failedAttempts"] == attempts
     assert (ns.condition("api") or {}).get("reason") == "RefreshTokenRejected", "no flip back"
+    assert managed_secrets(ns) == [{"name": "api", "owners": [uid]}]
 
 
 # -- during the finalizer's revocation ---------------------------------------------------
