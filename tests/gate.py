@@ -1,7 +1,10 @@
 """A TCP pass-through on 127.0.0.1 that a test can close and open: the authorization
 server "goes down" and "comes back" while the real one keeps running (a session fixture
 shared by other tests). TLS passes through untouched, so the client still verifies the
-real server's certificate. Runs its own event loop in a thread, for synchronous tests."""
+real server's certificate. Runs its own event loop in a thread, for synchronous tests.
+
+While `stalling`, the gate accepts connections and never answers (nor forwards): a call
+is then in flight for as long as the test likes, e.g. to kill its caller mid-call."""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ class Gate:
         self.open = True
         self.refused = 0
         """Connections turned away while closed."""
+        self.stalling = False
+        self.stalled = 0
+        """Connections accepted while stalling (each stays unanswered until its client
+        goes away or the gate stops)."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -35,6 +42,10 @@ class Gate:
             self.refused += 1
             writer.close()  # down: the connection ends before any answer
             return
+        if self.stalling:
+            self.stalled += 1
+            await self._hold(reader, writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -47,6 +58,19 @@ class Gate:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:
             self._tasks.discard(task)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read and drop what the client sends until it goes away; never answer."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
 
     def start(self) -> Gate:
         self._thread.start()

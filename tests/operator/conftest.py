@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,8 @@ from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters
+from tests.operator.process import OperatorProcess
+from tests.operator.process import operator_processes as start_processes
 from tests.operator.runner import OperatorThread, running_operator
 from tests.polling import wait_for as wait_for  # the operator tests import it from here
 
@@ -228,6 +231,16 @@ def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., Operat
     yield start
     for context in reversed(started):
         context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def operator_processes(
+    kube_cluster: KubeCluster, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start `oauth2-token-operator run` processes (`start(*args)`, waits until healthy);
+    those still running are stopped at the end. Ask for it before `ns` so the namespace is
+    emptied while the last one still runs (its finalizers are the operator's job)."""
+    yield from start_processes(kube_cluster, tmp_path)
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ import pytest
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import Held, TokenLedger
+from oauth2_token_operator.controller.request_status import waiting
+from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import errors
+from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.failures import classify, retry_delay
 from oauth2_token_operator.token_secret import TokenRecord
 
@@ -137,3 +140,33 @@ def test_retry_delays_grow_with_jitter_up_to_the_cap_and_honour_retry_after() ->
     assert retry_delay(3, base=5, cap=300, seed="uid") == retry_delay(
         3, base=5, cap=300, seed="uid"
     )
+
+
+@pytest.mark.parametrize(
+    ("failure", "ready"),
+    [
+        ("AuthorizationServerUnavailable", ("True", "TokenValid")),
+        # The server refused the grant (and may have revoked the held token with it).
+        ("RefreshTokenRejected", ("False", "RefreshTokenRejected")),
+    ],
+)
+def test_while_failures_back_off_ready_follows_the_held_token_unless_its_grant_was_refused(
+    failure: str, ready: tuple[str, str]
+) -> None:
+    issuing = {"type": "Issuing", "status": "True", "reason": failure, "message": "m"}
+    request = Request.of(
+        {
+            "metadata": {"namespace": "ns", "name": "api", "uid": "u", "generation": 1},
+            "status": {"conditions": [issuing], "failedAttempts": 1},
+        }
+    )
+    facts = checks.Facts(
+        now=100.0,
+        spec_fingerprint="fp",
+        token=checks.TokenFacts(issued_at=0.0, usable_until=3000.0, issued_for="fp"),
+        secret=checks.SecretFacts(exists=True, data_intact=True, metadata_intact=True),
+    )
+    trigger = checks.Verdict("Renewing", "renewal time")
+    outcome = waiting(request, held("t1"), facts, trigger, retry_at=400.0)
+    condition = next(c for c in outcome.conditions if c.type == "Ready")
+    assert (condition.status, condition.reason) == ready

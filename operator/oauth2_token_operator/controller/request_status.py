@@ -29,6 +29,12 @@ REGISTERED_RECHECK = 300.0
 """How often a registered token's source Secret is read again for a new token."""
 REFRESH_TOKEN_RETRY = 30.0
 """How soon a refresh token that could not be written back is tried again."""
+GRANT_REFUSED = frozenset({"RefreshTokenRejected"})
+"""Failures after which a held token, even one that has not expired, is not Ready: the
+server refused the grant it came from, and a server that sees a used refresh token
+again may revoke the whole grant, the held token with it (oidc-provider does; refresh
+token rotation, RFC 9700 §4.14). Ready says so while the failure stands (it takes a
+change to clear), not only until the next event."""
 
 
 def settled(
@@ -103,9 +109,9 @@ def waiting(
     last = next(
         (c for c in request.status.get("conditions") or () if c.get("type") == ISSUING), None
     )
-    if held is not None:
+    if held is not None and (last is None or last["reason"] not in GRANT_REFUSED):
         ready = readiness(held, facts)
-    elif last is not None:  # no token yet: the last failure is why
+    elif last is not None:  # no token (or none to trust) yet: the last failure is why
         ready = not_ready(last["reason"], last.get("message", ""))
     else:
         ready = not_ready(trigger.reason, trigger.message)

@@ -29,6 +29,7 @@ from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.request_status import (
+    GRANT_REFUSED,
     readiness,
     settled,
     waiting,
@@ -349,7 +350,7 @@ class RequestReconciler:
             ready = readiness(held, facts)
         else:
             ready = not_ready(failure.reason, message)
-        if ready.status == "True" and failure.reason == "RefreshTokenRejected":
+        if failure.reason in GRANT_REFUSED:
             ready = not_ready(failure.reason, message)
         expiry = self._expiry_wake(held)  # Ready must turn False on time meanwhile
         return Outcome(
