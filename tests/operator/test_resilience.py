@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from oauth2_token_operator.oauth2.transport import RetryPolicy
 from tests.faults import stalled_server
 from tests.gate import gate
 from tests.integration.conftest import Counters
@@ -88,3 +89,49 @@ def test_a_hung_token_endpoint_does_not_stall_other_requests(
             ns.wait_ready(f"fine-{i}", timeout=20)
         assert time.monotonic() - started < 15
         assert (ns.condition("stuck") or {}).get("status") != "True"
+
+
+def test_an_issuance_outage_backs_off_with_jitter_and_recovers_once_per_request(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread], counters: Counters
+) -> None:
+    """Down before the first token: no Secret, `Ready=False` with the reason, retries
+    backing off (their jitter is `retry_delay`'s, unit-tested), then one token request
+    per request on recovery."""
+    operator_factory(retry_base_delay=1.0, retry_max_delay=4.0)
+    server = ns.authserver
+    port = urlsplit(server.issuer).port
+    assert port is not None
+    names = [f"api-{i}" for i in range(5)]
+    with gate(port) as outage:
+        outage.open = False
+        ns.client(
+            "idp",
+            server.clients["renewal_ttl"],
+            endpoints={"token": f"https://127.0.0.1:{outage.port}/token"},
+        )
+        for i, name in enumerate(names):
+            ns.request(name, "idp", scopes=["read", f"x{i}"])  # distinct: no sharing
+
+        def failed_twice(name: str) -> bool:
+            status = (ns.get("accesstokenrequests", name) or {}).get("status") or {}
+            return int(status.get("failedAttempts") or 0) >= 2
+
+        wait_for("every request to fail twice", lambda: all(map(failed_twice, names)), 30)
+        refused = outage.refused  # before reading the attempts, which only grow meanwhile
+        attempts = 0
+        for name in names:
+            ready = ns.condition(name) or {}
+            assert ready.get("status") == "False"
+            assert ready.get("reason") == "AuthorizationServerUnavailable"
+            assert ns.token_secret(name) is None, "nothing is written without a token"
+            assert "IssuanceFailed" in {reason for reason, _ in ns.events(name)}
+            attempts += (ns.get("accesstokenrequests", name) or {})["status"]["failedAttempts"]
+        tries = RetryPolicy().attempts  # the library's tries per attempt (connection refused)
+        assert refused <= tries * (attempts + len(names)), "a few tries per attempt, no storm"
+
+        before = counters.delta("client=renewal-ttl /token")
+        outage.open = True
+        for name in names:
+            ns.wait_ready(name, timeout=15)
+        time.sleep(2)
+        assert counters.delta("client=renewal-ttl /token") - before == len(names), "one each"
