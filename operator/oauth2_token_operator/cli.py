@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
     )
     run.add_argument(
+        "--lease-name",
+        default="oauth2-token-operator",
+        help="name of the Lease (one per installation)",
+    )
+    run.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME", ""),
         help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
@@ -109,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         revocation_deadline=args.revocation_deadline,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
         identity=args.identity,
     )
     return run(config)

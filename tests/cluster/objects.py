@@ -11,9 +11,23 @@ so tests pass ``k8s.V1ConfigMap.model_validate({...})``, which sends the same JS
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+
+
+def unless_missing(read: Callable[[], T]) -> T | None:
+    """`read()`, or `None` when the API server answers 404 (any other error is raised)."""
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 class _HasMetadata(Protocol):

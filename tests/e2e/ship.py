@@ -21,11 +21,10 @@ from typing import Any
 
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from tests.cluster.binaries import cache_dirs
-from tests.cluster.objects import metadata
+from tests.cluster.objects import metadata, unless_missing
 from tests.e2e.cluster_authserver import ClusterAuthServer, publish_ca
 from tests.e2e.kind import KindCluster
 from tests.e2e.pods import exec_in_pod
@@ -112,14 +111,11 @@ def apply_documents(kubeconfig: Path, namespace: str, docs: Iterable[dict[str, A
 
 
 def custom_object(api: k8s.ApiClient, namespace: str, plural: str, name: str) -> Any:
-    try:
-        return k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+    return unless_missing(
+        lambda: k8s.CustomObjectsApi(api).get_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, name
         )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    )
 
 
 def condition(obj: Any, kind: str = "Ready") -> dict[str, Any]:
@@ -182,11 +178,16 @@ def helm(kubeconfig: Path | None, *args: str) -> str:
 
 
 def install_with_helm(
-    kubeconfig: Path, release: str = OPERATOR_NAME, namespace: str = OPERATOR_NAMESPACE
+    kubeconfig: Path,
+    *values: str,
+    release: str = OPERATOR_NAME,
+    namespace: str = OPERATOR_NAMESPACE,
 ) -> str:
-    """``helm install`` of the chart (its default values), waiting for the operator."""
+    """``helm install`` of the chart (its defaults, or ``--set`` each of `values`),
+    waiting for the operator."""
+    sets = [arg for value in values for arg in ("--set", value)]
     return helm(kubeconfig, "install", release, str(CHART), "--namespace", namespace,
-                "--create-namespace", "--wait", "--timeout=180s")  # fmt: skip
+                "--create-namespace", "--wait", "--timeout=180s", *sets)  # fmt: skip
 
 
 @dataclass
@@ -213,12 +214,10 @@ class Installed:
         ]
 
     def secret_data(self, name: str) -> dict[str, str] | None:
-        try:
-            secret = k8s.CoreV1Api(self.api).read_namespaced_secret(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        core = k8s.CoreV1Api(self.api)
+        secret = unless_missing(lambda: core.read_namespaced_secret(name, self.namespace))
+        if secret is None:
+            return None
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 

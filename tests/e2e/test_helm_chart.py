@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.ship import CHART, CRDS, DEPLOY, OPERATOR_NAME, OPERATOR_NAMESPACE, ShipError, helm
+from tests.e2e.ship import CHART, CRDS, DEPLOY, OPERATOR_NAME, OPERATOR_NAMESPACE, helm
 
 RELEASE_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/version",
                   "app.kubernetes.io/managed-by", "helm.sh/chart")  # fmt: skip
@@ -125,10 +125,42 @@ def test_values_image_resources_and_security_context() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is False
 
 
-def test_values_replicas_at_most_one() -> None:
-    assert render("replicaCount=0")["Deployment", OPERATOR_NAME]["spec"]["replicas"] == 0
-    with pytest.raises(ShipError, match="replicaCount must be 0 or 1"):
-        render("replicaCount=2")
+LEASE_RBAC = (("Role", f"{OPERATOR_NAME}-leader-election"),
+              ("RoleBinding", f"{OPERATOR_NAME}-leader-election"))  # fmt: skip
+
+
+def test_one_replica_without_leader_election_is_never_two_at_once() -> None:
+    for replicas in (0, 1):
+        rendered = render(f"replicaCount={replicas}")
+        deployment = rendered["Deployment", OPERATOR_NAME]
+        assert deployment["spec"]["replicas"] == replicas
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        assert "--leader-election" not in _container(rendered)["args"]
+        assert not set(LEASE_RBAC) & set(rendered)
+
+
+@pytest.mark.parametrize("values", [("replicaCount=3",), ("leaderElection.enabled=true",)])
+def test_more_replicas_or_asking_turns_leader_election_on(values: tuple[str, ...]) -> None:
+    rendered = render(*values)
+    deployment = rendered["Deployment", OPERATOR_NAME]
+    container = _container(rendered)
+    assert {"--leader-election", f"--lease-name={OPERATOR_NAME}"} <= set(container["args"])
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    role = rendered[LEASE_RBAC[0]]
+    assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    binding = rendered[LEASE_RBAC[1]]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert (
+        binding["subjects"][0]["name"]
+        == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    )
 
 
 def test_release_name_prefixes_objects() -> None:

@@ -6,9 +6,12 @@ every OAuth2Client and AccessTokenRequest) and the namespace ``--create-namespac
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client as k8s
 
+from tests.cluster.objects import unless_missing
 from tests.e2e.cluster_authserver import ClusterAuthServer
 from tests.e2e.kind import KindCluster
 from tests.e2e.ship import (
@@ -96,5 +99,84 @@ def test_helm_install_serves_and_uninstall_leaves_only_crds(
         ]
     finally:
         kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
+        kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
+                "--timeout=120s")  # fmt: skip
+
+
+def test_two_replicas_one_leads_and_the_other_takes_over(
+    kind_cluster: KindCluster,
+    kind_admin: k8s.ApiClient,
+    operator_image: str,
+    cluster_authserver: ClusterAuthServer,
+) -> None:
+    """`replicaCount=2`: both pods Ready, one holds the Lease and works; when it goes,
+    the other takes the Lease over and serves the requests."""
+    kubeconfig = kind_cluster.kubeconfig
+    core = k8s.CoreV1Api(kind_admin)
+    leases = k8s.CoordinationV1Api(kind_admin)
+
+    def holder() -> str | None:
+        lease = unless_missing(
+            lambda: leases.read_namespaced_lease(OPERATOR_NAME, OPERATOR_NAMESPACE)
+        )
+        return lease.spec.holder_identity if lease is not None and lease.spec else None
+
+    install_with_helm(kubeconfig, "replicaCount=2")  # --wait: both replicas Ready
+    try:
+        pods = [
+            pod.metadata.name
+            for pod in core.list_namespaced_pod(
+                OPERATOR_NAMESPACE, label_selector=RELEASE_SELECTOR
+            ).items
+            if pod.metadata and pod.metadata.name
+        ]
+        assert len(pods) == 2
+        leader = wait_for("a leader", lambda: holder() if holder() in pods else None, 60)
+        with examples_namespace(kind_cluster, kind_admin, cluster_authserver) as installed:
+            apply_documents(
+                kubeconfig,
+                installed.namespace,
+                example_documents("client-credentials-request", installed.server),
+            )
+            ready = wait_ready(kind_admin, installed.namespace, "accesstokenrequests", "api-token")
+            revision = ready["status"]["revision"]
+
+            # A graceful stop releases the Lease: the standby, or the pod replacing the
+            # deleted one, takes it.
+            started = time.monotonic()
+            core.delete_namespaced_pod(leader, OPERATOR_NAMESPACE)
+            successor = wait_for(
+                "another replica to lead",
+                lambda: (found := holder()) not in (None, leader) and found,
+                120,
+                every=0.5,
+            )
+            print(f"{successor} leads {time.monotonic() - started:.1f}s after {leader} was deleted")
+            running = {
+                pod.metadata.name
+                for pod in core.list_namespaced_pod(
+                    OPERATOR_NAMESPACE, label_selector=RELEASE_SELECTOR
+                ).items
+                if pod.metadata
+            }
+            assert successor in running
+
+            time.sleep(1.1)  # the renewal asked for is of a token issued before this second
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            kubectl(kubeconfig, "-n", installed.namespace, "annotate", "accesstokenrequest",
+                    "api-token", f"oauth2.token-operator.io/renew-requested-at={now}",
+                    "--overwrite")  # fmt: skip
+
+            def renewed() -> bool:
+                obj = wait_ready(kind_admin, installed.namespace, "accesstokenrequests",
+                                 "api-token")  # fmt: skip
+                return bool(obj["status"]["revision"] > revision)
+
+            wait_for("the new leader to renew", renewed, 60, every=1)
+    finally:
+        helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
+             "--wait", "--timeout=120s")  # fmt: skip
+        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
+        # The Lease is the operator's, not Helm's: it goes with the namespace.
         kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
                 "--timeout=120s")  # fmt: skip

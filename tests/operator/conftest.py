@@ -18,7 +18,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
-from tests.cluster.objects import json_object
+from tests.cluster.objects import json_object, unless_missing
 from tests.integration.conftest import Counters
 from tests.operator.process import OperatorProcess
 from tests.operator.process import operator_processes as start_processes
@@ -111,14 +111,12 @@ class Namespace:
         )
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        try:
-            return json_object(
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, self.name, plural, name)
+        found = unless_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.name, plural, name
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        )
+        return None if found is None else json_object(found)
 
     def patch(self, plural: str, name: str, patch: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.name, plural, name, patch)
@@ -161,12 +159,9 @@ class Namespace:
             ) from None
 
     def token_secret(self, name: str) -> dict[str, str] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, self.name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        secret = unless_missing(lambda: self.core.read_namespaced_secret(name, self.name))
+        if secret is None:
+            return None
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     def events(self, name: str) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine
@@ -35,14 +36,26 @@ def configure_logging(config: OperatorConfig) -> None:
 
 
 def run(config: OperatorConfig) -> int:
-    """Serve until SIGTERM/SIGINT (kopf handles both and exits gracefully)."""
+    """Serve until SIGTERM/SIGINT, then exit gracefully."""
     configure_logging(config)
     try:
-        asyncio.run(serve(config))
+        asyncio.run(_serve_until_signalled(config))
     except LostLeadership as exc:
         log.error("%s; exiting so that the pod restarts as a candidate", exc)
         return 1
     return 0
+
+
+async def _serve_until_signalled(config: OperatorConfig) -> None:
+    """SIGTERM and SIGINT stop the operator gracefully in every state. kopf handles them
+    once it runs, but a standby waiting for the Lease has not started kopf, and as a
+    container's PID 1 the process ignores a signal it has no handler for: the pod would
+    sit out its whole grace period before the kubelet kills it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(config, stop_flag=stop)
 
 
 async def serve(
