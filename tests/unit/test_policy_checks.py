@@ -13,6 +13,7 @@ from oauth2_token_operator.policies.checks import (
     SecretFacts,
     TokenFacts,
     evaluate,
+    waits_for_backoff,
 )
 
 NOW = 1_800_000_000.0
@@ -112,3 +113,23 @@ def test_a_token_revoked_on_request_is_not_ready_until_replaced() -> None:
     f = facts(revocation_requested=True)
     assert reason(READINESS_CHAIN, f) == "RevocationRequested"
     assert reason(SECRET_CHAIN, f) is None, "the Secret is rewritten with the new token"
+
+
+@pytest.mark.parametrize(
+    ("changes", "waits"),
+    [
+        ({"token": None}, True),
+        ({"renew_at": NOW}, True),
+        ({"token": TokenFacts(NOW - 100, NOW, "spec-1")}, True),
+        ({"token": TokenFacts(NOW - 100, NOW + 1000, "spec-1", active=False)}, True),
+        ({"spec_fingerprint": "spec-2"}, False),
+        ({"renewal_requested": True}, False),
+        ({"revocation_requested": True}, False),
+    ],
+)
+def test_only_what_a_user_asked_for_skips_the_backoff(
+    changes: dict[str, object], waits: bool
+) -> None:
+    trigger = evaluate(ISSUANCE_CHAIN, facts(**changes))
+    assert trigger is not None
+    assert waits_for_backoff(trigger) is waits

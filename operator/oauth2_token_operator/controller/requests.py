@@ -143,7 +143,7 @@ class RequestReconciler:
             trigger = None  # readiness reports it
         if trigger is not None:
             retry_at = self._backoff_until(request, now)
-            if retry_at is not None and trigger.reason not in ("SpecChanged", "RenewalRequested"):
+            if retry_at is not None and checks.waits_for_backoff(trigger):
                 return waiting(request, held, facts, trigger, retry_at).merge(introspection)
             outcome = await self._issue(request, resolved, held, secret, trigger, now)
             return outcome.merge(introspection)

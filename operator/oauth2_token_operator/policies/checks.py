@@ -143,6 +143,16 @@ def secret_metadata_mismatch(facts: Facts) -> Verdict | None:
     return None
 
 
+ASKED_FOR = frozenset({"SpecChanged", "RenewalRequested", "RevocationRequested"})
+"""Triggers a user caused on purpose (an edit, an annotation)."""
+
+
+def waits_for_backoff(trigger: Verdict) -> bool:
+    """Does this trigger wait while failed attempts back off? Not when a user asked for
+    it: the change may be the fix, and acting later would ignore what was asked."""
+    return trigger.reason not in ASKED_FOR
+
+
 ISSUANCE_CHAIN: tuple[Check, ...] = (
     no_token,
     spec_changed,
