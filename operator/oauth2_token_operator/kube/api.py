@@ -28,9 +28,13 @@ JsonObject = dict[str, Any]
 class KubeApiError(Exception):
     """An API call failed; the message carries the status and the server's reason only."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (`Retry-After` of a 429 or 503)."""
 
 
 class NotFound(KubeApiError):
@@ -54,7 +58,16 @@ def _error(exc: ApiException, what: str) -> KubeApiError:
         return NotFound(message, status=404)
     if exc.status == 409:
         return Conflict(message, status=409)
-    return KubeApiError(message, status=exc.status)
+    return KubeApiError(message, status=exc.status, retry_after=_retry_after(exc))
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    """`Retry-After` in seconds (the API server sends no HTTP dates)."""
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 class KubeApi:

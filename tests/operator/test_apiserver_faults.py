@@ -1,0 +1,108 @@
+"""API server faults: 500s and 429 with Retry-After on the operator's writes, a concurrent
+writer of the status, and an expired watch (410 Gone).
+
+The real API server produces what it can: an expired watch comes from a real
+kube-apiserver restart over an etcd whose revision moved on and was compacted, and the
+concurrent status writer is a real client. It cannot be made to answer 500 or 429 on
+demand, so those come from `tests/apiserver_proxy.py`, an HTTP proxy in front of it that
+forwards everything else and records every request it sees.
+
+Why no real 409 on status writes: the operator merge-patches the status subresource
+without a `resourceVersion` (`KubeApi.patch_status`), and kopf's own patches (its
+finalizer) are merge patches without one too, so the API server applies them whatever
+was written in between; a conflict cannot occur. What matters instead is that another
+writer's status changes neither get lost by nor start a fight with the operator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from tests.apiserver_proxy import ApiServerProxy, Seen, apiserver_proxy
+from tests.authserver.fixtures import AuthServer
+from tests.cluster.harness import KubeCluster
+from tests.integration.conftest import Counters
+from tests.operator.conftest import Namespace
+from tests.operator.runner import OperatorThread
+
+pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
+
+STATUS_PATH = rf"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/accesstokenrequests/{{name}}/status$"
+SECRETS_PATH = r"/api/v1/namespaces/{ns}/secrets$"
+
+
+@pytest.fixture
+def proxy(kube_cluster: KubeCluster) -> Iterator[ApiServerProxy]:
+    """Listed before `ns` in a test's arguments, it is set up before the operator and
+    stopped after it (and after `ns` has emptied the namespace through it)."""
+    with apiserver_proxy(kube_cluster.configuration()) as started:
+        yield started
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def gaps(attempts: list[Seen]) -> list[float]:
+    return [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
+
+
+def test_secret_creates_answered_500_are_retried_with_backoff(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    authserver: AuthServer,
+    counters: Counters,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three 500s on the Secret create: the operator backs off, writes exactly one Secret
+    with the token it already holds (no second token request), and reaches Ready."""
+    secrets = SECRETS_PATH.format(ns=ns.name)
+    fault = proxy.fail("POST", secrets, 500, times=3)
+    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0, retry_max_delay=4.0)
+    ns.client("idp", authserver.clients["client_secret_basic"])
+    before = counters.delta("client=cs-basic /token")
+    ns.request("faulty", "idp")
+
+    ns.wait_ready("faulty", timeout=60)
+    assert fault.answered == 3
+    creates = proxy.requests("POST", secrets)
+    assert [(c.status, c.injected) for c in creates] == [(500, True)] * 3 + [(201, False)]
+    # Backoff: 1, 2, 4 s steps with jitter in [1/2, 1] of each, so never under half a second.
+    assert min(gaps(creates)) >= 0.5, gaps(creates)
+    assert ns.token_secret("faulty") is not None
+    assert counters.delta("client=cs-basic /token") - before == 1, "the token was kept"
+    assert any(reason == "IssuanceFailed" for reason, _ in ns.events("faulty"))
+    assert not errors(caplog)
+
+
+def test_status_patches_answered_429_are_retried_after_retry_after(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    authserver: AuthServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three 429s with `Retry-After: 2` on the status patch: the operator tries again no
+    sooner than the server asked, and reaches Ready with one Secret."""
+    status = STATUS_PATH.format(ns=ns.name, name="throttled")
+    fault = proxy.fail("PATCH", status, 429, times=3, retry_after=2)
+    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0)
+    ns.client("idp", authserver.clients["client_secret_basic"])
+    ns.request("throttled", "idp")
+
+    ns.wait_ready("throttled", timeout=60)
+    assert fault.answered == 3
+    patches = proxy.requests("PATCH", status)
+    # Retried by the operator, not by the kubernetes client (it retries no PATCH), and
+    # not sooner when its own Secret's watch event comes in meanwhile.
+    assert [p.status for p in patches] == [429, 429, 429, 200]
+    assert min(gaps(patches)) >= 2.0 - 0.05, gaps(patches)  # clock granularity
+    creates = proxy.requests("POST", SECRETS_PATH.format(ns=ns.name))
+    assert [c.status for c in creates] == [201]
+    assert not errors(caplog), "a failed status write is no handler failure"
