@@ -25,9 +25,11 @@ import pytest
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from tests.apiserver_proxy import ApiServerProxy, Seen, apiserver_proxy
 from tests.authserver.fixtures import AuthServer
-from tests.cluster.harness import KubeCluster
+from tests.cluster import etcd
+from tests.cluster.harness import KubeCluster, use_existing_cluster
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace
+from tests.operator.conftest import Namespace, wait_for
+from tests.operator.own_plane import assert_still_serving, operator_on_own_plane
 from tests.operator.runner import OperatorThread
 
 pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
@@ -106,3 +108,49 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     creates = proxy.requests("POST", SECRETS_PATH.format(ns=ns.name))
     assert [c.status for c in creates] == [201]
     assert not errors(caplog), "a failed status write is no handler failure"
+
+
+@pytest.mark.skipif(use_existing_cluster(), reason="restarts its own kube-apiserver")
+def test_an_expired_watch_is_listed_again(
+    authserver: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real 410 Gone: while kube-apiserver is down, etcd's revision moves on (a write
+    outside /registry) and is compacted. The restarted API server's watch cache starts at
+    the new revision, so every watch the operator resumes from its last resourceVersion
+    is answered with an ERROR event, code 410 (a plain restart gives some watches a 410
+    too, from the API server's own writes at start, but not surely all). kopf lists
+    again; the operator then still restores its tampered Secret and serves a request
+    created after the fault. A control plane of its own, since restarting the session's
+    would disturb other tests."""
+    caplog.set_level(logging.DEBUG, logger="kopf._cogs.clients.watching")
+    with operator_on_own_plane(authserver, "expired") as (plane, ns):
+        original = ns.token_secret("before")
+        compacted_at: list[int] = []
+
+        def move_etcd_on() -> None:
+            revision = etcd.put(plane.etcd_url, "/tests/after-the-watch", "x")
+            etcd.compact(plane.etcd_url, revision)
+            compacted_at.append(revision)
+
+        plane.restart_apiserver(downtime=1, while_down=move_etcd_on)
+        assert etcd.compacted_below(plane.etcd_url, compacted_at[0])
+        wait_for(
+            "the operator's resumed watches answered 410 Gone",
+            lambda: restarted_watches(caplog) >= WATCHED,
+            timeout=60,
+        )
+        assert_still_serving(ns, original)
+
+
+WATCHED = {"accesstokenrequests", "oauth2clients", "secrets", "namespaces"}
+"""The operator's watches (its handlers' and indexes' resources)."""
+
+
+def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """Resources whose watch kopf restarted (its reaction to an ERROR event with 410)."""
+    return {
+        resource.split(".")[0]
+        for record in caplog.records
+        if record.getMessage().startswith("Restarting the watch-stream for ")
+        for resource in [record.getMessage().removeprefix("Restarting the watch-stream for ")]
+    }
