@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from tests.apiserver_proxy import ApiServerProxy, Seen, apiserver_proxy
@@ -154,3 +155,73 @@ def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:
         if record.getMessage().startswith("Restarting the watch-stream for ")
         for resource in [record.getMessage().removeprefix("Restarting the watch-stream for ")]
     }
+
+
+def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    authserver: AuthServer,
+) -> None:
+    """Another controller writes the status too, as a careful one does (read, change,
+    patch with the resourceVersion read, again on a real 409): it adds a condition of its
+    own and overwrites the operator's Ready and secretName. The operator puts back what
+    is its own with one patch per such write, and keeps the other's condition. The
+    operator runs behind the proxy only so that its status patches are counted apart
+    from the other writer's (no fault is injected)."""
+    operator_factory(configuration=proxy.configuration())
+    ns.client("idp", authserver.clients["client_secret_basic"])
+    ns.request("shared", "idp")
+    ready = ns.wait_ready("shared")
+    ours = STATUS_PATH.format(ns=ns.name, name="shared")
+    before = len(proxy.requests("PATCH", ours))
+
+    for round_, audited in enumerate(("True", "False"), start=1):
+        tampered = {**ready, "status": "False", "reason": "Tampered", "message": "not yours"}
+        audit = {**ready, "type": "Audited", "status": audited, "reason": "Checked"}
+        write_status_as_other_controller(
+            ns, "shared", {"Ready": tampered, "Audited": audit}, secret_name="elsewhere"
+        )
+
+        def restored(audited: str = audited) -> bool:
+            status = (ns.get("accesstokenrequests", "shared") or {}).get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or ()}
+            return (
+                status.get("secretName") == "shared"
+                and conditions["Ready"]["reason"] == "TokenValid"
+                and conditions["Audited"]["status"] == audited
+            )
+
+        wait_for(f"the operator's status back, the other's kept (round {round_})", restored)
+        patches = proxy.requests("PATCH", ours)[before:]
+        # One corrective patch per foreign write: a fight would have added more by now
+        # (round 2 runs a whole write-and-restore cycle after round 1's count).
+        assert [p.status for p in patches] == [200] * round_, patches
+
+
+def write_status_as_other_controller(
+    ns: Namespace, name: str, conditions: dict[str, dict[str, str]], *, secret_name: str
+) -> None:
+    """Replace conditions by type and set secretName, guarded by the resourceVersion
+    read (a merge patch carrying it): a real 409 if the operator wrote meanwhile."""
+    for _ in range(5):
+        body = ns.get("accesstokenrequests", name) or {}
+        current = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or ()}
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+            "status": {
+                "conditions": list({**current, **conditions}.values()),
+                "secretName": secret_name,
+            },
+        }
+        try:
+            ns.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns.name, "accesstokenrequests", name, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            raise
+        return
+    raise AssertionError("the other writer kept conflicting")
