@@ -111,6 +111,35 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
+def test_kopfs_own_requests_are_retried_by_kopf(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    authserver: AuthServer,
+) -> None:
+    """kopf's own calls (its listing, its finalizer patch) go through kopf's client, which
+    retries 5xx and 429 itself: after its backoffs (1, 1, 2, 3, ... s), or after the
+    Retry-After when that is longer (kopf/_cogs/clients/api.py, `request`)."""
+    listing = rf"/apis/{GROUP}/{VERSION}/accesstokenrequests$"
+    request = rf"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/accesstokenrequests/kopf$"
+    proxy.fail("GET", listing, 429, times=1, retry_after=2)
+    proxy.fail("PATCH", request, 429, times=1, retry_after=3)
+    proxy.fail("PATCH", request, 500, times=1)
+    operator_factory(configuration=proxy.configuration())
+    ns.client("idp", authserver.clients["client_secret_basic"])
+    ns.request("kopf", "idp")
+
+    ns.wait_ready("kopf", timeout=60)
+    lists = proxy.requests("GET", listing)[:2]
+    assert [(s.status, "watch=true" in s.query) for s in lists] == [(429, False), (200, False)]
+    assert gaps(lists)[0] >= 2.0 - 0.05
+    patches = proxy.requests("PATCH", request)  # the finalizer
+    assert [p.status for p in patches] == [429, 500, 200]
+    after_429, after_500 = gaps(patches)
+    assert after_429 >= 3.0 - 0.05, "Retry-After (longer than kopf's first backoff)"
+    assert after_500 >= 1.0 - 0.05, "kopf's second backoff"
+
+
 @pytest.mark.skipif(use_existing_cluster(), reason="restarts its own kube-apiserver")
 def test_an_expired_watch_is_listed_again(
     authserver: AuthServer, caplog: pytest.LogCaptureFixture
