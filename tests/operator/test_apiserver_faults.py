@@ -111,6 +111,36 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
+def test_secret_repairs_answered_429_past_the_clients_retries_are_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    authserver: AuthServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tampered Secret is put back with a PUT, which the kubernetes client retries
+    itself on 429 with Retry-After (urllib3's default `Retry(3)`, for idempotent methods
+    only), sleeping as asked. When those run out it raises the last 429; the operator
+    then backs off (at least the Retry-After) and repairs."""
+    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0)
+    ns.client("idp", authserver.clients["client_secret_basic"])
+    ns.request("repaired", "idp")
+    ns.wait_ready("repaired")
+    original = ns.token_secret("repaired")
+    secret = rf"/api/v1/namespaces/{ns.name}/secrets/repaired$"
+    fault = proxy.fail("PUT", secret, 429, times=4, retry_after=1)
+
+    ns.core.patch_namespaced_secret(
+        "repaired", ns.name, {"stringData": {"access_token": "tampered"}}
+    )
+    wait_for("the Secret restored", lambda: ns.token_secret("repaired") == original)
+    assert fault.answered == 4
+    puts = proxy.requests("PUT", secret)
+    assert [p.status for p in puts] == [429] * 4 + [200]
+    assert min(gaps(puts)) >= 1.0 - 0.05, gaps(puts)
+    assert not errors(caplog)
+
+
 def test_kopfs_own_requests_are_retried_by_kopf(
     proxy: ApiServerProxy,
     ns: Namespace,
