@@ -32,13 +32,17 @@ from tests.loopback import LoopbackServer, read_head
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "upgrade"}
 )
+DROP = 0
+"""A `Fault` status: no answer, the connection closed."""
 REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 
 
 @dataclass
 class Fault:
     """Answer requests matching `method` and `path` (a regular expression searched in the
-    path, without the query) with `status`, `times` times (None: until cleared)."""
+    path, without the query) with `status`, `times` times (None: until cleared). Status
+    0: close the connection without an answer once the request is read (the client
+    cannot know whether it was applied)."""
 
     method: str
     path: re.Pattern[str]
@@ -99,8 +103,10 @@ class _Listener(LoopbackServer):
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             fault = self.proxy.fault_for(head)
             if fault is not None:
-                await _answer_fault(writer, fault)
                 self.proxy.record(head, fault.status, injected=True)
+                if fault.status == DROP:
+                    return
+                await _answer_fault(writer, fault)
             else:
                 await self.proxy.forward(head, body, writer)
             if headers.get("connection", "").lower() == "close":

@@ -19,12 +19,13 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from tests.apiserver_proxy import ApiServerProxy, Seen, apiserver_proxy
+from tests.apiserver_proxy import DROP, ApiServerProxy, Seen, apiserver_proxy
 from tests.authserver.fixtures import AuthServer
 from tests.cluster import etcd
 from tests.cluster.harness import KubeCluster, use_existing_cluster
@@ -47,6 +48,14 @@ def proxy(kube_cluster: KubeCluster) -> Iterator[ApiServerProxy]:
         yield started
 
 
+def behind_proxy(
+    proxy: ApiServerProxy, ns: Namespace, start: Callable[..., OperatorThread], **config: Any
+) -> None:
+    """The operator behind `proxy`, and client `idp` in `ns`."""
+    start(configuration=proxy.configuration(), **config)
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+
+
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -59,7 +68,6 @@ def test_secret_creates_answered_500_are_retried_with_backoff(
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
-    authserver: AuthServer,
     counters: Counters,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -67,8 +75,7 @@ def test_secret_creates_answered_500_are_retried_with_backoff(
     with the token it already holds (no second token request), and reaches Ready."""
     secrets = SECRETS_PATH.format(ns=ns.name)
     fault = proxy.fail("POST", secrets, 500, times=3)
-    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0, retry_max_delay=4.0)
-    ns.client("idp", authserver.clients["client_secret_basic"])
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0, retry_max_delay=4.0)
     before = counters.delta("client=cs-basic /token")
     ns.request("faulty", "idp")
 
@@ -88,15 +95,13 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
-    authserver: AuthServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Three 429s with `Retry-After: 2` on the status patch: the operator tries again no
     sooner than the server asked, and reaches Ready with one Secret."""
     status = STATUS_PATH.format(ns=ns.name, name="throttled")
     fault = proxy.fail("PATCH", status, 429, times=3, retry_after=2)
-    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0)
-    ns.client("idp", authserver.clients["client_secret_basic"])
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
     ns.request("throttled", "idp")
 
     ns.wait_ready("throttled", timeout=60)
@@ -111,19 +116,38 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
+def test_a_status_patch_whose_connection_drops_is_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The connection closes after the status patch is sent, before any answer (an API
+    server or a load balancer going away). The kubernetes client retries no PATCH and
+    raises urllib3's ProtocolError, not an ApiException; the operator backs off and
+    patches again (a merge patch: applying it twice is harmless)."""
+    status = STATUS_PATH.format(ns=ns.name, name="dropped")
+    fault = proxy.fail("PATCH", status, DROP, times=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+    ns.request("dropped", "idp")
+
+    ns.wait_ready("dropped", timeout=30)
+    assert fault.answered == 2
+    assert [p.status for p in proxy.requests("PATCH", status)] == [DROP, DROP, 200]
+    assert not errors(caplog)
+
+
 def test_secret_repairs_answered_429_past_the_clients_retries_are_retried(
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
-    authserver: AuthServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A tampered Secret is put back with a PUT, which the kubernetes client retries
     itself on 429 with Retry-After (urllib3's default `Retry(3)`, for idempotent methods
     only), sleeping as asked. When those run out it raises the last 429; the operator
     then backs off (at least the Retry-After) and repairs."""
-    operator_factory(configuration=proxy.configuration(), retry_base_delay=1.0)
-    ns.client("idp", authserver.clients["client_secret_basic"])
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
     ns.request("repaired", "idp")
     ns.wait_ready("repaired")
     original = ns.token_secret("repaired")
@@ -145,7 +169,6 @@ def test_kopfs_own_requests_are_retried_by_kopf(
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
-    authserver: AuthServer,
 ) -> None:
     """kopf's own calls (its listing, its finalizer patch) go through kopf's client, which
     retries 5xx and 429 itself: after its backoffs (1, 1, 2, 3, ... s), or after the
@@ -155,8 +178,7 @@ def test_kopfs_own_requests_are_retried_by_kopf(
     proxy.fail("GET", listing, 429, times=1, retry_after=2)
     proxy.fail("PATCH", request, 429, times=1, retry_after=3)
     proxy.fail("PATCH", request, 500, times=1)
-    operator_factory(configuration=proxy.configuration())
-    ns.client("idp", authserver.clients["client_secret_basic"])
+    behind_proxy(proxy, ns, operator_factory)
     ns.request("kopf", "idp")
 
     ns.wait_ready("kopf", timeout=60)
@@ -220,7 +242,6 @@ def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
-    authserver: AuthServer,
 ) -> None:
     """Another controller writes the status too, as a careful one does (read, change,
     patch with the resourceVersion read, again on a real 409): it adds a condition of its
@@ -228,8 +249,7 @@ def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
     is its own with one patch per such write, and keeps the other's condition. The
     operator runs behind the proxy only so that its status patches are counted apart
     from the other writer's (no fault is injected)."""
-    operator_factory(configuration=proxy.configuration())
-    ns.client("idp", authserver.clients["client_secret_basic"])
+    behind_proxy(proxy, ns, operator_factory)
     ns.request("shared", "idp")
     ready = ns.wait_ready("shared")
     ours = STATUS_PATH.format(ns=ns.name, name="shared")

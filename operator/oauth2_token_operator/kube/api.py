@@ -3,7 +3,8 @@
 The client is synchronous: every call runs in a worker thread (`asyncio.to_thread`),
 never on the event loop. Objects come back as plain JSON dicts (`_preload_content=False`
 and one `json.loads`), which is what the pure layers take and avoids building the
-client's model objects. Failures become `NotFound` / `Conflict` / `KubeApiError`.
+client's model objects. Failures, answered or not, become `NotFound` / `Conflict` /
+`KubeApiError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -84,6 +86,10 @@ class KubeApi:
                 response = call(*args, _preload_content=False, **kwargs)
             except ApiException as exc:
                 raise _error(exc, what) from None
+            except urllib3.exceptions.HTTPError as exc:
+                # No answer: refused, reset, or closed after the request went out (the
+                # client retries only idempotent calls, and gives up after 3).
+                raise KubeApiError(f"{what}: no answer ({type(exc).__name__})") from None
             return json.loads(response.data) if response.data else None
 
         return await asyncio.to_thread(run)
