@@ -116,6 +116,27 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
+def test_client_status_patches_answered_500_are_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for an OAuth2Client's status: two 500s, then its Ready condition. (An
+    event in between, kopf adding its finalizer, may bring an attempt sooner: clients
+    are few and do not defer to the backoff as requests do.)"""
+    status = rf"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/oauth2clients/idp/status$"
+    fault = proxy.fail("PATCH", status, 500, times=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+
+    ns.wait_ready("idp", plural="oauth2clients")
+    assert fault.answered == 2
+    patches = proxy.requests("PATCH", status)
+    assert [p.status for p in patches] == [500, 500, 200]
+    assert gaps(patches)[-1] >= 1.0 - 0.05, gaps(patches)
+    assert not errors(caplog)
+
+
 def test_a_status_patch_whose_connection_drops_is_retried(
     proxy: ApiServerProxy,
     ns: Namespace,
