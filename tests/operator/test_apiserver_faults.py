@@ -1,17 +1,22 @@
-"""API server faults: 500s and 429 with Retry-After on the operator's writes, a concurrent
-writer of the status, and an expired watch (410 Gone).
+"""API server faults: 500s, 429 with Retry-After and dropped connections on the
+operator's writes and kopf's calls, a concurrent writer of the status, and an expired
+watch (410 Gone). (A real 409 on Secret writes: `test_secret_writer.py`; a dropped
+watch: `test_apiserver_restart.py`.)
 
 The real API server produces what it can: an expired watch comes from a real
 kube-apiserver restart over an etcd whose revision moved on and was compacted, and the
-concurrent status writer is a real client. It cannot be made to answer 500 or 429 on
-demand, so those come from `tests/apiserver_proxy.py`, an HTTP proxy in front of it that
-forwards everything else and records every request it sees.
+concurrent status writer is a real client. It cannot be made to answer 500 or 429, or
+to drop a connection after a request, on demand, so those come from
+`tests/apiserver_proxy.py`, an HTTP proxy in front of it that forwards everything else
+and records every request it sees.
 
 Why no real 409 on status writes: the operator merge-patches the status subresource
-without a `resourceVersion` (`KubeApi.patch_status`), and kopf's own patches (its
-finalizer) are merge patches without one too, so the API server applies them whatever
-was written in between; a conflict cannot occur. What matters instead is that another
-writer's status changes neither get lost by nor start a fight with the operator.
+without a `resourceVersion` (`KubeApi.patch_status`), so the API server applies it
+whatever was written in between; a conflict cannot occur. (kopf's finalizer edits are
+JSON patches guarded by a resourceVersion test: a lost race there is a 422 that kopf
+applies again on the next event, kopf/_cogs/clients/patching.py.) What matters instead
+is that another writer's status changes neither get lost by nor start a fight with the
+operator.
 """
 
 from __future__ import annotations
