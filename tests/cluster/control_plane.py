@@ -119,14 +119,19 @@ class ControlPlane(KubeCluster):
                 self.workdir = None
             safety.untrack(self)
 
-    def restart_apiserver(self, downtime: float = 0.0) -> None:
-        """Stop kube-apiserver (every watch drops), wait `downtime`, start it again on the
-        same address with the same etcd: what clients see of an API server upgrade."""
+    def restart_apiserver(
+        self, downtime: float = 0.0, *, while_down: Callable[[], None] | None = None
+    ) -> None:
+        """Stop kube-apiserver (every watch drops), wait `downtime` (and run `while_down`),
+        start it again on the same address with the same etcd: what clients see of an
+        API server upgrade."""
         with self._stop_lock:
             old = next(p for p in self.procs if p.name == "kube-apiserver")
             old.stop(10)
             self.procs.remove(old)
             time.sleep(downtime)
+            if while_down is not None:
+                while_down()
             port = int(self.server.rsplit(":", 1)[1])
             self._start_apiserver(port=port)
 

@@ -213,9 +213,13 @@ def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., Operat
     """Start operators (each `with`-free: stopped at the end of the test, in reverse)."""
     started: list[Any] = []
 
-    def start(*, wait: bool = True, **config: Any) -> OperatorThread:
+    def start(
+        *, wait: bool = True, configuration: k8s.Configuration | None = None, **config: Any
+    ) -> OperatorThread:
+        """`configuration`: how the operator reaches the API server (default: directly,
+        as the admin)."""
         context = running_operator(
-            kube_cluster.configuration(),
+            configuration or kube_cluster.configuration(),
             OperatorConfig(**{"metrics_port": None, "health_port": None, **config}),
             wait=wait,
         )

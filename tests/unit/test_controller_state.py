@@ -10,6 +10,7 @@ from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import Held, TokenLedger
 from oauth2_token_operator.controller.request_status import waiting
 from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies import checks
@@ -129,6 +130,12 @@ def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
 def test_failures_become_reasons(exc: Exception, reason: str, retry: bool) -> None:
     failure = classify(exc)
     assert (failure.reason, failure.retry) == (reason, retry)
+
+
+def test_an_api_servers_retry_after_is_kept() -> None:
+    """A Secret write answered 429 backs off at least as long as the API server asked."""
+    failure = classify(KubeApiError("creating Secret ns/s: HTTP 429", status=429, retry_after=7))
+    assert (failure.reason, failure.retry, failure.retry_after) == ("IssuanceFailed", True, 7)
 
 
 def test_retry_delays_grow_with_jitter_up_to_the_cap_and_honour_retry_after() -> None:

@@ -14,6 +14,7 @@ from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
 from oauth2_token_operator.policies.failures import classify
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
@@ -101,8 +102,15 @@ class ClientReconciler:
         if patch:
             if ready.status != (_ready_status(status) or ready.status):
                 self.poke_requests(key)  # became (un)usable
-            patched = await self.ctx.kube.patch_status(OAUTH2_CLIENT.plural, *key, patch)
-            self.seen.wrote(key, patched)
+            try:
+                patched = await self.ctx.kube.patch_status(OAUTH2_CLIENT.plural, *key, patch)
+            except KubeApiError as exc:
+                # Nothing else would bring the client back: again soon, as the server asks.
+                delay = max(self.ctx.config.retry_base_delay, exc.retry_after or 0.0)
+                log.warning("%s/%s: %s; trying again in %.1fs", *key, exc, delay)
+                wake_at = self.ctx.clock() + delay
+            else:
+                self.seen.wrote(key, patched)
         if pending is not None:
             wake_at = pending if wake_at is None else min(wake_at, pending)
         if self.ctx.client_scheduler is not None and wake_at is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
@@ -72,6 +73,9 @@ class RequestReconciler:
         """Requests are served only once this finalizer is on them (kopf adds it)."""
         self._locks: defaultdict[RequestKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Future[bool]] = set()
+        self._api_backoff: dict[RequestKey, tuple[int, float]] = {}
+        """Per request after a failed API write: the failures in a row, and when to try
+        again (see `_retry_after_api_error`)."""
         self.requests_seen = Freshness()
         """Our status writes, until the watch shows them (see `freshness`)."""
         self.secrets_seen = Freshness()
@@ -95,6 +99,8 @@ class RequestReconciler:
             return
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         async with self._locks[key]:
+            if self._backing_off(key):
+                return
             request = Request.of(self.requests_seen.newest(key, body) or body)
             try:
                 outcome = await self._reconcile(request)
@@ -102,15 +108,46 @@ class RequestReconciler:
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
                 await write_status(self.ctx, self.requests_seen, request, outcome)
+            except KubeApiError as exc:
+                self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
+                self._retry_after_api_error(request, exc)
+                return
             except Exception:
                 self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
                 raise
+            self._api_backoff.pop(key, None)
             scheduler = self.ctx.request_scheduler
             if scheduler is not None:
                 if outcome.wake_at is None:
                     scheduler.cancel(request.key)
                 else:
                     scheduler.schedule(request.key, outcome.wake_at)
+
+    def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
+        """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
+        leaves no trace that would bring the request back, so plan the next attempt
+        here: backing off per request, never sooner than the server's Retry-After."""
+        attempts = self._api_backoff.get(request.key, (0, 0.0))[0] + 1
+        delay = retry_delay(
+            attempts,
+            base=self.ctx.config.retry_base_delay,
+            cap=self.ctx.config.retry_max_delay,
+            seed=request.uid,
+            retry_after=exc.retry_after,
+        )
+        self._api_backoff[request.key] = (attempts, self.ctx.clock() + delay)
+        log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
+        self._backing_off(request.key)
+
+    def _backing_off(self, key: RequestKey) -> bool:
+        """Whether a failed API write of this request waits for its retry: events until
+        then (our own Secret's, say) write nothing, and the retry stays planned."""
+        pending = self._api_backoff.get(key)
+        if pending is None or self.ctx.clock() >= pending[1]:
+            return False
+        if self.ctx.request_scheduler is not None:
+            self.ctx.request_scheduler.schedule(key, pending[1])
+        return True
 
     # -- the decision ------------------------------------------------------------------
 
@@ -321,18 +358,23 @@ class RequestReconciler:
         kind = "renewed" if held is not None else "issued"
         self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
         if failure.retry:
-            retry_at = now + retry_delay(
-                attempts,
-                base=self.ctx.config.retry_base_delay,
-                cap=self.ctx.config.retry_max_delay,
-                seed=request.uid,
-                retry_after=failure.retry_after,
+            # Rounded up to the whole second `status.renewalTime` keeps: the reconcile
+            # that reads it back (`_backoff_until`) must not find it due early.
+            retry_at = math.ceil(
+                now
+                + retry_delay(
+                    attempts,
+                    base=self.ctx.config.retry_base_delay,
+                    cap=self.ctx.config.retry_max_delay,
+                    seed=request.uid,
+                    retry_after=failure.retry_after,
+                )
             )
             when = f"; retrying at {rfc3339(retry_at)}"
         else:
             # Trying again cannot help until something changes (a new refresh token, the
             # spec, the client): look again rarely, never in a loop.
-            retry_at = now + self.ctx.config.retry_max_delay
+            retry_at = math.ceil(now + self.ctx.config.retry_max_delay)
             when = (
                 "; this needs a change (the spec, the client, or the Secret it reads);"
                 f" checking again at {rfc3339(retry_at)}"
@@ -412,6 +454,7 @@ class RequestReconciler:
                     request.namespace, secret_name, uid=secret["metadata"]["uid"]
                 )
         self._locks.pop(request.key, None)
+        self._api_backoff.pop(request.key, None)
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)
         self.secrets_seen.forget((request.namespace, secret_name))

@@ -3,7 +3,8 @@
 The client is synchronous: every call runs in a worker thread (`asyncio.to_thread`),
 never on the event loop. Objects come back as plain JSON dicts (`_preload_content=False`
 and one `json.loads`), which is what the pure layers take and avoids building the
-client's model objects. Failures become `NotFound` / `Conflict` / `KubeApiError`.
+client's model objects. Failures, answered or not, become `NotFound` / `Conflict` /
+`KubeApiError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -28,9 +30,13 @@ JsonObject = dict[str, Any]
 class KubeApiError(Exception):
     """An API call failed; the message carries the status and the server's reason only."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (`Retry-After` of a 429 or 503)."""
 
 
 class NotFound(KubeApiError):
@@ -54,7 +60,16 @@ def _error(exc: ApiException, what: str) -> KubeApiError:
         return NotFound(message, status=404)
     if exc.status == 409:
         return Conflict(message, status=409)
-    return KubeApiError(message, status=exc.status)
+    return KubeApiError(message, status=exc.status, retry_after=_retry_after(exc))
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    """`Retry-After` in seconds (the API server sends no HTTP dates)."""
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 class KubeApi:
@@ -71,6 +86,10 @@ class KubeApi:
                 response = call(*args, _preload_content=False, **kwargs)
             except ApiException as exc:
                 raise _error(exc, what) from None
+            except urllib3.exceptions.HTTPError as exc:
+                # No answer: refused, reset, or closed after the request went out (the
+                # client retries only idempotent calls, and gives up after 3).
+                raise KubeApiError(f"{what}: no answer ({type(exc).__name__})") from None
             return json.loads(response.data) if response.data else None
 
         return await asyncio.to_thread(run)

@@ -41,15 +41,13 @@ def classify(exc: Exception) -> Failure:
         return Failure("DiscoveryFailed", message, retry=True)
     if isinstance(exc, errors.ConfigurationError):
         return Failure("InvalidConfiguration", message, retry=False)
-    retry_after = getattr(exc, "retry_after", None)
+    asked = getattr(exc, "retry_after", None)  # a server's Retry-After, either server's
+    retry_after = asked if isinstance(asked, int | float) else None
     if isinstance(exc, errors.OAuth2Error) and not isinstance(exc, errors.OAuth2ErrorResponse):
         return Failure(
-            "AuthorizationServerUnavailable",
-            message,
-            retry=True,
-            retry_after=retry_after if isinstance(retry_after, int | float) else None,
+            "AuthorizationServerUnavailable", message, retry=True, retry_after=retry_after
         )
-    return Failure("IssuanceFailed", message, retry=True)
+    return Failure("IssuanceFailed", message, retry=True, retry_after=retry_after)
 
 
 def retry_delay(

@@ -1,0 +1,332 @@
+"""API server faults: 500s, 429 with Retry-After and dropped connections on the
+operator's writes and kopf's calls, a concurrent writer of the status, and an expired
+watch (410 Gone). (A real 409 on Secret writes: `test_secret_writer.py`; a dropped
+watch: `test_apiserver_restart.py`.)
+
+The real API server produces what it can: an expired watch comes from a real
+kube-apiserver restart over an etcd whose revision moved on and was compacted, and the
+concurrent status writer is a real client. It cannot be made to answer 500 or 429, or
+to drop a connection after a request, on demand, so those come from
+`tests/apiserver_proxy.py`, an HTTP proxy in front of it that forwards everything else
+and records every request it sees.
+
+Why no real 409 on status writes: the operator merge-patches the status subresource
+without a `resourceVersion` (`KubeApi.patch_status`), so the API server applies it
+whatever was written in between; a conflict cannot occur. (kopf's finalizer edits are
+JSON patches guarded by a resourceVersion test: a lost race there is a 422 that kopf
+applies again on the next event, kopf/_cogs/clients/patching.py.) What matters instead
+is that another writer's status changes neither get lost by nor start a fight with the
+operator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from tests.apiserver_proxy import DROP, ApiServerProxy, Seen, apiserver_proxy
+from tests.authserver.fixtures import AuthServer
+from tests.cluster import etcd
+from tests.cluster.harness import KubeCluster, use_existing_cluster
+from tests.integration.conftest import Counters
+from tests.operator.conftest import Namespace, wait_for
+from tests.operator.own_plane import assert_still_serving, operator_on_own_plane
+from tests.operator.runner import OperatorThread
+
+pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
+
+STATUS_PATH = rf"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/accesstokenrequests/{{name}}/status$"
+SECRETS_PATH = r"/api/v1/namespaces/{ns}/secrets$"
+
+
+@pytest.fixture
+def proxy(kube_cluster: KubeCluster) -> Iterator[ApiServerProxy]:
+    """Listed before `ns` in a test's arguments, it is set up before the operator and
+    stopped after it (and after `ns` has emptied the namespace through it)."""
+    with apiserver_proxy(kube_cluster.configuration()) as started:
+        yield started
+
+
+def behind_proxy(
+    proxy: ApiServerProxy, ns: Namespace, start: Callable[..., OperatorThread], **config: Any
+) -> None:
+    """The operator behind `proxy`, and client `idp` in `ns`."""
+    start(configuration=proxy.configuration(), **config)
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def gaps(attempts: list[Seen]) -> list[float]:
+    return [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
+
+
+def test_secret_creates_answered_500_are_retried_with_backoff(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    counters: Counters,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three 500s on the Secret create: the operator backs off, writes exactly one Secret
+    with the token it already holds (no second token request), and reaches Ready."""
+    secrets = SECRETS_PATH.format(ns=ns.name)
+    fault = proxy.fail("POST", secrets, 500, times=3)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0, retry_max_delay=4.0)
+    before = counters.delta("client=cs-basic /token")
+    ns.request("faulty", "idp")
+
+    ns.wait_ready("faulty", timeout=60)
+    assert fault.answered == 3
+    creates = proxy.requests("POST", secrets)
+    assert [(c.status, c.injected) for c in creates] == [(500, True)] * 3 + [(201, False)]
+    # Backoff: 1, 2, 4 s steps with jitter in [1/2, 1] of each, so never under half a second.
+    assert min(gaps(creates)) >= 0.5, gaps(creates)
+    assert ns.token_secret("faulty") is not None
+    assert counters.delta("client=cs-basic /token") - before == 1, "the token was kept"
+    assert any(reason == "IssuanceFailed" for reason, _ in ns.events("faulty"))
+    assert not errors(caplog)
+
+
+def test_status_patches_answered_429_are_retried_after_retry_after(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three 429s with `Retry-After: 2` on the status patch: the operator tries again no
+    sooner than the server asked, and reaches Ready with one Secret."""
+    status = STATUS_PATH.format(ns=ns.name, name="throttled")
+    fault = proxy.fail("PATCH", status, 429, times=3, retry_after=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+    ns.request("throttled", "idp")
+
+    ns.wait_ready("throttled", timeout=60)
+    assert fault.answered == 3
+    patches = proxy.requests("PATCH", status)
+    # Retried by the operator, not by the kubernetes client (it retries no PATCH), and
+    # not sooner when its own Secret's watch event comes in meanwhile.
+    assert [p.status for p in patches] == [429, 429, 429, 200]
+    assert min(gaps(patches)) >= 2.0 - 0.05, gaps(patches)  # clock granularity
+    creates = proxy.requests("POST", SECRETS_PATH.format(ns=ns.name))
+    assert [c.status for c in creates] == [201]
+    assert not errors(caplog), "a failed status write is no handler failure"
+
+
+def test_client_status_patches_answered_500_are_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for an OAuth2Client's status: two 500s, then its Ready condition. (An
+    event in between, kopf adding its finalizer, may bring an attempt sooner: clients
+    are few and do not defer to the backoff as requests do.)"""
+    status = rf"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/oauth2clients/idp/status$"
+    fault = proxy.fail("PATCH", status, 500, times=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+
+    ns.wait_ready("idp", plural="oauth2clients")
+    assert fault.answered == 2
+    patches = proxy.requests("PATCH", status)
+    assert [p.status for p in patches] == [500, 500, 200]
+    assert gaps(patches)[-1] >= 1.0 - 0.05, gaps(patches)
+    assert not errors(caplog)
+
+
+def test_a_status_patch_whose_connection_drops_is_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The connection closes after the status patch is sent, before any answer (an API
+    server or a load balancer going away). The kubernetes client retries no PATCH and
+    raises urllib3's ProtocolError, not an ApiException; the operator backs off and
+    patches again (a merge patch: applying it twice is harmless)."""
+    status = STATUS_PATH.format(ns=ns.name, name="dropped")
+    fault = proxy.fail("PATCH", status, DROP, times=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+    ns.request("dropped", "idp")
+
+    ns.wait_ready("dropped", timeout=30)
+    assert fault.answered == 2
+    assert [p.status for p in proxy.requests("PATCH", status)] == [DROP, DROP, 200]
+    assert not errors(caplog)
+
+
+def test_secret_repairs_answered_429_past_the_clients_retries_are_retried(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tampered Secret is put back with a PUT, which the kubernetes client retries
+    itself on 429 with Retry-After (urllib3's default `Retry(3)`, for idempotent methods
+    only), sleeping as asked. When those run out it raises the last 429; the operator
+    then backs off (at least the Retry-After) and repairs."""
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=1.0)
+    ns.request("repaired", "idp")
+    ns.wait_ready("repaired")
+    original = ns.token_secret("repaired")
+    secret = rf"/api/v1/namespaces/{ns.name}/secrets/repaired$"
+    fault = proxy.fail("PUT", secret, 429, times=4, retry_after=1)
+
+    ns.core.patch_namespaced_secret(
+        "repaired", ns.name, {"stringData": {"access_token": "tampered"}}
+    )
+    wait_for("the Secret restored", lambda: ns.token_secret("repaired") == original)
+    assert fault.answered == 4
+    puts = proxy.requests("PUT", secret)
+    assert [p.status for p in puts] == [429] * 4 + [200]
+    assert min(gaps(puts)) >= 1.0 - 0.05, gaps(puts)
+    assert not errors(caplog)
+
+
+def test_kopfs_own_requests_are_retried_by_kopf(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+) -> None:
+    """kopf's own calls (its listing, its finalizer patch) go through kopf's client, which
+    retries 5xx and 429 itself: after its backoffs (1, 1, 2, 3, ... s), or after the
+    Retry-After when that is longer (kopf/_cogs/clients/api.py, `request`)."""
+    listing = rf"/apis/{GROUP}/{VERSION}/accesstokenrequests$"
+    request = rf"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/accesstokenrequests/kopf$"
+    proxy.fail("GET", listing, 429, times=1, retry_after=2)
+    proxy.fail("PATCH", request, 429, times=1, retry_after=3)
+    proxy.fail("PATCH", request, 500, times=1)
+    behind_proxy(proxy, ns, operator_factory)
+    ns.request("kopf", "idp")
+
+    ns.wait_ready("kopf", timeout=60)
+    lists = proxy.requests("GET", listing)[:2]
+    assert [(s.status, "watch=true" in s.query) for s in lists] == [(429, False), (200, False)]
+    assert gaps(lists)[0] >= 2.0 - 0.05
+    patches = proxy.requests("PATCH", request)  # the finalizer
+    assert [p.status for p in patches] == [429, 500, 200]
+    after_429, after_500 = gaps(patches)
+    assert after_429 >= 3.0 - 0.05, "Retry-After (longer than kopf's first backoff)"
+    assert after_500 >= 1.0 - 0.05, "kopf's second backoff"
+
+
+@pytest.mark.skipif(use_existing_cluster(), reason="restarts its own kube-apiserver")
+def test_an_expired_watch_is_listed_again(
+    authserver: AuthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real 410 Gone: while kube-apiserver is down, etcd's revision moves on (a write
+    outside /registry) and is compacted. The restarted API server's watch cache starts at
+    the new revision, so every watch the operator resumes from its last resourceVersion
+    is answered with an ERROR event, code 410 (a plain restart gives some watches a 410
+    too, from the API server's own writes at start, but not surely all). kopf lists
+    again; the operator then still restores its tampered Secret and serves a request
+    created after the fault. A control plane of its own, since restarting the session's
+    would disturb other tests."""
+    caplog.set_level(logging.DEBUG, logger="kopf._cogs.clients.watching")
+    with operator_on_own_plane(authserver, "expired") as (plane, ns):
+        original = ns.token_secret("before")
+        compacted_at: list[int] = []
+
+        def move_etcd_on() -> None:
+            revision = etcd.put(plane.etcd_url, "/tests/after-the-watch", "x")
+            etcd.compact(plane.etcd_url, revision)
+            compacted_at.append(revision)
+
+        plane.restart_apiserver(downtime=1, while_down=move_etcd_on)
+        assert etcd.compacted_below(plane.etcd_url, compacted_at[0])
+        wait_for(
+            "the operator's resumed watches answered 410 Gone",
+            lambda: restarted_watches(caplog) >= WATCHED,
+            timeout=60,
+        )
+        assert_still_serving(ns, original)
+
+
+WATCHED = {"accesstokenrequests", "oauth2clients", "secrets", "namespaces"}
+"""The operator's watches (its handlers' and indexes' resources)."""
+
+
+def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """Resources whose watch kopf restarted (its reaction to an ERROR event with 410)."""
+    return {
+        resource.split(".")[0]
+        for record in caplog.records
+        if record.getMessage().startswith("Restarting the watch-stream for ")
+        for resource in [record.getMessage().removeprefix("Restarting the watch-stream for ")]
+    }
+
+
+def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+) -> None:
+    """Another controller writes the status too, as a careful one does (read, change,
+    patch with the resourceVersion read, again on a real 409): it adds a condition of its
+    own and overwrites the operator's Ready and secretName. The operator puts back what
+    is its own with one patch per such write, and keeps the other's condition. The
+    operator runs behind the proxy only so that its status patches are counted apart
+    from the other writer's (no fault is injected)."""
+    behind_proxy(proxy, ns, operator_factory)
+    ns.request("shared", "idp")
+    ready = ns.wait_ready("shared")
+    ours = STATUS_PATH.format(ns=ns.name, name="shared")
+    before = len(proxy.requests("PATCH", ours))
+
+    for round_, audited in enumerate(("True", "False"), start=1):
+        tampered = {**ready, "status": "False", "reason": "Tampered", "message": "not yours"}
+        audit = {**ready, "type": "Audited", "status": audited, "reason": "Checked"}
+        write_status_as_other_controller(
+            ns, "shared", {"Ready": tampered, "Audited": audit}, secret_name="elsewhere"
+        )
+
+        def restored(audited: str = audited) -> bool:
+            status = (ns.get("accesstokenrequests", "shared") or {}).get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or ()}
+            return (
+                status.get("secretName") == "shared"
+                and conditions["Ready"]["reason"] == "TokenValid"
+                and conditions["Audited"]["status"] == audited
+            )
+
+        wait_for(f"the operator's status back, the other's kept (round {round_})", restored)
+        patches = proxy.requests("PATCH", ours)[before:]
+        # One corrective patch per foreign write: a fight would have added more by now
+        # (round 2 runs a whole write-and-restore cycle after round 1's count).
+        assert [p.status for p in patches] == [200] * round_, patches
+
+
+def write_status_as_other_controller(
+    ns: Namespace, name: str, conditions: dict[str, dict[str, str]], *, secret_name: str
+) -> None:
+    """Replace conditions by type and set secretName, guarded by the resourceVersion
+    read (a merge patch carrying it): a real 409 if the operator wrote meanwhile."""
+    for _ in range(5):
+        body = ns.get("accesstokenrequests", name) or {}
+        current = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or ()}
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+            "status": {
+                "conditions": list({**current, **conditions}.values()),
+                "secretName": secret_name,
+            },
+        }
+        try:
+            ns.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns.name, "accesstokenrequests", name, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            raise
+        return
+    raise AssertionError("the other writer kept conflicting")
