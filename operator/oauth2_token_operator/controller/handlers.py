@@ -138,31 +138,31 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo.requests = requests
     memo.clients = clients
     memo.api_client = api_client
-    memo.tasks = []
 
 
 def _ensure_schedulers(memo: kopf.Memo) -> None:
     """Start the schedulers from the first handler, not from `on.startup`: tasks inherit
     the context they are created in, and only handlers run where kopf's Event posting
-    is set up (its context variables)."""
-    if memo.tasks:
-        return
+    is set up (its context variables).
+
+    kopf gives each object a shallow copy of the memo, so nothing may be assigned to it
+    here (the copy would forget it and the next object start the schedulers again: one
+    more task woken by every `schedule` per object seen). The schedulers, shared by
+    reference, keep their own task."""
     ctx: OperatorContext = memo.ctx
     assert ctx.request_scheduler is not None
     assert ctx.client_scheduler is not None
-    memo.tasks = [
-        asyncio.create_task(ctx.request_scheduler.run(), name="renewals"),
-        asyncio.create_task(ctx.client_scheduler.run(), name="client-checks"),
-    ]
+    ctx.request_scheduler.start("renewals")
+    ctx.client_scheduler.start("client-checks")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for task in memo.get("tasks", ()):
-        task.cancel()
-    await asyncio.gather(*memo.get("tasks", ()), return_exceptions=True)
     ctx: OperatorContext | None = memo.get("ctx")
     if ctx is not None:
+        for scheduler in (ctx.request_scheduler, ctx.client_scheduler):
+            if scheduler is not None:
+                await scheduler.stop()
         await ctx.manager.aclose()
         ctx.metrics.close()
     transport: OAuth2Transport | None = memo.get("transport")
