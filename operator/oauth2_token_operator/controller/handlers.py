@@ -188,31 +188,41 @@ def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
 
 
 # -- indexes ---------------------------------------------------------------------------
+# Coroutines, though they never await: kopf runs a plain function in a thread pool (a
+# thread hop, a context copy and a shielding task per object and event), a coroutine
+# on the event loop.
+
+
+def for_index(body: kopf.Body) -> dict[str, Any]:
+    """The object as an index keeps it: without `metadata.managedFields`, which nothing
+    here reads and which is most of a small object's size (one entry per writer)."""
+    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
 
 
 @kopf.index("v1", "secrets", labels=OWNED)
-def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, CLIENTS)
-def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, REQUESTS)
-def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, REQUESTS)
-def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+async def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
     ref = spec.get("clientRef") or {}
     return {(ref.get("namespace") or namespace, ref.get("name")): (namespace, name)}
 
 
 @kopf.index("v1", "namespaces")
-def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
+async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
     return {name: dict(labels)}
 
 
