@@ -26,7 +26,7 @@ METADATA_RECHECK = 3600.0
 class ClientReconciler:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
-        self.seen = Freshness()
+        self.seen = Freshness(lambda key: first(ctx.views.clients, key))
         self._generations: dict[RequestKey, int | None] = {}
 
     async def reconcile_key(self, key: RequestKey) -> None:

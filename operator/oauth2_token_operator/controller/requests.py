@@ -63,9 +63,10 @@ class RequestReconciler:
         """Requests are served only once this finalizer is on them (kopf adds it)."""
         self._locks: defaultdict[RequestKey, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Future[bool]] = set()
-        self.requests_seen = Freshness()
+        views = ctx.views
+        self.requests_seen = Freshness(lambda key: first(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
-        self.secrets_seen = Freshness()
+        self.secrets_seen = Freshness(lambda key: first(views.token_secrets, key))
         """Our Secret writes, until the watch shows them."""
 
     # -- entry points ------------------------------------------------------------------
