@@ -510,16 +510,16 @@ def run_all(setup: Setup, n: int, steady_seconds: float, steady_only: bool = Fal
                     f" API requests: {show_counts(issued['counts'])}"
                 )
                 steady_case(bench, operator, n, steady_seconds)
-                return
-            renewal_case(bench, renew)
-            sharing_case(bench, share, n)
-            baseline = issuance_case(bench, operator, (issue, base), n)
-            steady_case(bench, operator, n, steady_seconds)
-            operator, reconciled = restart_case(bench, operator, issue, n, start)
-            if not reconciled:
-                operator, _ = restart_case(bench, operator, issue, n, start, unbounded=True)
-                what_if = " (what-if: kopf's worker_limit lifted)"
-                issuance_case(bench, operator, (again, base), n, baseline, what_if)
+            else:
+                renewal_case(bench, renew)
+                sharing_case(bench, share, n)
+                baseline = issuance_case(bench, operator, (issue, base), n)
+                steady_case(bench, operator, n, steady_seconds)
+                operator, reconciled = restart_case(bench, operator, issue, n, start)
+                if not reconciled:
+                    operator, _ = restart_case(bench, operator, issue, n, start, unbounded=True)
+                    what_if = " (what-if: kopf's worker_limit lifted)"
+                    issuance_case(bench, operator, (again, base), n, baseline, what_if)
         except BaseException:
             kept = Path(tempfile.gettempdir()) / "bench-operator-failed.log"
             kept.write_bytes((workdir / "operator.log").read_bytes())
