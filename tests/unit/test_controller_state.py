@@ -97,6 +97,17 @@ def test_a_write_the_watch_already_shows_is_not_kept() -> None:
     assert seen.newest("k", None) == body("12")
 
 
+def test_a_copy_taken_before_the_watch_moved_on_is_not_believed() -> None:
+    """A reconcile may hold a copy taken before it waited for the object's lock; by then
+    our write (not kept: the watch showed it) is in the index, and that is what counts."""
+    index = {"k": body("10")}
+    seen = Freshness(index.get)
+    snapshot = index["k"]
+    index["k"] = body("12")  # our write, shown by the watch before its reply came
+    seen.wrote("k", body("12"))
+    assert seen.newest("k", snapshot) == body("12")
+
+
 def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
     seen = Freshness()
     seen.wrote("k", body("abc"))

@@ -52,6 +52,12 @@ class Freshness:
             del self._written[key]
 
     def newest(self, key: Hashable, watched: Body | None) -> Body | None:
+        """The newest of `watched` (a copy the caller may have taken a while ago, e.g.
+        before waiting for the object's lock), the watch's current copy and our last
+        write."""
+        current = self._watched(key) if self._watched is not None else None
+        if watched is not None and current is not None and _later(current, watched):
+            watched = current
         written = self._written.get(key)
         if written is None:
             return watched
@@ -64,3 +70,8 @@ class Freshness:
 def _caught_up(written: Body, watched: Body) -> bool:
     mine, theirs = _version(written), _version(watched)
     return mine is None or theirs is None or theirs >= mine
+
+
+def _later(body: Body, than: Body) -> bool:
+    mine, theirs = _version(body), _version(than)
+    return mine is not None and theirs is not None and mine > theirs
