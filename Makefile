@@ -62,6 +62,7 @@ bench: setup
 
 # The operator against a control plane it starts (minutes; see BENCHMARKS.md).
 # N=1000: make bench-operator OPERATOR_CASE=operator-1000
+# 10 000 tokens, steady state only: make bench-operator OPERATOR_CASE=operator-steady-10000
 OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)

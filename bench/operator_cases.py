@@ -463,7 +463,9 @@ def sharing_case(bench: Bench, namespace: str, m: int) -> None:
 # -- the run ------------------------------------------------------------------------------
 
 
-def run_all(setup: Setup, n: int, steady_seconds: float) -> None:
+def run_all(setup: Setup, n: int, steady_seconds: float, steady_only: bool = False) -> None:
+    """Every case with N requests; with `steady_only`, N issued by the operator alone (no
+    baseline) and then the steady state, the only case that needs N = 10 000."""
     crds = sorted(PROJECT_CRDS.glob("*.yaml"))
     print(f"load average before: {load_average()}")
     with (
@@ -499,15 +501,25 @@ def run_all(setup: Setup, n: int, steady_seconds: float) -> None:
                 (share, "idp"),
             ):
                 bench.wait_client_ready(namespace, name)
-            renewal_case(bench, renew)
-            sharing_case(bench, share, n)
-            baseline = issuance_case(bench, operator, (issue, base), n)
-            steady_case(bench, operator, n, steady_seconds)
-            operator, reconciled = restart_case(bench, operator, issue, n, start)
-            if not reconciled:
-                operator, _ = restart_case(bench, operator, issue, n, start, unbounded=True)
-                what_if = " (what-if: kopf's worker_limit lifted)"
-                issuance_case(bench, operator, (again, base), n, baseline, what_if)
+            if steady_only:
+                client = bench.server.clients["client_secret_basic"]
+                issued = issuance(bench, issue, n, "tok", lambda: operator.pid, client)
+                print(
+                    f"\n{n} requests issued: all Ready after {issued['total']:.1f} s, operator"
+                    f" CPU {issued['cpu']:.1f} s, RSS {issued['rss']:.1f} MiB,"
+                    f" API requests: {show_counts(issued['counts'])}"
+                )
+                steady_case(bench, operator, n, steady_seconds)
+            else:
+                renewal_case(bench, renew)
+                sharing_case(bench, share, n)
+                baseline = issuance_case(bench, operator, (issue, base), n)
+                steady_case(bench, operator, n, steady_seconds)
+                operator, reconciled = restart_case(bench, operator, issue, n, start)
+                if not reconciled:
+                    operator, _ = restart_case(bench, operator, issue, n, start, unbounded=True)
+                    what_if = " (what-if: kopf's worker_limit lifted)"
+                    issuance_case(bench, operator, (again, base), n, baseline, what_if)
         except BaseException:
             kept = Path(tempfile.gettempdir()) / "bench-operator-failed.log"
             kept.write_bytes((workdir / "operator.log").read_bytes())
@@ -519,5 +531,7 @@ def run_all(setup: Setup, n: int, steady_seconds: float) -> None:
     print(f"\nload average after: {load_average()}")
 
 
-async def run(setup: Setup, n: int = 100, steady_seconds: float = 60.0) -> None:
-    await asyncio.to_thread(run_all, setup, n, steady_seconds)
+async def run(
+    setup: Setup, n: int = 100, steady_seconds: float = 60.0, steady_only: bool = False
+) -> None:
+    await asyncio.to_thread(run_all, setup, n, steady_seconds, steady_only)

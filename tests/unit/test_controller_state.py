@@ -106,6 +106,30 @@ def test_a_watched_deletion_after_our_write_is_believed() -> None:
     assert seen.newest("k", None) is None
 
 
+def test_a_write_the_watch_already_shows_is_not_kept() -> None:
+    """The watch event often comes before the write's reply: nothing to remember then
+    (the reply would otherwise be held until the object's next reconcile)."""
+    index = {"k": body("12")}
+    seen = Freshness(index.get)
+    seen.wrote("k", body("12"))
+    assert seen.newest("k", None) is None, "not kept: the watch had it"
+    index["k"] = body("11")
+    seen.wrote("k", body("12"))
+    assert seen.newest("k", body("11")) == body("12"), "kept while the watch is behind"
+    assert seen.newest("k", None) == body("12")
+
+
+def test_a_copy_taken_before_the_watch_moved_on_is_not_believed() -> None:
+    """A reconcile may hold a copy taken before it waited for the object's lock; by then
+    our write (not kept: the watch showed it) is in the index, and that is what counts."""
+    index = {"k": body("10")}
+    seen = Freshness(index.get)
+    snapshot = index["k"]
+    index["k"] = body("12")  # our write, shown by the watch before its reply came
+    seen.wrote("k", body("12"))
+    assert seen.newest("k", snapshot) == body("12")
+
+
 def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
     seen = Freshness()
     seen.wrote("k", body("abc"))

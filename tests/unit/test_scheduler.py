@@ -4,10 +4,14 @@ failing action that does not stop the others."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
+from types import SimpleNamespace
 
+import kopf
 import pytest
 
+from oauth2_token_operator.controller import handlers
 from oauth2_token_operator.controller.scheduler import Scheduler
 
 
@@ -104,3 +108,73 @@ async def test_a_failing_action_does_not_stop_the_others(caplog: pytest.LogCaptu
     await run_for(scheduler, 0.2)
     assert ran == ["good"]
     assert any("scheduled action for bad failed" in r.getMessage() for r in caplog.records)
+
+
+def serving_tasks(name: str) -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == name and not t.done()]
+
+
+async def test_start_serves_with_one_task_however_often_called() -> None:
+    ran: list[str] = []
+
+    async def action(key: str) -> None:
+        ran.append(key)
+
+    scheduler: Scheduler[str] = Scheduler(action)
+    for _ in range(3):
+        scheduler.start("renewals")
+    assert len(serving_tasks("renewals")) == 1
+    scheduler.poke("now")
+    await asyncio.sleep(0.05)
+    assert ran == ["now"]
+    await scheduler.stop()
+    assert serving_tasks("renewals") == []
+
+
+async def test_handlers_start_one_task_from_each_objects_copy_of_the_memo() -> None:
+    """kopf hands each object a shallow copy of the memo: starting the schedulers from
+    every object's handler must still leave one task per scheduler (it once started two
+    more per object, each woken by every `schedule`)."""
+
+    async def action(key: object) -> None:
+        return None
+
+    memo = kopf.Memo()
+    memo.ctx = SimpleNamespace(
+        request_scheduler=Scheduler(action), client_scheduler=Scheduler(action)
+    )
+    for _ in range(5):
+        handlers._ensure_schedulers(copy.copy(memo))
+    assert len(serving_tasks("renewals")) == 1
+    assert len(serving_tasks("client-checks")) == 1
+    await memo.ctx.request_scheduler.stop()
+    await memo.ctx.client_scheduler.stop()
+    assert serving_tasks("renewals") == serving_tasks("client-checks") == []
+
+
+async def test_a_later_entry_does_not_wake_a_sleeping_scheduler() -> None:
+    """Each wake-up looks at the heap (and reads the clock); entries due after the one the
+    scheduler sleeps for must not wake it, or a burst of issuances costs a wake-up each."""
+    looks = 0
+
+    def clock() -> float:
+        nonlocal looks
+        looks += 1
+        return time.time()
+
+    async def action(key: str) -> None:
+        return None
+
+    scheduler: Scheduler[str] = Scheduler(action, clock=clock)
+    scheduler.schedule("soonest", time.time() + 60)
+    scheduler.start("renewals")
+    await asyncio.sleep(0.02)
+    asleep = looks
+    for i in range(100):
+        scheduler.schedule(f"later-{i}", time.time() + 120 + i)
+        await asyncio.sleep(0)
+    assert looks == asleep
+    scheduler.schedule("sooner", time.time() + 30)  # earlier: it must plan for it
+    await asyncio.sleep(0.02)
+    assert looks == asleep + 1
+    await scheduler.stop()

@@ -4,16 +4,21 @@ Right after the operator writes a Secret or a status, the watch may still hold t
 previous version for a few milliseconds; deciding on it would undo or repeat the
 write. So the reply of each write is remembered until the watch catches up.
 
+The watch often shows a write before the write's own reply is back (the reply comes
+through a worker thread); such a reply is not kept at all, or it would stay until the
+object's next reconcile (renewal time): two bodies per request, held for nothing.
+
 `resourceVersion` is opaque by API convention, but every etcd-backed API server uses
 the etcd revision, an integer; when either version is not one, the watch's copy wins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 Body = Mapping[str, Any]
+Lookup = Callable[[Any], Body | None]
 
 
 def _version(body: Body | None) -> int | None:
@@ -24,10 +29,16 @@ def _version(body: Body | None) -> int | None:
 
 
 class Freshness:
-    def __init__(self) -> None:
+    def __init__(self, watched: Lookup | None = None) -> None:
+        """`watched(key)`: the watch's current copy (the index), if any."""
         self._written: dict[Hashable, Body] = {}
+        self._watched = watched
 
     def wrote(self, key: Hashable, body: Body) -> None:
+        current = self._watched(key) if self._watched is not None else None
+        if current is not None and _caught_up(body, current):
+            self._written.pop(key, None)  # the watch already shows it, or newer
+            return
         self._written[key] = body
 
     def forget(self, key: Hashable) -> None:
@@ -41,6 +52,12 @@ class Freshness:
             del self._written[key]
 
     def newest(self, key: Hashable, watched: Body | None) -> Body | None:
+        """The newest of `watched` (a copy the caller may have taken a while ago, e.g.
+        before waiting for the object's lock), the watch's current copy and our last
+        write."""
+        current = self._watched(key) if self._watched is not None else None
+        if watched is not None and current is not None and _later(current, watched):
+            watched = current
         written = self._written.get(key)
         if written is None:
             return watched
@@ -53,3 +70,8 @@ class Freshness:
 def _caught_up(written: Body, watched: Body) -> bool:
     mine, theirs = _version(written), _version(watched)
     return mine is None or theirs is None or theirs >= mine
+
+
+def _later(body: Body, than: Body) -> bool:
+    mine, theirs = _version(body), _version(than)
+    return mine is not None and theirs is not None and mine > theirs

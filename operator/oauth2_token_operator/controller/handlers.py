@@ -138,31 +138,31 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     memo.requests = requests
     memo.clients = clients
     memo.api_client = api_client
-    memo.tasks = []
 
 
 def _ensure_schedulers(memo: kopf.Memo) -> None:
     """Start the schedulers from the first handler, not from `on.startup`: tasks inherit
     the context they are created in, and only handlers run where kopf's Event posting
-    is set up (its context variables)."""
-    if memo.tasks:
-        return
+    is set up (its context variables).
+
+    kopf gives each object a shallow copy of the memo, so nothing may be assigned to it
+    here (the copy would forget it and the next object start the schedulers again: one
+    more task woken by every `schedule` per object seen). The schedulers, shared by
+    reference, keep their own task."""
     ctx: OperatorContext = memo.ctx
     assert ctx.request_scheduler is not None
     assert ctx.client_scheduler is not None
-    memo.tasks = [
-        asyncio.create_task(ctx.request_scheduler.run(), name="renewals"),
-        asyncio.create_task(ctx.client_scheduler.run(), name="client-checks"),
-    ]
+    ctx.request_scheduler.start("renewals")
+    ctx.client_scheduler.start("client-checks")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    for task in memo.get("tasks", ()):
-        task.cancel()
-    await asyncio.gather(*memo.get("tasks", ()), return_exceptions=True)
     ctx: OperatorContext | None = memo.get("ctx")
     if ctx is not None:
+        for scheduler in (ctx.request_scheduler, ctx.client_scheduler):
+            if scheduler is not None:
+                await scheduler.stop()
         await ctx.manager.aclose()
         ctx.metrics.close()
     transport: OAuth2Transport | None = memo.get("transport")
@@ -188,31 +188,41 @@ def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
 
 
 # -- indexes ---------------------------------------------------------------------------
+# Coroutines, though they never await: kopf runs a plain function in a thread pool (a
+# thread hop, a context copy and a shielding task per object and event), a coroutine
+# on the event loop.
+
+
+def for_index(body: kopf.Body) -> dict[str, Any]:
+    """The object as an index keeps it: without `metadata.managedFields`, which nothing
+    here reads and which is most of a small object's size (one entry per writer)."""
+    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
 
 
 @kopf.index("v1", "secrets", labels=OWNED)
-def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, CLIENTS)
-def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, REQUESTS)
-def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): dict(body)}
+async def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): for_index(body)}
 
 
 @kopf.index(GROUP, VERSION, REQUESTS)
-def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+async def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
     ref = spec.get("clientRef") or {}
     return {(ref.get("namespace") or namespace, ref.get("name")): (namespace, name)}
 
 
 @kopf.index("v1", "namespaces")
-def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
+async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
     return {name: dict(labels)}
 
 

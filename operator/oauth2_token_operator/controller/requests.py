@@ -76,9 +76,10 @@ class RequestReconciler:
         self._api_backoff: dict[RequestKey, tuple[int, float]] = {}
         """Per request after a failed API write: the failures in a row, and when to try
         again (see `_retry_after_api_error`)."""
-        self.requests_seen = Freshness()
+        views = ctx.views
+        self.requests_seen = Freshness(lambda key: first(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
-        self.secrets_seen = Freshness()
+        self.secrets_seen = Freshness(lambda key: first(views.token_secrets, key))
         """Our Secret writes, until the watch shows them."""
 
     # -- entry points ------------------------------------------------------------------

@@ -4,12 +4,15 @@ A heap of (due time, key) served by a single task, instead of one kopf daemon or
 per object: 10 000 requests cost 10 000 heap entries, not 10 000 sleeping tasks, and
 the work that falls due runs with bounded concurrency. Rescheduling a key replaces its
 time (older heap entries are skipped when popped).
+
+One task serves the heap (`start`, idempotent). While it sleeps, only an entry earlier
+than the one it sleeps for wakes it: the thousands of renewals planned minutes ahead by
+a burst of issuances cost a heap push each, not a wake-up each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -38,12 +41,29 @@ class Scheduler(Generic[K]):
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._sleeping_until = float("-inf")
+        """While the serving task sleeps, until when (`inf`: nothing due); `-inf` awake."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, name: str) -> None:
+        """Serve the heap in a task of its own; calling it again while it runs does nothing
+        (each kopf handler may call it: there must be one task, not one per call)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=name)
+
+    async def stop(self) -> None:
+        """Cancel the task `start` made (and the actions running)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def schedule(self, key: K, when: float) -> None:
         """Run `action(key)` at `when` (epoch seconds), replacing any earlier plan."""
         self._due[key] = when
         heapq.heappush(self._heap, (when, next(self._counter), key))
-        self._wakeup.set()
+        if when < self._sleeping_until:
+            self._wakeup.set()
 
     def poke(self, key: K) -> None:
         """Run `action(key)` as soon as a slot is free."""
@@ -76,9 +96,11 @@ class Scheduler(Generic[K]):
                 continue
             delay = when - self._clock()
             if delay > 0:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                timer = asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+                try:
+                    await self._sleep(until=when)
+                finally:
+                    timer.cancel()
                 return
             heapq.heappop(self._heap)
             del self._due[key]
@@ -86,8 +108,16 @@ class Scheduler(Generic[K]):
             task = asyncio.create_task(self._run_one(key))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        await self._sleep(until=float("inf"))
+
+    async def _sleep(self, *, until: float) -> None:
+        """Until `_wakeup` is set: by the timer, or by `schedule` for an entry due sooner."""
         self._wakeup.clear()
-        await self._wakeup.wait()
+        self._sleeping_until = until
+        try:
+            await self._wakeup.wait()
+        finally:
+            self._sleeping_until = float("-inf")
 
     async def _run_one(self, key: K) -> None:
         try:
