@@ -63,6 +63,7 @@ bench: setup
 # The operator against a control plane it starts (minutes; see BENCHMARKS.md).
 # N=1000: make bench-operator OPERATOR_CASE=operator-1000
 # 10 000 tokens, steady state only: make bench-operator OPERATOR_CASE=operator-steady-10000
+# 1000 renewals of 20 s tokens: make bench-operator OPERATOR_CASE=operator-renewal-1000
 OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)

@@ -22,16 +22,18 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.cluster.apiserver_metrics import request_counts
 from tests.cluster.harness import KubeCluster
 
 REQUESTS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/accesstokenrequests"
 CLIENTS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/oauth2clients"
+SECRETS_PATH = "/api/v1/namespaces/{namespace}/secrets"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -202,6 +204,8 @@ class RequestWatch:
     showed Ready=True (monotonic clock), and when each status `revision` first appeared
     (wall clock, to compare with the times in the status; with the status)."""
 
+    path: ClassVar[str] = REQUESTS_PATH
+
     admin: Admin
     namespace: str
     ready_at: dict[str, float] = field(default_factory=dict)
@@ -210,7 +214,7 @@ class RequestWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _started: threading.Event = field(default_factory=threading.Event)
 
-    def __enter__(self) -> RequestWatch:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
         self._thread.start()
         if not self._started.wait(30):
@@ -231,7 +235,7 @@ class RequestWatch:
                     self._stream(http, params)
 
     def _stream(self, http: httpx.Client, params: dict[str, str]) -> None:
-        path = REQUESTS_PATH.format(namespace=self.namespace)
+        path = self.path.format(namespace=self.namespace)
         with http.stream("GET", path, params=params) as response:
             self._started.set()
             for line in response.iter_lines():
@@ -280,6 +284,28 @@ class RequestWatch:
             lambda: all(n in self.ready_at for n in names),
             timeout,
         )
+
+
+@dataclass
+class TokenRecordWatch(RequestWatch):
+    """A WATCH on one namespace's Secrets: the token record of each revision, with the
+    exact issue and expiry times (statuses keep whole seconds), and the owner's uid."""
+
+    path: ClassVar[str] = SECRETS_PATH
+
+    records: dict[str, dict[int, tuple[str, TokenRecord]]] = field(default_factory=dict)
+
+    def _seen(self, event: dict[str, Any]) -> None:
+        meta = (event.get("object") or {}).get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        record = TokenRecord.from_annotation(annotations.get(TOKEN_ANNOTATION, ""))
+        owners = meta.get("ownerReferences") or ()
+        if record is None or not owners:
+            return
+        with self._changed:
+            by_revision = self.records.setdefault(meta["name"], {})
+            by_revision.setdefault(record.revision, (owners[0]["uid"], record))
+            self._changed.notify_all()
 
 
 @contextlib.contextmanager
