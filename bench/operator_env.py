@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import ssl
@@ -36,6 +37,9 @@ CLIENTS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/oauth2clients"
 SECRETS_PATH = "/api/v1/namespaces/{namespace}/secrets"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TICKS = os.sysconf("SC_CLK_TCK")
+DOCKERFILE = Path(__file__).resolve().parent.parent / "Dockerfile"
+IMAGE_PATHS = frozenset({"PATH", "HOME"})
+"""Variables of the image that name its own file system, not how the process runs."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,21 @@ def load_average() -> str:
 # -- the operator as a real process --------------------------------------------------------
 
 
+def image_environment(dockerfile: Path = DOCKERFILE) -> dict[str, str]:
+    """What the image's last stage sets with `ENV KEY=VALUE ...` (e.g. the allocator's
+    settings), but the image's own paths: the bench runs the operator with the same,
+    so that it measures what ships."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    stages = [line for line in text.splitlines() if line.split()[:1] == ["FROM"]]
+    last_stage = text.rsplit(stages[-1], 1)[1] if stages else text
+    env: dict[str, str] = {}
+    for line in last_stage.splitlines():
+        if line.split()[:1] == ["ENV"]:
+            pairs = (word.partition("=") for word in shlex.split(line, comments=True)[1:])
+            env.update({k: v for k, eq, v in pairs if eq and k not in IMAGE_PATHS})
+    return env
+
+
 class OperatorProcess:
     """`python -m oauth2_token_operator.cli run`, as the image runs it, with a kubeconfig."""
 
@@ -152,7 +171,7 @@ class OperatorProcess:
         self.started = time.monotonic()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [*argv, *args],
-            env={**os.environ, "KUBECONFIG": str(admin.kubeconfig)},
+            env={**os.environ, **image_environment(), "KUBECONFIG": str(admin.kubeconfig)},
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )

@@ -97,7 +97,11 @@ def main(sizes: list[int]) -> None:
                     spy.send_signal(2)
                     spy.wait(60)
                 idle = cpu_seconds(operator.pid) - cpu_before
-                print(f"  then {IDLE:.0f} s idle: CPU {100 * idle / IDLE:.2f} % of a core")
+                rss, peak = memory_mb(operator.pid)
+                print(
+                    f"  then {IDLE:.0f} s idle: CPU {100 * idle / IDLE:.2f} % of a core,"
+                    f" RSS {rss:.1f} MiB (peak {peak:.1f}); load {load_average()}"
+                )
         finally:
             operator.stop()
             bench.http.close()

@@ -1,5 +1,5 @@
-"""The operator's kopf indexes: what each holds (objects without their managedFields),
-and that they run on the event loop.
+"""The operator's kopf indexes: what each holds (objects without their managedFields,
+keys and short values shared between objects), and that they run on the event loop.
 
 kopf runs a plain function in its thread pool (a thread hop, a context copy and a task
 per object and event), a coroutine on the loop; these do no I/O, so they are coroutines.
@@ -8,6 +8,7 @@ per object and event), a coroutine on the loop; these do no I/O, so they are cor
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -57,3 +58,45 @@ async def test_what_the_indexes_hold() -> None:
     assert by_client == {("shared", "idp"): key}
     labels = await index(handlers.namespace_labels, name="apps", labels=body.metadata.labels)
     assert labels == {"apps": {"team": "a"}}
+
+
+async def test_held_objects_share_their_keys_and_short_values() -> None:
+    """Two objects decoded from two documents (as the watch does) share one copy of each
+    key and each short string value once indexed, at any depth: lists, nested mappings,
+    label keys; long values (a token) are kept as they are."""
+
+    def decoded(name: str) -> kopf.Body:
+        text = json.dumps(
+            {
+                "metadata": {"name": name, "labels": {"app.example/team": "a"}},
+                "status": {"conditions": [{"lastTransitionTime": "t", "type": "Ready"}]},
+                "data": {"access_token": "x" * 65},
+            }
+        )
+        return kopf.Body(cast(kopf.RawBody, json.loads(text)))
+
+    held = [
+        next(
+            iter((await index(handlers.token_requests, namespace="n", name=n, body=body)).values())
+        )
+        for n, body in (("a", decoded("a")), ("b", decoded("b")))
+    ]
+
+    def strings(body: dict[str, Any]) -> list[str]:
+        condition = body["status"]["conditions"][0]
+        return [
+            *body,
+            *body["metadata"],
+            *body["metadata"]["labels"],
+            *body["status"],
+            *condition,
+            *condition.values(),
+            body["metadata"]["labels"]["app.example/team"],
+        ]
+
+    first, second = strings(held[0]), strings(held[1])
+    assert first == second
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    assert held[0]["status"]["conditions"] == [{"lastTransitionTime": "t", "type": "Ready"}]
+    assert held[0]["data"]["access_token"] == held[1]["data"]["access_token"] == "x" * 65
+    assert held[0]["data"]["access_token"] is not held[1]["data"]["access_token"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -195,9 +197,36 @@ def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
 
 def for_index(body: kopf.Body) -> dict[str, Any]:
     """The object as an index keeps it: without `metadata.managedFields`, which nothing
-    here reads and which is most of a small object's size (one entry per writer)."""
+    here reads and which is most of a small object's size (one entry per writer), and
+    with its keys and short strings interned (see `interned`)."""
     metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    return {**body, "metadata": metadata}
+    return interned({**body, "metadata": metadata})
+
+
+SHARED_VALUE_LENGTH = 64
+"""Strings up to this long are interned as values too: kinds, namespaces, condition
+types and reasons, timestamps, the request's name and uid its Secret repeats."""
+
+
+def interned(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a JSON object whose keys and short string values (`SHARED_VALUE_LENGTH`),
+    at any depth, are interned strings.
+
+    The JSON decoder shares equal keys only within one document, so every watched
+    object held its own "metadata", "resourceVersion", "lastTransitionTime"… (about
+    50 bytes each, some 60 per request and its Secret), and its own "True", "Ready",
+    namespace, kind. Interned, all held objects share one copy of each."""
+    return {sys.intern(key): _interned_value(value) for key, value in mapping.items()}
+
+
+def _interned_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return interned(value)
+    if isinstance(value, list):
+        return [_interned_value(item) for item in value]
+    if isinstance(value, str) and len(value) <= SHARED_VALUE_LENGTH:
+        return sys.intern(value)
+    return value
 
 
 @kopf.index("v1", "secrets", labels=OWNED)
