@@ -11,7 +11,6 @@ this module decides, issues, handles failures, writes the Secret and finalizes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 from collections import defaultdict
@@ -211,12 +210,8 @@ class RequestReconciler:
         a token already revoked, or inactive, is not revoked again."""
         if held.token.active is False or not revocation_requested(resolved, held, now):
             return held
-        # Before the first await: requests sharing it, reconciled meanwhile, neither
-        # revoke it again nor get it back from the store as their "new" token.
-        self.ctx.ledger.deactivate(held)
-        await self.ctx.manager.store.delete_access_token(held.token.key.issuer, held.token.value)
-        await revoke_held(
-            self.ctx, request.body, held, why="revoke-all was requested on its OAuth2Client"
+        await self._revoke_for_every_holder(
+            request.body, held, why="revoke-all was requested on its OAuth2Client"
         )
         for key in self.ctx.ledger.holders_of(held):
             if key != request.key and self.ctx.request_scheduler is not None:
@@ -473,10 +468,18 @@ class RequestReconciler:
             token_id = (held.token.key.issuer, held.token.value)
             if token_id not in revoked:
                 revoked.add(token_id)
-                await revoke_held(self.ctx, body, held, why="revoke-all on its OAuth2Client")
-            self.ctx.ledger.hold(
-                key, Held(token=dataclasses.replace(held.token, active=False), record=held.record)
-            )
+                await self._revoke_for_every_holder(
+                    body, held, why="revoke-all on its OAuth2Client"
+                )
+
+    async def _revoke_for_every_holder(self, body: Body, held: Held, *, why: str) -> None:
+        """Revoke `held` for every request holding it (they then want a new token). It is
+        marked inactive for all of them and leaves the store before the first await, so
+        that requests sharing it, reconciled meanwhile, neither revoke it again nor get
+        it back from the store as their "new" token."""
+        self.ctx.ledger.deactivate(held)
+        await self.ctx.manager.store.delete_access_token(held.token.key.issuer, held.token.value)
+        await revoke_held(self.ctx, body, held, why=why)
 
     def _revoke_on_delete(self, spec: AccessTokenRequestSpec | None, held: Held) -> bool:
         if spec is not None and spec.revoke_on_delete is not None:
