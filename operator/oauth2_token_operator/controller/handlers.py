@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 REQUESTS = "accesstokenrequests"
 CLIENTS = "oauth2clients"
 FINALIZER = f"{GROUP}/revoke-tokens"
-"""On an OAuth2Client: `"true"` lets it be deleted while requests use it, revoking
-their tokens first (the seed's `delete_all`)."""
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
