@@ -24,7 +24,10 @@ CASES: dict[str, Callable[[Setup], Coroutine[Any, Any, None]]] = {
     "operator": lambda s: operator_cases.run(s, n=100),
     "operator-1000": lambda s: operator_cases.run(s, n=1000),
     "operator-steady-10000": lambda s: operator_cases.run(s, n=10000, steady_only=True),
-    "operator-renewal-1000": lambda s: operator_cases.run(s, n=1000, renewal_only=True),
+    "operator-renewal-1000": lambda s: operator_cases.run(s, n=1000, renewal_client="renew"),
+    "operator-renewal-1000-10m": lambda s: operator_cases.run(
+        s, n=1000, renewal_client="renew-10m"
+    ),
 }
 LIBRARY = ["requests", "store", "issuance", "short-lived"]
 """What runs when no case is named (no control plane needed)."""

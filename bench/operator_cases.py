@@ -58,6 +58,8 @@ CONCURRENCY = 64
 as the operator configures it (`settings.queueing.worker_limit`)."""
 RENEWING = 20
 """Requests of the 20 s `renewal_ttl` client in the renewal case."""
+RENEWAL_CLIENTS = {"renew": "renewal_ttl", "renew-10m": "client_secret_basic"}
+"""The renewal case's OAuth2Clients (in its namespace) and their test clients."""
 MIN_RENEWAL_LEAD = 5.0
 OPERATOR_FLAGS = (f"--min-renewal-lead={MIN_RENEWAL_LEAD}", "--revocation-deadline=5")
 EXPIRY_METRIC = "oauth2_token_operator_token_expiry_timestamp_seconds"
@@ -206,24 +208,31 @@ def planned_renewal(owner_uid: str, record: TokenRecord) -> float:
 # -- the cases ----------------------------------------------------------------------------
 
 
-def renewal_case(bench: Bench, namespace: str, count: int = RENEWING) -> None:
-    client = bench.server.clients["renewal_ttl"]
+def renewal_case(
+    bench: Bench, namespace: str, count: int = RENEWING, oauth2_client: str = "renew"
+) -> None:
+    """`count` requests of `oauth2_client` (in `namespace`: "renew", 20 s tokens, or
+    "renew-10m", the server's 10 min default) renewed once each."""
+    client = bench.server.clients[RENEWAL_CLIENTS[oauth2_client]]
     names = [f"renew-{i}" for i in range(count)]
     with (
         RequestWatch(bench.admin, namespace) as watch,
         TokenRecordWatch(bench.admin, namespace) as secrets,
     ):
         bench.create_requests(
-            namespace, {n: bench.spec("renew", ["read", f"x{i}"]) for i, n in enumerate(names)}
+            namespace,
+            {n: bench.spec(oauth2_client, ["read", f"x{i}"]) for i, n in enumerate(names)},
         )
         # With many requests the first renewals come while the last are still issued:
         # each is compared with the renewal planned for its own first token.
         watch.wait_ready(names, timeout=max(120.0, count * 0.6))
         after_issuance, counted_from = bench.snapshot(client), time.time()
+        lifetime = max(r.expires_at or 0.0 for _, r in (secrets.records[n][1] for n in names))
+        lifetime -= min(secrets.records[n][1][1].issued_at for n in names)
         secrets.wait(
             "renewals",
             lambda: all(2 in secrets.records.get(n, {}) for n in names),
-            max(60.0, count * 0.2),
+            max(60.0, count * 0.2) + lifetime,
         )
         watch.wait(
             "renewed statuses",
@@ -243,7 +252,12 @@ def renewal_case(bench: Bench, namespace: str, count: int = RENEWING) -> None:
         planned = {n: planned_renewal(*secrets.records[n][1]) for n in names}
         obtained = [secrets.records[n][2][1].issued_at - planned[n] for n in names]
         shown = [watch.revisions[n][2][0] - planned[n] for n in names]
-    header(f"Renewal: {count} requests of 20 s tokens, --min-renewal-lead=5")
+    first = secrets.records[names[0]][1][1]
+    assert first.expires_at is not None
+    header(
+        f"Renewal: {count} requests of {first.expires_at - first.issued_at:.0f} s tokens,"
+        f" --min-renewal-lead={MIN_RENEWAL_LEAD:.0f}"
+    )
     print(f"  {renewals} renewals counted (after all {count} were Ready)")
     row("token-endpoint calls per renewal", calls / renewals, 1.0, "calls", "1")
     events = event_writes(counts)
@@ -488,11 +502,11 @@ def run_all(
     n: int,
     steady_seconds: float,
     steady_only: bool = False,
-    renewal_only: bool = False,
+    renewal_client: str | None = None,
 ) -> None:
     """Every case with N requests; with `steady_only`, N issued by the operator alone (no
     baseline) and then the steady state, the only case that needs N = 10 000; with
-    `renewal_only`, the renewal case with N requests."""
+    `renewal_client`, only the renewal case, N requests of that client."""
     crds = sorted(PROJECT_CRDS.glob("*.yaml"))
     print(f"load average before: {load_average()}")
     with (
@@ -504,7 +518,8 @@ def run_all(
         renew, issue, again, base, share = (
             bench.namespace(x) for x in ("renew", "issue", "issue-unbounded", "base", "share")
         )
-        bench.client(renew, "renew", bench.server.clients["renewal_ttl"])
+        for name, test_client in RENEWAL_CLIENTS.items():
+            bench.client(renew, name, bench.server.clients[test_client])
         for namespace in (issue, again, share):
             bench.client(namespace, "idp", bench.server.clients["client_secret_basic"])
 
@@ -523,13 +538,14 @@ def run_all(
             operator.wait_healthy()
             for namespace, name in (
                 (renew, "renew"),
+                (renew, "renew-10m"),
                 (issue, "idp"),
                 (again, "idp"),
                 (share, "idp"),
             ):
                 bench.wait_client_ready(namespace, name)
-            if renewal_only:
-                renewal_case(bench, renew, n)
+            if renewal_client is not None:
+                renewal_case(bench, renew, n, renewal_client)
             elif steady_only:
                 client = bench.server.clients["client_secret_basic"]
                 issued = issuance(bench, issue, n, "tok", lambda: operator.pid, client)
@@ -565,6 +581,6 @@ async def run(
     n: int = 100,
     steady_seconds: float = 60.0,
     steady_only: bool = False,
-    renewal_only: bool = False,
+    renewal_client: str | None = None,
 ) -> None:
-    await asyncio.to_thread(run_all, setup, n, steady_seconds, steady_only, renewal_only)
+    await asyncio.to_thread(run_all, setup, n, steady_seconds, steady_only, renewal_client)

@@ -154,3 +154,4 @@ def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThre
     )
     time.sleep(2)
     assert (ns.get("accesstokenrequests", "billing") or {})["status"]["revision"] == 2
+    assert "Renewed" in {reason for reason, _ in ns.events("billing")}, "asked for: an Event"

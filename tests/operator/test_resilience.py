@@ -65,6 +65,7 @@ def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
         assert (ns.token_secret("api") or {})["access_token"] != first["access_token"]
         status = (ns.get("accesstokenrequests", "api") or {})["status"]
         assert status["failedAttempts"] == 0
+        assert "Renewed" in {reason for reason, _ in ns.events("api")}, "recovery: an Event"
 
 
 def test_a_hung_token_endpoint_does_not_stall_other_requests(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.freshness import Freshness
+from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.ledger import Held, TokenLedger
 from oauth2_token_operator.controller.request_status import waiting
 from oauth2_token_operator.controller.request_types import Request
@@ -134,6 +134,57 @@ def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
     seen = Freshness()
     seen.wrote("k", body("abc"))
     assert seen.newest("k", body("xyz")) == body("xyz")
+
+
+def test_only_our_last_write_comes_back_as_an_echo_and_only_once() -> None:
+    echoes = Echoes()
+    assert not echoes.came_back("k", body("12")), "nothing written"
+    echoes.wrote("k", body("12"))
+    assert not echoes.came_back("k", body("11")), "an older version is someone else's"
+    assert not echoes.came_back("j", body("12")), "another object"
+    assert echoes.came_back("k", body("12"))
+    assert not echoes.came_back("k", body("12")), "forgotten once it came back"
+    echoes.wrote("k", body("13"))
+    echoes.wrote("k", body("15"))
+    assert not echoes.came_back("k", body("13")), "only the last write"
+    assert not echoes.came_back("k", body("14")), "another writer's version"
+    echoes.forget("k")
+    assert not echoes.came_back("k", body("15"))
+    echoes.wrote("k", body(None))
+    assert not echoes.came_back("k", body(None)), "a reply without a version is no echo"
+
+
+METADATA: dict[str, object] = {
+    "uid": "u1",
+    "generation": 3,
+    "annotations": {"a": "1"},
+    "labels": {"l": "x"},
+    "finalizers": ["f"],
+    "resourceVersion": "10",
+}
+REQUEST = {"metadata": METADATA, "spec": {"clientRef": {"name": "idp"}}, "status": {"revision": 1}}
+
+
+@pytest.mark.parametrize(
+    ("reply_changes", "only_status"),
+    [
+        ({"metadata": {"resourceVersion": "11"}, "status": {"revision": 2}}, True),
+        ({"metadata": {"generation": 4}, "spec": {"clientRef": {"name": "other"}}}, False),
+        ({"metadata": {"annotations": {"a": "2"}}}, False),
+        ({"metadata": {"labels": {}}}, False),
+        ({"metadata": {"finalizers": []}}, False),
+        ({"metadata": {"deletionTimestamp": "2026-11-28T13:00:00Z"}}, False),
+    ],
+)
+def test_a_status_reply_is_an_echo_only_if_nobody_changed_what_reconciles_read(
+    reply_changes: dict[str, dict[str, object]], only_status: bool
+) -> None:
+    reply = {
+        **REQUEST,
+        **reply_changes,
+        "metadata": {**METADATA, **reply_changes.get("metadata", {})},
+    }
+    assert changed_only_status(REQUEST, reply) is only_status
 
 
 @pytest.mark.parametrize(

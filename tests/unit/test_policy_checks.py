@@ -12,6 +12,7 @@ from oauth2_token_operator.policies.checks import (
     Facts,
     SecretFacts,
     TokenFacts,
+    announces_renewal,
     evaluate,
     waits_for_backoff,
 )
@@ -133,3 +134,23 @@ def test_only_what_a_user_asked_for_skips_the_backoff(
     trigger = evaluate(ISSUANCE_CHAIN, facts(**changes))
     assert trigger is not None
     assert waits_for_backoff(trigger) is waits
+
+
+@pytest.mark.parametrize(
+    ("changes", "failed_attempts", "announced"),
+    [
+        ({"renew_at": NOW}, 0, False),  # routine: its time came
+        ({"renew_at": NOW}, 2, True),  # recovery after failures
+        ({"token": TokenFacts(NOW - 100, NOW, "spec-1")}, 0, True),
+        ({"token": TokenFacts(NOW - 100, NOW + 1000, "spec-1", active=False)}, 0, True),
+        ({"spec_fingerprint": "spec-2"}, 0, True),
+        ({"renewal_requested": True}, 0, True),
+        ({"revocation_requested": True}, 0, True),
+    ],
+)
+def test_only_a_renewal_out_of_routine_posts_an_event(
+    changes: dict[str, object], failed_attempts: int, announced: bool
+) -> None:
+    trigger = evaluate(ISSUANCE_CHAIN, facts(**changes))
+    assert trigger is not None
+    assert announces_renewal(trigger, failed_attempts=failed_attempts) is announced

@@ -75,3 +75,59 @@ def _caught_up(written: Body, watched: Body) -> bool:
 def _later(body: Body, than: Body) -> bool:
     mine, theirs = _version(body), _version(than)
     return mine is not None and theirs is not None and mine > theirs
+
+
+class Echoes:
+    """Our own writes coming back through the watch.
+
+    Every status patch and Secret write comes back as a watch event, and each event
+    reconciled the request again to find nothing to do: two reconciles per renewal, a
+    sixth of the operator's CPU per renewal. A write is remembered here by the
+    `resourceVersion` its reply carries, and forgotten when its event arrives: an event
+    carrying exactly that version is an echo. The caller remembers only a reply that
+    shows nothing the writing reconcile did not know (`changed_only_status` for a status
+    patch: a merge patch lands on top of whatever another writer did meanwhile, and
+    kopf may deliver only the newest of two quick events). Any other version is not an
+    echo.
+    """
+
+    def __init__(self) -> None:
+        self._versions: dict[Hashable, str] = {}
+
+    def wrote(self, key: Hashable, reply: Body) -> None:
+        version = reply.get("metadata", {}).get("resourceVersion")
+        if isinstance(version, str) and version:
+            self._versions[key] = version
+        else:
+            self._versions.pop(key, None)
+
+    def forget(self, key: Hashable) -> None:
+        self._versions.pop(key, None)
+
+    def came_back(self, key: Hashable, watched: Body) -> bool:
+        """Is `watched` our last write to `key`, unchanged? (Then it is forgotten.)"""
+        version = self._versions.get(key)
+        if version is None or watched.get("metadata", {}).get("resourceVersion") != version:
+            return False
+        del self._versions[key]
+        return True
+
+
+def changed_only_status(read: Body, reply: Body) -> bool:
+    """Does the reply to our status patch of `read` differ from it only in status (and
+    bookkeeping)? Not if anyone changed its spec, labels, annotations or finalizers, or
+    began deleting it, between our read and our write."""
+    before, after = read.get("metadata", {}), reply.get("metadata", {})
+    return read.get("spec") == reply.get("spec") and all(
+        before.get(field) == after.get(field) for field in _RECONCILED_METADATA
+    )
+
+
+_RECONCILED_METADATA = (
+    "generation",
+    "labels",
+    "annotations",
+    "finalizers",
+    "deletionTimestamp",
+    "uid",
+)

@@ -13,25 +13,42 @@ from oauth2_token_operator.token_secret import parse_rfc3339, rfc3339
 log = logging.getLogger(__name__)
 
 
-async def introspect_if_due(
-    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, now: float
-) -> tuple[Held, Outcome]:
-    """RFC 7662 every `spec.introspection.interval` (never more often than the
-    client's `introspection.minInterval`); the answer may replace the token."""
+def introspection_interval(resolved: Resolved) -> float | None:
+    """Seconds between introspections, if the request asks for them."""
     settings = resolved.spec.introspection
     if settings is None or settings.interval is None:
-        return held, Outcome()
-    interval = max(
+        return None
+    return max(
         settings.interval.total_seconds(),
         resolved.client_spec.introspection.min_interval.total_seconds(),
     )
+
+
+def introspection_due(request: Request, resolved: Resolved, held: Held) -> float | None:
+    """When `held` is next introspected (a new token's first time: one interval after
+    its issue), if the request asks for introspection."""
+    interval = introspection_interval(resolved)
+    if interval is None:
+        return None
     last = (request.status.get("lastIntrospection") or {}).get("time")
     try:
         last_at = parse_rfc3339(last) if last else held.record.issued_at
     except ValueError:
         last_at = held.record.issued_at
     last_at = max(last_at, held.record.issued_at)  # a new token starts a new period
-    due = last_at + interval
+    return last_at + interval
+
+
+async def introspect_if_due(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, now: float
+) -> tuple[Held, Outcome]:
+    """RFC 7662 every `spec.introspection.interval` (never more often than the
+    client's `introspection.minInterval`); the answer may replace the token."""
+    interval = introspection_interval(resolved)
+    if interval is None:
+        return held, Outcome()
+    due = introspection_due(request, resolved, held)
+    assert due is not None
     if now < due:
         return held, Outcome(wake_at=due)
     try:

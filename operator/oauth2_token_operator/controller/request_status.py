@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import OperatorContext
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import renewal_schedule
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import Held
@@ -150,9 +150,9 @@ def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:
 
 async def write_status(
     ctx: OperatorContext, requests_seen: Freshness, request: Request, outcome: Outcome
-) -> None:
+) -> Body | None:
     """Patch only the status fields and conditions that changed; remember the write
-    until the watch shows it."""
+    until the watch shows it. The reply, if anything was written."""
     conditions = set_conditions(
         request.status.get("conditions"),
         outcome.conditions,
@@ -165,8 +165,9 @@ async def write_status(
     if request.status.get("observedGeneration") != request.generation:
         patch["observedGeneration"] = request.generation
     if not patch:
-        return
+        return None
     patched = await ctx.kube.patch_status(
         ACCESS_TOKEN_REQUEST.plural, request.namespace, request.name, patch
     )
     requests_seen.wrote(request.key, patched)
+    return patched

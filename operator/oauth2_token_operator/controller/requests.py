@@ -25,8 +25,8 @@ from oauth2_token_operator.controller.facts import (
     request_facts,
     revocation_requested,
 )
-from oauth2_token_operator.controller.freshness import Freshness
-from oauth2_token_operator.controller.introspection import introspect_if_due
+from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
+from oauth2_token_operator.controller.introspection import introspect_if_due, introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.request_status import (
     GRANT_REFUSED,
@@ -80,6 +80,10 @@ class RequestReconciler:
         """Our status writes, until the watch shows them (see `freshness`)."""
         self.secrets_seen = Freshness(lambda key: first(views.token_secrets, key))
         """Our Secret writes, until the watch shows them."""
+        self.status_echoes = Echoes()
+        """Our status patches, until their watch events come back."""
+        self.secret_echoes = Echoes()
+        """Our Secret writes, until their watch events come back."""
 
     # -- entry points ------------------------------------------------------------------
 
@@ -89,7 +93,19 @@ class RequestReconciler:
         if body is not None:
             await self.reconcile(body)
 
-    async def reconcile(self, body: Body) -> None:
+    async def secret_changed(self, owner: RequestKey, secret: RequestKey, body: Body) -> None:
+        """An owned Secret changed or went: its request checks it (self-healing), unless
+        the event is our own write coming back (looked at once the owner's reconcile in
+        progress, which may be that write's, has finished)."""
+        async with self._locks[owner]:
+            if self.secret_echoes.came_back(secret, body):
+                return
+        if self.ctx.request_scheduler is not None:
+            self.ctx.request_scheduler.poke(owner)
+
+    async def reconcile(self, body: Body, *, watched: bool = False) -> None:
+        """`watched`: `body` comes from the request's watch event; if it is our own
+        status write coming back, there is nothing to do."""
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp"):
             return
@@ -99,6 +115,10 @@ class RequestReconciler:
             return
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         async with self._locks[key]:
+            # After the lock: the event may have overtaken the reply of the write it
+            # echoes, and that write's reconcile holds the lock until it is recorded.
+            if watched and self.status_echoes.came_back(key, body):
+                return
             if self._backing_off(key):
                 return
             request = Request.of(self.requests_seen.newest(key, body) or body)
@@ -107,7 +127,9 @@ class RequestReconciler:
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
-                await write_status(self.ctx, self.requests_seen, request, outcome)
+                patched = await write_status(self.ctx, self.requests_seen, request, outcome)
+                if patched is not None and changed_only_status(request.body, patched):
+                    self.status_echoes.wrote(key, patched)
             except KubeApiError as exc:
                 self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
                 self._retry_after_api_error(request, exc)
@@ -293,19 +315,23 @@ class RequestReconciler:
             created = request.body.get("metadata", {}).get("creationTimestamp")
             if created:
                 self.ctx.metrics.time_to_ready.observe(max(0.0, now - parse_rfc3339(created)))
-        self.ctx.post_event(
-            request.body,
-            type="Normal",
-            reason="Issued" if first_issue else "Renewed",
-            message=f"{'issued' if first_issue else 'renewed'} ({trigger.reason}); "
-            f"expires at {time_or_unknown(token.expires_at)}",
-        )
+        failed_attempts = int(request.status.get("failedAttempts") or 0)
+        if first_issue or checks.announces_renewal(trigger, failed_attempts=failed_attempts):
+            self.ctx.post_event(
+                request.body,
+                type="Normal",
+                reason="Issued" if first_issue else "Renewed",
+                message=f"{'issued' if first_issue else 'renewed'} ({trigger.reason}); "
+                f"expires at {time_or_unknown(token.expires_at)}",
+            )
         facts = request_facts(
             self.ctx, request, resolved, new, None, self.ctx.clock(), secret_intact=True
         )
         outcome = settled(self.ctx, request, resolved, new, facts)
         outcome.status.update(revision=revision, failedAttempts=0, lastFailureTime=None)
-        return outcome
+        # The new token's first introspection: no later event would plan it (this
+        # reconcile's own writes come back as echoes).
+        return outcome.merge(Outcome(wake_at=introspection_due(request, resolved, new)))
 
     async def _obtain(
         self,
@@ -454,6 +480,8 @@ class RequestReconciler:
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)
         self.secrets_seen.forget((request.namespace, secret_name))
+        self.status_echoes.forget(request.key)
+        self.secret_echoes.forget((request.namespace, secret_name))
 
     async def revoke_all(self, client_key: RequestKey) -> None:
         """Revoke every token held by requests using the client (the seed's `delete_all`);
@@ -503,3 +531,6 @@ class RequestReconciler:
         desired = desired_token_secret(request, resolved, held)
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
         self.secrets_seen.wrote((request.namespace, resolved.secret_name), written)
+        # A create, or a replace guarded by the resourceVersion read: the reply is what
+        # this reconcile wrote, nobody else's change.
+        self.secret_echoes.wrote((request.namespace, resolved.secret_name), written)

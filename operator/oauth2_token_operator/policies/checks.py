@@ -153,6 +153,15 @@ def waits_for_backoff(trigger: Verdict) -> bool:
     return trigger.reason not in ASKED_FOR
 
 
+def announces_renewal(trigger: Verdict, *, failed_attempts: int) -> bool:
+    """Is a renewal worth a Kubernetes Event? Not a routine one (its time came, nothing
+    had failed): that is the operator doing its job, visible in the status and the
+    metrics, and 1000 tokens of ten minutes would leave some 6000 Event objects an hour
+    in etcd. Any other reason (an edit, an annotation, an inactive or expired token,
+    recovery after failures) is news to whoever reads the request's Events."""
+    return trigger.reason != "Renewing" or failed_attempts > 0
+
+
 ISSUANCE_CHAIN: tuple[Check, ...] = (
     no_token,
     spec_changed,
