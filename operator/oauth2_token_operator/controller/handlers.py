@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -23,7 +21,7 @@ from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext, Views, first
+from oauth2_token_operator.controller.context import OperatorContext, Views, first, freeze
 from oauth2_token_operator.controller.credentials import CredentialReader
 from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
@@ -193,43 +191,25 @@ def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
 # on the event loop.
 
 
-def for_index(body: kopf.Body) -> dict[str, Any]:
-    """The object as an index keeps it: without `metadata.managedFields`, which nothing
-    here reads and which is most of a small object's size (one entry per writer), and
-    with its keys and short strings interned (see `interned`)."""
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""kubectl's copy of the object as last applied: the spec once more, never read here."""
+
+
+def for_index(body: kopf.Body, *, keep_last_applied: bool = False) -> bytes:
+    """The object as an index keeps it (`freeze`): without `metadata.managedFields`,
+    which nothing here reads and which is most of a small object's size (one entry per
+    writer), and unless asked without kubectl's last-applied annotation (the Secret's
+    annotations are written back by `write_token_secret`: they keep it)."""
     metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    return interned({**body, "metadata": metadata})
-
-
-SHARED_VALUE_LENGTH = 64
-"""Strings up to this long are interned as values too: kinds, namespaces, condition
-types and reasons, timestamps, the request's name and uid its Secret repeats."""
-
-
-def interned(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a JSON object whose keys and short string values (`SHARED_VALUE_LENGTH`),
-    at any depth, are interned strings.
-
-    The JSON decoder shares equal keys only within one document, so every watched
-    object held its own "metadata", "resourceVersion", "lastTransitionTime"… (about
-    50 bytes each, some 60 per request and its Secret), and its own "True", "Ready",
-    namespace, kind. Interned, all held objects share one copy of each."""
-    return {sys.intern(key): _interned_value(value) for key, value in mapping.items()}
-
-
-def _interned_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return interned(value)
-    if isinstance(value, list):
-        return [_interned_value(item) for item in value]
-    if isinstance(value, str) and len(value) <= SHARED_VALUE_LENGTH:
-        return sys.intern(value)
-    return value
+    annotations = metadata.get("annotations") or {}
+    if not keep_last_applied and LAST_APPLIED in annotations:
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return freeze({**body, "metadata": metadata})
 
 
 @kopf.index("v1", "secrets", labels=OWNED)
 async def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): for_index(body)}
+    return {(namespace, name): for_index(body, keep_last_applied=True)}
 
 
 @kopf.index(GROUP, VERSION, CLIENTS)
