@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,3 +78,6 @@ class OperatorContext:
     refresh_tokens: RefreshTokenWriter | None = None
     request_scheduler: Scheduler[RequestKey] | None = None
     client_scheduler: Scheduler[RequestKey] | None = None
+    closing: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    """What the operator's cleanup closes, in this order (the OAuth2 transport, the
+    Kubernetes API client)."""
