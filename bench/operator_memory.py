@@ -52,8 +52,9 @@ from tests.cluster.fixtures import PROJECT_CRDS
 from tests.cluster.harness import kube_cluster_context
 from tests.operator.runner import OperatorThread
 
-IDLE = 10.0
-"""Seconds the operator idles after the last request is Ready, before the census."""
+IDLE = float(os.environ.get("IDLE", "10"))
+"""Seconds the operator idles after the last request is Ready, before the census
+(``IDLE=20``: past aiohttp's 15 s keep-alive, kopf's idle connections are closed)."""
 WARM_UP = 20
 """Requests issued before the first census, so that what the first issuances create
 once (lazy imports, connections, caches) is not counted per token."""
@@ -218,8 +219,9 @@ def _kopf_memories() -> list[Any]:
 
 
 def ssl_connections() -> tuple[int, int]:
-    """asyncio's SSL connections (kopf's to the API server, httpx's to the authorization
-    server) and the bytes of their read buffers (256 KiB each, allocated at creation)."""
+    """asyncio's SSL connections (kopf's to the API server, unbounded, kept 15 s idle;
+    httpx's to the authorization server, 20 kept) and the bytes of their read buffers
+    (256 KiB each, allocated at creation)."""
     from asyncio.sslproto import SSLProtocol
 
     protocols = [o for o in gc.get_objects() if isinstance(o, SSLProtocol)]
@@ -273,6 +275,21 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
     ]
 
 
+def frozen_sizes(thread: OperatorThread) -> str:
+    """The average JSON an index keeps per object, and what zlib would make of it."""
+    import zlib
+
+    views = thread.memo["ctx"].views
+    parts = []
+    for name, index in (("requests", views.requests), ("Secrets", views.token_secrets)):
+        values = [v for key in list(index) for v in index[key] if isinstance(v, bytes)]
+        if values:
+            size = sum(map(len, values)) / len(values)
+            packed = sum(len(zlib.compress(v)) for v in values) / len(values)
+            parts.append(f"{name} {size:.0f} B of JSON ({packed:.0f} B with zlib)")
+    return ", ".join(parts)
+
+
 def boundary_of(thread: OperatorThread) -> set[int]:
     """The shared memo and what it holds: walked only as the roots above."""
     memo = thread.memo
@@ -287,6 +304,7 @@ class Census:
     python_bytes: int = 0
     pymalloc: tuple[int, int] = (0, 0)
     ssl: tuple[int, int] = (0, 0)
+    frozen: str = ""
     malloc: tuple[int, int] = (0, 0)
     rss: int = 0
     tasks: int = 0
@@ -321,6 +339,7 @@ def take(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> Census:
         census.pymalloc = pymalloc_in_use()
         census.malloc = malloc_in_use()
         census.ssl = ssl_connections()
+        census.frozen = frozen_sizes(thread)
         census.rss = rss()
         if tracemalloc.is_tracing():
             census.traced = tracemalloc.take_snapshot()
@@ -392,6 +411,7 @@ def report(before: Census, after: Census, n: int) -> None:
     )
     print(f"  {'RSS':<38} {before.rss:>10} {after.rss:>10} {per_token(after.rss, before.rss, n)}")
     print(f"  asyncio tasks: {before.tasks} before, {after.tasks} after")
+    print(f"  held per object: {after.frozen or '-'}")
     print("\nlive Python objects by type (count after), growth per token, largest 25:")
     grown = Counter(after.types)
     grown.subtract(before.types)
