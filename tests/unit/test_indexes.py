@@ -104,38 +104,3 @@ def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
     assert one.key == other.key == ("apps", "billing")
     assert one.name is other.name
     assert one.namespace is other.namespace
-
-
-async def test_the_memo_kopf_copies_for_every_object_stays_small() -> None:
-    """kopf keeps a shallow copy of the memo per object it has seen: start adds only the
-    three entries handlers read (a sixth entry makes each copy 88 bytes larger), and
-    cleanup still closes what start opened."""
-    from kubernetes import client as k8s
-
-    from oauth2_token_operator.controller.config import OperatorConfig
-
-    configuration = k8s.Configuration(host="https://127.0.0.1:1")
-    memo = kopf.Memo(kube_configuration=configuration, config=OperatorConfig(metrics_port=None))
-    names = ("token_secrets", "oauth2_clients", "token_requests", "requests_by_client")
-    indexes: dict[str, dict[object, object]] = {name: {} for name in names}
-    indexes["namespace_labels"] = {}
-    await cast(Callable[..., Awaitable[None]], handlers.start)(
-        settings=kopf.OperatorSettings(), memo=memo, **indexes
-    )
-    assert set(memo) == {"kube_configuration", "config", "ctx", "requests", "clients"}
-    closed: list[str] = []
-    memo.ctx.closing = [
-        *(wrapped(close, str(i), closed) for i, close in enumerate(memo.ctx.closing))
-    ]
-    await cast(Callable[..., Awaitable[None]], handlers.stop)(memo=memo)
-    assert closed == ["0", "1"]  # the transport, then the API client
-
-
-def wrapped(
-    close: Callable[[], Awaitable[object]], name: str, closed: list[str]
-) -> Callable[[], Awaitable[object]]:
-    async def closing() -> object:
-        closed.append(name)
-        return await close()
-
-    return closing

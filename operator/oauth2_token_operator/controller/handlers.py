@@ -38,6 +38,8 @@ REQUESTS = "accesstokenrequests"
 CLIENTS = "oauth2clients"
 FINALIZER = f"{GROUP}/revoke-tokens"
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+WORKER_IDLE_TIMEOUT = 1.0
+"""Seconds kopf keeps an object's worker after its last event (see `configure`)."""
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -64,6 +66,13 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.event_name_prefix = "oauth2-token-operator-"
     settings.posting.level = logging.INFO
     settings.peering.standalone = True
+    # kopf keeps an object's worker (its task, queue and last raw event, managedFields
+    # and all) this long after the object's last event: 5 s by default, so a burst of
+    # issuances held some five seconds' worth of objects' workers at once, and the
+    # process's memory stays at that high-water mark. Measured (N = 2000, operator
+    # process, 30 s idle): RSS 182-186 MiB with 5 s, 166-171 MiB with 1 s. A worker
+    # started again for a later event costs a task.
+    settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
     # No `queueing.worker_limit`: kopf indexes objects inside the per-object workers and
     # holds handlers until every index is complete, so a bound smaller than the initial
     # listing (found at a restart with 100 requests) deadlocks it.
