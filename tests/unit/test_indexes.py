@@ -1,5 +1,5 @@
-"""The operator's kopf indexes: what each holds (objects without their managedFields,
-keys and short values shared between objects), and that they run on the event loop.
+"""The operator's kopf indexes: what each holds (objects without their managedFields, as
+compact JSON that `first` decodes), and that they run on the event loop.
 
 kopf runs a plain function in its thread pool (a thread hop, a context copy and a task
 per object and event), a coroutine on the loop; these do no I/O, so they are coroutines.
@@ -15,6 +15,8 @@ from typing import Any, cast
 import kopf
 
 from oauth2_token_operator.controller import handlers
+from oauth2_token_operator.controller.context import first, freeze
+from oauth2_token_operator.controller.request_types import Request
 
 INDEXES: tuple[object, ...] = (
     handlers.token_secrets,
@@ -45,7 +47,10 @@ async def test_what_the_indexes_hold() -> None:
     )
     key = ("apps", "billing")
     for whole in (handlers.token_requests, handlers.token_secrets, handlers.oauth2_clients):
-        assert await index(whole, namespace="apps", name="billing", body=body) == {key: raw}
+        held = await index(whole, namespace="apps", name="billing", body=body)
+        assert list(held) == [key]
+        assert isinstance(held[key], bytes)  # frozen: one object, not twenty
+        assert first({key: [held[key]]}, key) == raw
     by_client = await index(
         handlers.requests_by_client, namespace="apps", name="billing", spec=body.spec
     )
@@ -60,43 +65,42 @@ async def test_what_the_indexes_hold() -> None:
     assert labels == {"apps": {"team": "a"}}
 
 
-async def test_held_objects_share_their_keys_and_short_values() -> None:
-    """Two objects decoded from two documents (as the watch does) share one copy of each
-    key and each short string value once indexed, at any depth: lists, nested mappings,
-    label keys; long values (a token) are kept as they are."""
+async def test_each_read_of_a_frozen_object_is_a_copy_of_its_own() -> None:
+    """A reconcile may change the body it was given (or keep it): the index must not
+    change with it."""
+    raw = {"metadata": {"namespace": "n", "name": "a"}, "status": {"conditions": []}}
+    held = await index(
+        handlers.token_requests, namespace="n", name="a", body=kopf.Body(cast(kopf.RawBody, raw))
+    )
+    view = {key: [value] for key, value in held.items()}
+    read = first(view, ("n", "a"))
+    assert read == raw
+    read["status"]["conditions"].append({"type": "Ready"})
+    assert first(view, ("n", "a")) == raw
+    assert first(view, ("n", "a")) is not first(view, ("n", "a"))
+    assert first({("n", "b"): [("n", "b")]}, ("n", "b")) == ("n", "b")  # others as they are
+    assert first(view, ("n", "missing")) is None
 
-    def decoded(name: str) -> kopf.Body:
-        text = json.dumps(
-            {
-                "metadata": {"name": name, "labels": {"app.example/team": "a"}},
-                "status": {"conditions": [{"lastTransitionTime": "t", "type": "Ready"}]},
-                "data": {"access_token": "x" * 65},
-            }
-        )
-        return kopf.Body(cast(kopf.RawBody, json.loads(text)))
 
-    held = [
-        next(
-            iter((await index(handlers.token_requests, namespace="n", name=n, body=body)).values())
-        )
-        for n, body in (("a", decoded("a")), ("b", decoded("b")))
-    ]
+async def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
+    """Requests and clients are never written back from the index: kubectl's copy of
+    their spec is not kept. A Secret's annotations are written back: it stays."""
+    annotations = {handlers.LAST_APPLIED: '{"spec": "x"}', "team": "a"}
+    raw = {"metadata": {"namespace": "n", "name": "a", "annotations": annotations}}
+    body = kopf.Body(cast(kopf.RawBody, raw))
+    for kind in (handlers.token_requests, handlers.oauth2_clients):
+        held = await index(kind, namespace="n", name="a", body=body)
+        assert json.loads(held[("n", "a")])["metadata"]["annotations"] == {"team": "a"}
+    held = await index(handlers.token_secrets, namespace="n", name="a", body=body)
+    assert json.loads(held[("n", "a")])["metadata"]["annotations"] == annotations
 
-    def strings(body: dict[str, Any]) -> list[str]:
-        condition = body["status"]["conditions"][0]
-        return [
-            *body,
-            *body["metadata"],
-            *body["metadata"]["labels"],
-            *body["status"],
-            *condition,
-            *condition.values(),
-            body["metadata"]["labels"]["app.example/team"],
-        ]
 
-    first, second = strings(held[0]), strings(held[1])
-    assert first == second
-    assert all(a is b for a, b in zip(first, second, strict=True))
-    assert held[0]["status"]["conditions"] == [{"lastTransitionTime": "t", "type": "Ready"}]
-    assert held[0]["data"]["access_token"] == held[1]["data"]["access_token"] == "x" * 65
-    assert held[0]["data"]["access_token"] is not held[1]["data"]["access_token"]
+def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
+    """The ledger, the scheduler and the metrics keep a request's key from bodies decoded
+    anew on each read: its strings are interned, not kept once per structure."""
+    frozen = freeze({"metadata": {"namespace": "apps", "name": "billing", "uid": "u"}})
+    view = {("apps", "billing"): [frozen]}
+    one, other = (Request.of(first(view, ("apps", "billing")) or {}) for _ in range(2))
+    assert one.key == other.key == ("apps", "billing")
+    assert one.name is other.name
+    assert one.namespace is other.namespace

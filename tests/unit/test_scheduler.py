@@ -178,3 +178,31 @@ async def test_a_later_entry_does_not_wake_a_sleeping_scheduler() -> None:
     await asyncio.sleep(0.02)
     assert looks == asleep + 1
     await scheduler.stop()
+
+
+async def test_the_same_plan_again_adds_no_heap_entry() -> None:
+    """Every reconcile of a settled request plans the same renewal again: the heap must
+    not keep one entry per reconcile (memory held per request until the renewal)."""
+
+    async def action(key: str) -> None:
+        return None
+
+    scheduler: Scheduler[str] = Scheduler(action)
+    when = time.time() + 600
+    for _ in range(5):
+        scheduler.schedule("a", when)
+    assert scheduler.entries == 1
+    scheduler.schedule("a", when + 1)  # a new plan: a new entry, the old one stale
+    assert scheduler.entries == 2
+    assert scheduler.when("a") == when + 1
+    ran: list[str] = []
+
+    async def record(key: str) -> None:
+        ran.append(key)
+
+    again: Scheduler[str] = Scheduler(record)
+    soon = time.time() + 0.05
+    again.schedule("b", soon)
+    again.schedule("b", soon)
+    await run_for(again, 0.2)
+    assert ran == ["b"]  # planned twice alike: run once

@@ -4,6 +4,7 @@ shares."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +45,10 @@ class Request:
     def of(cls, body: Body) -> Request:
         meta = body.get("metadata", {})
         return cls(
-            namespace=meta["namespace"],
-            name=meta["name"],
+            # Interned: the key is kept by the ledger, the scheduler and the metrics, from
+            # bodies decoded anew on each read (`context.first`); one copy for all.
+            namespace=sys.intern(meta["namespace"]),
+            name=sys.intern(meta["name"]),
             uid=meta["uid"],
             generation=meta.get("generation"),
             body=body,

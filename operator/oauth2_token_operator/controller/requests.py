@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import defaultdict
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
@@ -49,6 +48,7 @@ from oauth2_token_operator.controller.revocation import revoke_held
 from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
@@ -70,7 +70,8 @@ class RequestReconciler:
         self.ctx = ctx
         self.finalizer = finalizer
         """Requests are served only once this finalizer is on them (kopf adds it)."""
-        self._locks: defaultdict[RequestKey, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks: KeyedLocks[RequestKey] = KeyedLocks()
+        """Each request's reconciles and its finalization one at a time."""
         self._background: set[asyncio.Future[bool]] = set()
         self._api_backoff: dict[RequestKey, tuple[int, float]] = {}
         """Per request after a failed API write: the failures in a row, and when to try
@@ -97,7 +98,7 @@ class RequestReconciler:
         """An owned Secret changed or went: its request checks it (self-healing), unless
         the event is our own write coming back (looked at once the owner's reconcile in
         progress, which may be that write's, has finished)."""
-        async with self._locks[owner]:
+        async with self._locks(owner):
             if self.secret_echoes.came_back(secret, body):
                 return
         if self.ctx.request_scheduler is not None:
@@ -114,7 +115,7 @@ class RequestReconciler:
             # never outlive a request deleted in a hurry (and the two writes do not race).
             return
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        async with self._locks[key]:
+        async with self._locks(key):
             # After the lock: the event may have overtaken the reply of the write it
             # echoes, and that write's reconcile holds the lock until it is recorded.
             if watched and self.status_echoes.came_back(key, body):
@@ -453,7 +454,7 @@ class RequestReconciler:
         """The request is being deleted: revoke its token unless another request holds it
         or revocation is off, then delete its Secret. Never raises for the server."""
         request = Request.of(body)
-        async with self._locks[request.key]:
+        async with self._locks(request.key):
             if self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.cancel(request.key)
             spec = spec_or_none(body)
@@ -475,7 +476,6 @@ class RequestReconciler:
                 await self.ctx.kube.delete_secret(
                     request.namespace, secret_name, uid=secret["metadata"]["uid"]
                 )
-        self._locks.pop(request.key, None)
         self._api_backoff.pop(request.key, None)
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)

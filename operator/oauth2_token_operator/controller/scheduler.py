@@ -59,7 +59,13 @@ class Scheduler(Generic[K]):
             await asyncio.gather(task, return_exceptions=True)
 
     def schedule(self, key: K, when: float) -> None:
-        """Run `action(key)` at `when` (epoch seconds), replacing any earlier plan."""
+        """Run `action(key)` at `when` (epoch seconds), replacing any earlier plan.
+
+        The same plan again (every reconcile of a settled request plans its renewal
+        anew) adds nothing: its heap entry is there already. Otherwise each reconcile
+        would leave one more entry, skipped only when it falls due, minutes later."""
+        if self._due.get(key) == when:
+            return
         self._due[key] = when
         heapq.heappush(self._heap, (when, next(self._counter), key))
         if when < self._sleeping_until:
@@ -77,6 +83,12 @@ class Scheduler(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._due)
+
+    @property
+    def entries(self) -> int:
+        """Heap entries, those of replaced or cancelled plans included (they leave when
+        they fall due)."""
+        return len(self._heap)
 
     async def run(self) -> None:
         """Serve the heap until cancelled; cancelling also cancels the actions running."""

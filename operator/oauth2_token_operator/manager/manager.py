@@ -9,7 +9,6 @@ import dataclasses
 import enum
 import logging
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.manager.model import (
     CLIENT_CREDENTIALS,
     AccessToken,
@@ -140,10 +140,7 @@ class TokenManager:
         )
         self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
-        # Weak: a subject's lock lives while a refresh holds or awaits it, then goes.
-        self._refresh_locks: weakref.WeakValueDictionary[TokenKey, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._refresh_locks: KeyedLocks[TokenKey] = KeyedLocks()
         self._next_prune = float("-inf")
         self._closed = False
 
@@ -157,10 +154,7 @@ class TokenManager:
 
     def _refresh_lock(self, key: TokenKey) -> asyncio.Lock:
         """The lock that serialises everything touching ``key``'s refresh tokens."""
-        lock = self._refresh_locks.get(key)
-        if lock is None:
-            lock = self._refresh_locks[key] = asyncio.Lock()
-        return lock
+        return self._refresh_locks(key)
 
     def _check_open(self) -> None:
         if self._closed:
