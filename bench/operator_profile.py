@@ -9,6 +9,9 @@ Ready p50/p99 and the operator's CPU seconds and RSS. With ``PROFILE=DIR`` set, 
 (CPU, not waits) during each burst and writes ``DIR/issuance-N.txt`` (collapsed stacks,
 for ``flamegraph.pl`` or a grep).
 
+``restart-N`` issues N, then restarts the operator (``bench.operator_cases.restart_case``;
+profiled from the new process's start: ``DIR/restart-1.txt``).
+
 ``renew-N`` instead of N issues N requests of the 20 s ``renewal_ttl`` client and then
 measures (and profiles: ``DIR/renewal-N.txt``) a window of renewals only: the operator's
 CPU per renewal, its API requests, the token calls in the window, and the CPU per renewal
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench.common import setup
-from bench.operator_cases import OPERATOR_FLAGS, Bench, issuance
+from bench.operator_cases import OPERATOR_FLAGS, Bench, issuance, restart_case
 from bench.operator_env import (
     Admin,
     OperatorProcess,
@@ -95,9 +98,17 @@ def main(runs: list[str]) -> None:
         for run, namespace in zip(runs, namespaces, strict=True):
             test_client = "renewal_ttl" if run.startswith("renew-") else "client_secret_basic"
             bench.client(namespace, "idp", server.clients[test_client])
-        operator = OperatorProcess(
-            bench.admin, namespaces, Path(tmp) / "operator.log", *OPERATOR_FLAGS
-        )
+        spies: list[subprocess.Popen[bytes] | None] = []
+
+        def start(*, unbounded: bool = False) -> OperatorProcess:
+            started = OperatorProcess(
+                bench.admin, namespaces, Path(tmp) / "operator.log", *OPERATOR_FLAGS
+            )
+            if spies:  # a restart: profiled from its first instant
+                spies.append(profiling(f"restart-{len(spies)}", started.pid))
+            return started
+
+        operator = start()
         try:
             operator.wait_healthy()
             for namespace in namespaces:
@@ -107,6 +118,14 @@ def main(runs: list[str]) -> None:
             for run, namespace in zip(runs, namespaces, strict=True):
                 if run.startswith("renew-"):
                     renewals(bench, operator, namespace, int(run.removeprefix("renew-")))
+                elif run.startswith("restart-"):
+                    burst(bench, operator, namespace, int(run.removeprefix("restart-")))
+                    spies.append(None)
+                    operator, _ = restart_case(
+                        bench, operator, namespace, int(run.removeprefix("restart-")), start
+                    )
+                    done(spies.pop())
+                    spies.clear()
                 else:
                     burst(bench, operator, namespace, int(run))
                 idle(operator, f"idle-{run}")
