@@ -112,7 +112,8 @@ def _token_command(commands: Any, name: str, *, help: str, description: str) -> 
     parser.add_argument(
         "token",
         metavar="TOKEN|-",
-        help="the token, or - to read it from stdin (which keeps it out of the process list)",
+        help="the token, or - to read it from stdin (which keeps it out of the process"
+        " list); a token that begins with - goes last, after --",
     )
     add_client_arguments(parser)
     return parser

@@ -33,10 +33,11 @@ def introspect(
     code, out, _ = run(
         capsys,
         "introspect",
-        token,
         *flags(authserver, client),
         "--client-secret-env",
         "CLI_TEST_POST_SECRET",
+        "--",  # a token may begin with "-"
+        token,
     )
     assert code == 0
     answer: dict[str, Any] = json.loads(out)
@@ -182,7 +183,6 @@ def test_revoke_with_flags(
     code, out, err = run(
         capsys,
         "revoke",
-        token,
         *flags(authserver, client),
         "--private-key-file",
         str(key_file),
@@ -190,6 +190,8 @@ def test_revoke_with_flags(
         "ES256",
         "--key-id",
         client.kids["ES256"],
+        "--",
+        token,
     )
     assert (code, out) == (0, ""), err
     assert introspect(capsys, authserver, token) == {"active": False}
@@ -241,12 +243,13 @@ def test_revoke_a_refresh_token_with_the_hint(
     code, _, err = run(
         capsys,
         "revoke",
-        refresh_token,
         "--hint",
         "refresh_token",
         *flags(authserver, client),
         "--client-secret-env",
         "CLI_TEST_POST_SECRET",
+        "--",
+        refresh_token,
     )
     assert code == 0, err
     assert introspect(capsys, authserver, refresh_token) == {"active": False}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -279,6 +280,9 @@ def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
     ns.request("shared", "idp")
     ready = ns.wait_ready("shared")
     ours = STATUS_PATH.format(ns=ns.name, name="shared")
+    # The proxy records a request once the API server has answered it, and a reader may
+    # see the write a moment before that: let the issuance's own patches be recorded.
+    time.sleep(0.5)
     before = len(proxy.requests("PATCH", ours))
 
     for round_, audited in enumerate(("True", "False"), start=1):
@@ -298,6 +302,11 @@ def test_a_concurrent_status_writer_is_neither_lost_nor_fought(
             )
 
         wait_for(f"the operator's status back, the other's kept (round {round_})", restored)
+
+        def recorded(round_: int = round_) -> bool:
+            return len(proxy.requests("PATCH", ours)) - before >= round_
+
+        wait_for("the proxy's record of the patch that restored it", recorded, timeout=5)
         patches = proxy.requests("PATCH", ours)[before:]
         # One corrective patch per foreign write: a fight would have added more by now
         # (round 2 runs a whole write-and-restore cycle after round 1's count).

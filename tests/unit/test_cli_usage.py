@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oauth2_token_operator.cli import main
+from oauth2_token_operator.cli import build_parser, main, parse_arguments
 from oauth2_token_operator.cli_tokens import introspection_json, token_json, token_summary
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import Introspection
@@ -160,3 +160,14 @@ def test_introspection_format() -> None:
         "cnf": {"x5t#S256": "abc"},
     }
     assert introspection_json(Introspection(active=False)) == {"active": False}
+
+
+def test_a_token_that_begins_with_a_dash_goes_after_the_double_dash(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """base64url tokens begin with "-" one time in 64: as the first argument such a token
+    reads as an option; after `--` it is the token."""
+    usage_error(capsys, "introspect", "-Abc123", *ISSUER, "--client-secret-env", "S")
+    for command in ("introspect", "revoke"):
+        argv = [command, *ISSUER, "--client-secret-env", "S", "--", "-Abc123"]
+        assert parse_arguments(build_parser(), argv).token == "-Abc123"
