@@ -14,6 +14,7 @@ for renewal before the run ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from oauth2_token_operator.policies.renewal import RenewalPolicy, renewal_time
 from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.authserver.fixtures import TestClient, basic_authorization
 from tests.cluster.fixtures import PROJECT_CRDS
-from tests.cluster.harness import kube_cluster_context
+from tests.cluster.harness import KubeCluster, kube_cluster_context
 
 CONCURRENCY = 64
 """Creates in flight at once, and the baseline's tokens in flight: kopf's worker limit
@@ -79,6 +80,24 @@ def header(title: str) -> None:
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def bench_on_control_plane(setup: Setup, prefix: str) -> Iterator[tuple[Bench, KubeCluster]]:
+    """A `Bench` on a control plane of its own (etcd and kube-apiserver with our CRDs, no
+    kube-controller-manager, so that the API server's counters hold only the bench's,
+    the operator's and its own requests) and a scratch directory: both gone after."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        kube_cluster_context(
+            crds=sorted(PROJECT_CRDS.glob("*.yaml")), controller_manager=False
+        ) as cluster,
+    ):
+        bench = Bench(setup, Admin.of(cluster), Path(tmp))
+        try:
+            yield bench, cluster
+        finally:
+            bench.http.close()
 
 
 class Bench:
@@ -227,8 +246,9 @@ def renewal_case(
         # each is compared with the renewal planned for its own first token.
         watch.wait_ready(names, timeout=max(120.0, count * 0.6))
         after_issuance, counted_from = bench.snapshot(client), time.time()
-        lifetime = max(r.expires_at or 0.0 for _, r in (secrets.records[n][1] for n in names))
-        lifetime -= min(secrets.records[n][1][1].issued_at for n in names)
+        first = secrets.records[names[0]][1][1]
+        assert first.expires_at is not None
+        lifetime = first.expires_at - first.issued_at
         secrets.wait(
             "renewals",
             lambda: all(2 in secrets.records.get(n, {}) for n in names),
@@ -252,10 +272,8 @@ def renewal_case(
         planned = {n: planned_renewal(*secrets.records[n][1]) for n in names}
         obtained = [secrets.records[n][2][1].issued_at - planned[n] for n in names]
         shown = [watch.revisions[n][2][0] - planned[n] for n in names]
-    first = secrets.records[names[0]][1][1]
-    assert first.expires_at is not None
     header(
-        f"Renewal: {count} requests of {first.expires_at - first.issued_at:.0f} s tokens,"
+        f"Renewal: {count} requests of {lifetime:.0f} s tokens,"
         f" --min-renewal-lead={MIN_RENEWAL_LEAD:.0f}"
     )
     print(f"  {renewals} renewals counted (after all {count} were Ready)")
@@ -507,14 +525,9 @@ def run_all(
     """Every case with N requests; with `steady_only`, N issued by the operator alone (no
     baseline) and then the steady state, the only case that needs N = 10 000; with
     `renewal_client`, only the renewal case, N requests of that client."""
-    crds = sorted(PROJECT_CRDS.glob("*.yaml"))
     print(f"load average before: {load_average()}")
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp,
-        kube_cluster_context(crds=crds, controller_manager=False) as cluster,
-    ):
-        workdir = Path(tmp)
-        bench = Bench(setup, Admin.of(cluster), workdir)
+    with bench_on_control_plane(setup, "bench-operator-") as (bench, _):
+        workdir = bench.workdir
         renew, issue, again, base, share = (
             bench.namespace(x) for x in ("renew", "issue", "issue-unbounded", "base", "share")
         )
@@ -572,7 +585,6 @@ def run_all(
             raise
         finally:
             operator.stop()
-            bench.http.close()
     print(f"\nload average after: {load_average()}")
 
 

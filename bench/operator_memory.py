@@ -44,12 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import setup
-from bench.operator_cases import Bench
-from bench.operator_env import Admin, RequestWatch, load_average
+from bench.operator_cases import Bench, bench_on_control_plane
+from bench.operator_env import RequestWatch, load_average
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import run_authserver
-from tests.cluster.fixtures import PROJECT_CRDS
-from tests.cluster.harness import kube_cluster_context
 from tests.operator.runner import OperatorThread
 
 IDLE = float(os.environ.get("IDLE", "10"))
@@ -434,12 +432,8 @@ def main(n: int) -> None:
     print(f"load average before: {load_average()}")
     with (
         run_authserver() as server,
-        tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp,
-        kube_cluster_context(
-            crds=sorted(PROJECT_CRDS.glob("*.yaml")), controller_manager=False
-        ) as cluster,
+        bench_on_control_plane(setup(server), "bench-memory-") as (bench, cluster),
     ):
-        bench = Bench(setup(server), Admin.of(cluster), Path(tmp))
         namespace = bench.namespace("memory")
         bench.client(namespace, "idp", server.clients["client_secret_basic"])
         config = OperatorConfig(
@@ -468,7 +462,6 @@ def main(n: int) -> None:
             report(before, after, n)
         finally:
             thread.stop()
-            bench.http.close()
 
 
 def issue(bench: Bench, namespace: str, prefix: str, n: int) -> None:

@@ -25,14 +25,18 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench.common import setup
-from bench.operator_cases import OPERATOR_FLAGS, Bench, issuance, restart_case
+from bench.operator_cases import (
+    OPERATOR_FLAGS,
+    Bench,
+    bench_on_control_plane,
+    issuance,
+    restart_case,
+)
 from bench.operator_env import (
-    Admin,
     OperatorProcess,
     RequestWatch,
     cpu_seconds,
@@ -43,8 +47,6 @@ from bench.operator_env import (
     writes,
 )
 from tests.authserver.fixtures import run_authserver
-from tests.cluster.fixtures import PROJECT_CRDS
-from tests.cluster.harness import kube_cluster_context
 
 IDLE = 30.0
 """Seconds of idleness measured (and profiled) after each burst."""
@@ -88,12 +90,8 @@ def main(runs: list[str]) -> None:
     print(f"load average before: {load_average()}")
     with (
         run_authserver() as server,
-        tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
-        kube_cluster_context(
-            crds=sorted(PROJECT_CRDS.glob("*.yaml")), controller_manager=False
-        ) as cluster,
+        bench_on_control_plane(setup(server), "bench-profile-") as (bench, _),
     ):
-        bench = Bench(setup(server), Admin.of(cluster), Path(tmp))
         namespaces = [bench.namespace(f"profile-{i}") for i in range(len(runs))]
         for run, namespace in zip(runs, namespaces, strict=True):
             test_client = "renewal_ttl" if run.startswith("renew-") else "client_secret_basic"
@@ -102,7 +100,7 @@ def main(runs: list[str]) -> None:
 
         def start(*, unbounded: bool = False) -> OperatorProcess:
             started = OperatorProcess(
-                bench.admin, namespaces, Path(tmp) / "operator.log", *OPERATOR_FLAGS
+                bench.admin, namespaces, bench.workdir / "operator.log", *OPERATOR_FLAGS
             )
             if spies:  # a restart: profiled from its first instant
                 spies.append(profiling(f"restart-{len(spies)}", started.pid))
@@ -131,7 +129,6 @@ def main(runs: list[str]) -> None:
                 idle(operator, f"idle-{run}")
         finally:
             operator.stop()
-            bench.http.close()
 
 
 def profiling(name: str, pid: int) -> subprocess.Popen[bytes] | None:
