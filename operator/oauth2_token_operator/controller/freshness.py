@@ -113,16 +113,6 @@ class Echoes:
         return True
 
 
-def changed_only_status(read: Body, reply: Body) -> bool:
-    """Does the reply to our status patch of `read` differ from it only in status (and
-    bookkeeping)? Not if anyone changed its spec, labels, annotations or finalizers, or
-    began deleting it, between our read and our write."""
-    before, after = read.get("metadata", {}), reply.get("metadata", {})
-    return read.get("spec") == reply.get("spec") and all(
-        before.get(field) == after.get(field) for field in _RECONCILED_METADATA
-    )
-
-
 _RECONCILED_METADATA = (
     "generation",
     "labels",
@@ -131,3 +121,14 @@ _RECONCILED_METADATA = (
     "deletionTimestamp",
     "uid",
 )
+"""What a reconcile reads from a request's metadata."""
+
+
+def changed_only_status(read: Body, reply: Body) -> bool:
+    """Does the reply to our status patch of `read` differ from it only in status (and
+    bookkeeping)? Not if anyone changed its spec, labels, annotations or finalizers, or
+    began deleting it, between our read and our write."""
+    before, after = read.get("metadata", {}), reply.get("metadata", {})
+    return read.get("spec") == reply.get("spec") and all(
+        before.get(field) == after.get(field) for field in _RECONCILED_METADATA
+    )

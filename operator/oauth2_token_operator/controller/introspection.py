@@ -28,8 +28,10 @@ def introspection_due(request: Request, resolved: Resolved, held: Held) -> float
     """When `held` is next introspected (a new token's first time: one interval after
     its issue), if the request asks for introspection."""
     interval = introspection_interval(resolved)
-    if interval is None:
-        return None
+    return None if interval is None else _due(request, held, interval)
+
+
+def _due(request: Request, held: Held, interval: float) -> float:
     last = (request.status.get("lastIntrospection") or {}).get("time")
     try:
         last_at = parse_rfc3339(last) if last else held.record.issued_at
@@ -47,8 +49,7 @@ async def introspect_if_due(
     interval = introspection_interval(resolved)
     if interval is None:
         return held, Outcome()
-    due = introspection_due(request, resolved, held)
-    assert due is not None
+    due = _due(request, held, interval)
     if now < due:
         return held, Outcome(wake_at=due)
     try:

@@ -41,6 +41,11 @@ class Request:
     def key(self) -> RequestKey:
         return (self.namespace, self.name)
 
+    @property
+    def failed_attempts(self) -> int:
+        """Failed issuances in a row (`status.failedAttempts`)."""
+        return int(self.status.get("failedAttempts") or 0)
+
     @classmethod
     def of(cls, body: Body) -> Request:
         meta = body.get("metadata", {})

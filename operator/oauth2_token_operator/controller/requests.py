@@ -151,16 +151,20 @@ class RequestReconciler:
         leaves no trace that would bring the request back, so plan the next attempt
         here: backing off per request, never sooner than the server's Retry-After."""
         attempts = self._api_backoff.get(request.key, (0, 0.0))[0] + 1
-        delay = retry_delay(
+        delay = self._retry_delay(request, attempts, exc.retry_after)
+        self._api_backoff[request.key] = (attempts, self.ctx.clock() + delay)
+        log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
+        self._backing_off(request.key)
+
+    def _retry_delay(self, request: Request, attempts: int, retry_after: float | None) -> float:
+        """The operator's backoff for a request's `attempts`-th failure in a row."""
+        return retry_delay(
             attempts,
             base=self.ctx.config.retry_base_delay,
             cap=self.ctx.config.retry_max_delay,
             seed=request.uid,
-            retry_after=exc.retry_after,
+            retry_after=retry_after,
         )
-        self._api_backoff[request.key] = (attempts, self.ctx.clock() + delay)
-        log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
-        self._backing_off(request.key)
 
     def _backing_off(self, key: RequestKey) -> bool:
         """Whether a failed API write of this request waits for its retry: events until
@@ -249,7 +253,7 @@ class RequestReconciler:
 
     def _backoff_until(self, request: Request, now: float) -> float | None:
         """While failures back off, the next attempt's time (in `status.renewalTime`)."""
-        if not request.status.get("failedAttempts"):
+        if not request.failed_attempts:
             return None
         if request.status.get("observedGeneration") != request.generation:
             return None  # the spec changed: try the new one at once
@@ -316,8 +320,9 @@ class RequestReconciler:
             created = request.body.get("metadata", {}).get("creationTimestamp")
             if created:
                 self.ctx.metrics.time_to_ready.observe(max(0.0, now - parse_rfc3339(created)))
-        failed_attempts = int(request.status.get("failedAttempts") or 0)
-        if first_issue or checks.announces_renewal(trigger, failed_attempts=failed_attempts):
+        if first_issue or checks.announces_renewal(
+            trigger, failed_attempts=request.failed_attempts
+        ):
             self.ctx.post_event(
                 request.body,
                 type="Normal",
@@ -377,22 +382,13 @@ class RequestReconciler:
         failure: Failure,
         now: float,
     ) -> Outcome:
-        attempts = int(request.status.get("failedAttempts") or 0) + 1
+        attempts = request.failed_attempts + 1
         kind = "renewed" if held is not None else "issued"
         self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
         if failure.retry:
             # Rounded up to the whole second `status.renewalTime` keeps: the reconcile
             # that reads it back (`_backoff_until`) must not find it due early.
-            retry_at = math.ceil(
-                now
-                + retry_delay(
-                    attempts,
-                    base=self.ctx.config.retry_base_delay,
-                    cap=self.ctx.config.retry_max_delay,
-                    seed=request.uid,
-                    retry_after=failure.retry_after,
-                )
-            )
+            retry_at = math.ceil(now + self._retry_delay(request, attempts, failure.retry_after))
             when = f"; retrying at {rfc3339(retry_at)}"
         else:
             # Trying again cannot help until something changes (a new refresh token, the
