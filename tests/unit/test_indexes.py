@@ -65,6 +65,23 @@ async def test_what_the_indexes_hold() -> None:
     assert labels == {"apps": {"team": "a"}}
 
 
+async def test_kopfs_own_copy_of_an_indexed_object_loses_its_managed_fields() -> None:
+    """kopf holds the object it indexes in the object's worker until its handlers have
+    run: at a start, every listed object at once. The index strips the managedFields from
+    that copy too (kopf never reads them), and keeps everything else as it was."""
+    for kind in (handlers.token_requests, handlers.token_secrets, handlers.oauth2_clients):
+        managed = [{"manager": "m", "operation": "Update", "fieldsV1": {"f:data": {}}}]
+        metadata = {"namespace": "n", "name": "a", "uid": "u", "managedFields": managed}
+        raw: dict[str, Any] = {"metadata": metadata, "data": {"token": "dG9rZW4="}}
+        body = kopf.Body(cast(kopf.RawBody, raw))
+        await index(kind, namespace="n", name="a", body=body)
+        assert raw == {
+            "metadata": {"namespace": "n", "name": "a", "uid": "u"},
+            "data": {"token": "dG9rZW4="},
+        }
+        assert body.metadata.uid == "u"
+
+
 async def test_each_read_of_a_frozen_object_is_a_copy_of_its_own() -> None:
     """A reconcile may change the body it was given (or keep it): the index must not
     change with it."""
