@@ -64,7 +64,8 @@ bench: setup
 # N=1000: make bench-operator OPERATOR_CASE=operator-1000
 # 10 000 tokens, steady state only: make bench-operator OPERATOR_CASE=operator-steady-10000
 # 1000 renewals of 20 s tokens: make bench-operator OPERATOR_CASE=operator-renewal-1000
-# (of 10 min tokens: OPERATOR_CASE=operator-renewal-1000-10m)
+# (of 10 min tokens: OPERATOR_CASE=operator-renewal-1000-10m; 10 000 of them:
+# OPERATOR_CASE=operator-renewal-10000-10m)
 OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)

@@ -28,6 +28,9 @@ CASES: dict[str, Callable[[Setup], Coroutine[Any, Any, None]]] = {
     "operator-renewal-1000-10m": lambda s: operator_cases.run(
         s, n=1000, renewal_client="renew-10m"
     ),
+    "operator-renewal-10000-10m": lambda s: operator_cases.run(
+        s, n=10000, renewal_client="renew-10m"
+    ),
 }
 LIBRARY = ["requests", "store", "issuance", "short-lived"]
 """What runs when no case is named (no control plane needed)."""
