@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ RENEWAL_CLIENTS = {"renew": "renewal_ttl", "renew-10m": "client_secret_basic"}
 MIN_RENEWAL_LEAD = 5.0
 OPERATOR_FLAGS = (f"--min-renewal-lead={MIN_RENEWAL_LEAD}", "--revocation-deadline=5")
 EXPIRY_METRIC = "oauth2_token_operator_token_expiry_timestamp_seconds"
+Send = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+"""One API request, given the client to send it with."""
 
 
 def row(name: str, operator: float, baseline: float | None, unit: str = "", goal: str = "") -> None:
@@ -162,36 +164,58 @@ class Bench:
         """Create all at once (`CONCURRENCY` in flight); when each create returned."""
         path = REQUESTS_PATH.format(namespace=namespace)
 
-        async def create_all() -> dict[str, float]:
-            created: dict[str, float] = {}
+        def create(name: str, spec: dict[str, Any]) -> Send:
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "AccessTokenRequest",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+            return lambda http: http.post(path, json=body)
+
+        answered = self.all_at_once({name: create(name, spec) for name, spec in specs.items()})
+        for response, _ in answered.values():
+            response.raise_for_status()
+        return {name: at for name, (_, at) in answered.items()}
+
+    def delete_all_requests(self, namespace: str, timeout: float = 120.0) -> None:
+        """Delete the namespace's requests (`CONCURRENCY` in flight) and wait until the
+        operator has let every one go. One by one, not the collection's DELETE: the API
+        server marks a collection's objects one after another (they have finalizers), and
+        10 000 outlast its request timeout."""
+        path = REQUESTS_PATH.format(namespace=namespace)
+        names = [item["metadata"]["name"] for item in self.http.get(path).json()["items"]]
+
+        def delete(name: str) -> Send:
+            return lambda http: http.delete(f"{path}/{name}")
+
+        for response, _ in self.all_at_once({name: delete(name) for name in names}).values():
+            if response.status_code != 404:  # gone meanwhile
+                response.raise_for_status()
+        deadline = time.monotonic() + timeout
+        while self.http.get(path, params={"limit": "1"}).json()["items"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"requests in {namespace} not deleted")
+            time.sleep(0.5)
+
+    def all_at_once(self, sends: dict[str, Send]) -> dict[str, tuple[httpx.Response, float]]:
+        """Each request sent, `CONCURRENCY` in flight: its response, and when it came."""
+
+        async def send_all() -> dict[str, tuple[httpx.Response, float]]:
+            answered: dict[str, tuple[httpx.Response, float]] = {}
             gate = asyncio.Semaphore(CONCURRENCY)
             limits = httpx.Limits(max_connections=CONCURRENCY)
             async with self.admin.async_client(limits=limits, timeout=60.0) as http:
 
-                async def create(name: str, spec: dict[str, Any]) -> None:
-                    body = {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "AccessTokenRequest",
-                        "metadata": {"name": name},
-                        "spec": spec,
-                    }
+                async def send(name: str, call: Send) -> None:
                     async with gate:
-                        (await http.post(path, json=body)).raise_for_status()
-                    created[name] = time.monotonic()
+                        response = await call(http)
+                    answered[name] = (response, time.monotonic())
 
-                await asyncio.gather(*(create(n, s) for n, s in specs.items()))
-            return created
+                await asyncio.gather(*(send(name, call) for name, call in sends.items()))
+            return answered
 
-        return asyncio.run(create_all())
-
-    def delete_all_requests(self, namespace: str, timeout: float = 120.0) -> None:
-        path = REQUESTS_PATH.format(namespace=namespace)
-        self.http.delete(path).raise_for_status()
-        deadline = time.monotonic() + timeout
-        while self.http.get(path).json()["items"]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"requests in {namespace} not deleted")
-            time.sleep(0.5)
+        return asyncio.run(send_all())
 
     def token_record(self, namespace: str, name: str) -> tuple[str, TokenRecord]:
         """The owner's uid and the token record in the request's Secret."""
@@ -295,7 +319,7 @@ def renewal_case(
     print("  (late: minus the renewal time planned for the first token, computed as the operator")
     print("   does from the record in its Secret; obtained: the new record's issued_at;")
     print("   seen: when the bench's watch saw the new revision in the status)")
-    bench.delete_all_requests(namespace)
+    bench.delete_all_requests(namespace, timeout=max(120.0, count * 0.1))
 
 
 def issuance(
