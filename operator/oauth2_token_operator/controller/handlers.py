@@ -234,8 +234,8 @@ def for_index(body: kopf.Body, *, keep_last_applied: bool = False) -> bytes:
     holds that copy in the object's worker until its handlers have run. At a start, that
     is every listed object at once (kopf runs no handler before every index is complete),
     and an AccessTokenRequest's three writers' entries are 7 of its 11 KB as Python
-    objects, a Secret's one 2.7 of 5.6 KB: measured, a restart with 4000 tokens peaked at
-    306.7 MiB with them and 273.2 MiB without."""
+    objects, a Secret's one 2.7 of 5.6 KB. Measured (BENCHMARKS.md, "Fourth round"): after
+    a restart with 4000 tokens the operator held 306.7 MiB with them, 273.2 MiB without."""
     metadata = cast(dict[str, Any], body.get("metadata", {}))
     metadata.pop("managedFields", None)
     annotations = metadata.get("annotations") or {}
