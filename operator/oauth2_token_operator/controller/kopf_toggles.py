@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kopf._cogs.aiokits import aiotoggles
 
@@ -38,28 +38,25 @@ async def make_toggle(
     self: aiotoggles.ToggleSet, __val: bool = False, *, name: str | None = None
 ) -> aiotoggles.Toggle:
     toggle = aiotoggles.Toggle(__val, name=name, condition=self._condition)
-    async with self._condition:
-        before = self.is_on()
-        self._toggles.add(toggle)
-        if self.is_on() != before:
-            self._condition.notify_all()
+    await _change(self, lambda: self._toggles.add(toggle))
     return toggle
 
 
 async def drop_toggle(self: aiotoggles.ToggleSet, toggle: aiotoggles.Toggle) -> None:
-    async with self._condition:
-        before = self.is_on()
-        self._toggles.discard(toggle)
-        if self.is_on() != before:
-            self._condition.notify_all()
+    await _change(self, lambda: self._toggles.discard(toggle))
 
 
 async def drop_toggles(self: aiotoggles.ToggleSet, toggles: Iterable[aiotoggles.Toggle]) -> None:
-    async with self._condition:
-        before = self.is_on()
-        self._toggles.difference_update(toggles)
-        if self.is_on() != before:
-            self._condition.notify_all()
+    await _change(self, lambda: self._toggles.difference_update(toggles))
+
+
+async def _change(toggle_set: aiotoggles.ToggleSet, change: Callable[[], None]) -> None:
+    """Change the set's toggles; wake its waiters only if its overall state changed."""
+    async with toggle_set._condition:
+        before = toggle_set.is_on()
+        change()
+        if toggle_set.is_on() != before:
+            toggle_set._condition.notify_all()
 
 
 def install() -> bool:
