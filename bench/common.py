@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig
@@ -45,3 +47,14 @@ def setup(server: AuthServer) -> Setup:
         basic={"Authorization": basic_credentials(registered.client_id, registered.client_secret)},
         form={"grant_type": "client_credentials", "scope": "read", "resource": server.resource},
     )
+
+
+async def at_most(limit: int, calls: Iterable[Awaitable[None]]) -> None:
+    """Await every call, `limit` of them at a time."""
+    gate = asyncio.Semaphore(limit)
+
+    async def gated(call: Awaitable[None]) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(gated(call) for call in calls))

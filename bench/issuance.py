@@ -10,14 +10,13 @@ throughputs (library / raw, higher is better, goal >= 0.9) shows what that costs
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bench.common import Setup
+from bench.common import Setup, at_most
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, InMemoryTokenStore, TokenManager
 from oauth2_token_operator.oauth2 import OAuth2Transport
 
@@ -27,22 +26,12 @@ CONCURRENCY = 100
 ROUNDS = 5
 
 
-async def _at_most(limit: int, calls: Iterable[Awaitable[None]]) -> None:
-    gate = asyncio.Semaphore(limit)
-
-    async def gated(call: Awaitable[None]) -> None:
-        async with gate:
-            await call
-
-    await asyncio.gather(*(gated(call) for call in calls))
-
-
 async def _timed(issue: Callable[[int], Awaitable[None]]) -> float:
     """Tokens per second of ``COUNT`` issuances, after one untimed warm-up issuance
     (discovery for the library, a first connection for both)."""
     await issue(-1)
     start = time.perf_counter()
-    await _at_most(CONCURRENCY, (issue(i) for i in range(COUNT)))
+    await at_most(CONCURRENCY, (issue(i) for i in range(COUNT)))
     return COUNT / (time.perf_counter() - start)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import Setup
+from bench.common import Setup, at_most
 from bench.operator_env import (
     CLIENTS_PATH,
     REQUESTS_PATH,
@@ -203,16 +203,13 @@ class Bench:
 
         async def send_all() -> dict[str, tuple[httpx.Response, float]]:
             answered: dict[str, tuple[httpx.Response, float]] = {}
-            gate = asyncio.Semaphore(CONCURRENCY)
             limits = httpx.Limits(max_connections=CONCURRENCY)
             async with self.admin.async_client(limits=limits, timeout=60.0) as http:
 
                 async def send(name: str, call: Send) -> None:
-                    async with gate:
-                        response = await call(http)
-                    answered[name] = (response, time.monotonic())
+                    answered[name] = (await call(http), time.monotonic())
 
-                await asyncio.gather(*(send(name, call) for name, call in sends.items()))
+                await at_most(CONCURRENCY, (send(name, call) for name, call in sends.items()))
             return answered
 
         return asyncio.run(send_all())
