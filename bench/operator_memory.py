@@ -274,7 +274,7 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
 
 
 def frozen_sizes(thread: OperatorThread) -> str:
-    """The average JSON an index keeps per object, and what zlib would make of it."""
+    """The average JSON an index keeps per object, and its size as kept (compressed)."""
     import zlib
 
     views = thread.memo["ctx"].views
@@ -282,9 +282,9 @@ def frozen_sizes(thread: OperatorThread) -> str:
     for name, index in (("requests", views.requests), ("Secrets", views.token_secrets)):
         values = [v for key in list(index) for v in index[key] if isinstance(v, bytes)]
         if values:
-            size = sum(map(len, values)) / len(values)
-            packed = sum(len(zlib.compress(v)) for v in values) / len(values)
-            parts.append(f"{name} {size:.0f} B of JSON ({packed:.0f} B with zlib)")
+            size = sum(len(zlib.decompress(v)) for v in values) / len(values)
+            packed = sum(map(len, values)) / len(values)
+            parts.append(f"{name} {size:.0f} B of JSON, kept as {packed:.0f} B")
     return ", ".join(parts)
 
 
@@ -305,6 +305,7 @@ class Census:
     frozen: str = ""
     malloc: tuple[int, int] = (0, 0)
     rss: int = 0
+    trimmed_rss: int = 0
     tasks: int = 0
     traced: tracemalloc.Snapshot | None = None
 
@@ -339,6 +340,8 @@ def take(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> Census:
         census.ssl = ssl_connections()
         census.frozen = frozen_sizes(thread)
         census.rss = rss()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        census.trimmed_rss = rss()
         if tracemalloc.is_tracing():
             census.traced = tracemalloc.take_snapshot()
     return census
@@ -408,6 +411,10 @@ def report(before: Census, after: Census, n: int) -> None:
         f" {after.malloc[1]:>10} {per_token(after.malloc[1], before.malloc[1], n)}"
     )
     print(f"  {'RSS':<38} {before.rss:>10} {after.rss:>10} {per_token(after.rss, before.rss, n)}")
+    print(
+        f"  {'RSS after malloc_trim(0)':<38} {before.trimmed_rss:>10} {after.trimmed_rss:>10}"
+        f" {per_token(after.trimmed_rss, before.trimmed_rss, n)}"
+    )
     print(f"  asyncio tasks: {before.tasks} before, {after.tasks} after")
     print(f"  held per object: {after.frozen or '-'}")
     print("\nlive Python objects by type (count after), growth per token, largest 25:")

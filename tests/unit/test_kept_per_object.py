@@ -1,5 +1,5 @@
-"""What the operator keeps per object beyond its indexes: kopf's copy of the memo, and
-how long kopf keeps an object's worker."""
+"""What the operator keeps per object beyond its indexes: kopf's copy of the memo, how
+long kopf keeps an object's worker, and how much of a listing kopf reads at once."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small() -> None:
         *(wrapped(close, str(i), closed) for i, close in enumerate(memo.ctx.closing))
     ]
     await cast(Callable[..., Awaitable[None]], handlers.stop)(memo=memo)
-    assert closed == ["0", "1"]  # the transport, then the API client
+    assert closed == ["0", "1", "2"]  # the heap trimmer, the transport, the API client
 
 
 def wrapped(
@@ -53,3 +53,12 @@ def test_kopf_lets_an_objects_worker_go_a_second_after_its_last_event() -> None:
     assert settings.queueing.idle_timeout == 5.0
     handlers.configure(settings)
     assert settings.queueing.idle_timeout == handlers.WORKER_IDLE_TIMEOUT == 1.0
+
+
+def test_kopf_reads_its_initial_listings_a_page_at_a_time() -> None:
+    """By default kopf lists each kind in one response: 10 000 requests are tens of MB of
+    JSON read and decoded at once, on top of the objects a start holds."""
+    settings = kopf.OperatorSettings()
+    assert settings.watching.chunk_size is None
+    handlers.configure(settings)
+    assert settings.watching.chunk_size == handlers.LIST_CHUNK == 500

@@ -28,6 +28,9 @@ class OperatorConfig(BaseModel):
     """How often a client that is not Ready (discovery failed, Secret missing) retries."""
     concurrency: int = Field(default=16, ge=1)
     """Scheduled reconciliations running at once."""
+    heap_trim_interval: float = Field(default=30.0, ge=0)
+    """How often memory freed inside the C library's heaps goes back to the system
+    (`heap.HeapTrimmer`); 0: never."""
     metrics_port: int | None = Field(default=8080, ge=1, le=65535)
     health_port: int | None = Field(default=8081, ge=1, le=65535)
     leader_election: bool = False

@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.handlers import load_configuration
+from oauth2_token_operator.controller.heap import limit_arenas
 from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
 from oauth2_token_operator.kube.api import KubeApi
 
@@ -38,6 +39,7 @@ def configure_logging(config: OperatorConfig) -> None:
 def run(config: OperatorConfig) -> int:
     """Serve until SIGTERM/SIGINT, then exit gracefully."""
     configure_logging(config)
+    limit_arenas()  # before any thread allocates: a heap once made stays
     try:
         asyncio.run(_serve_until_signalled(config))
     except LostLeadership as exc:
