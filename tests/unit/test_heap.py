@@ -81,7 +81,7 @@ def test_limit_arenas_bounds_the_heaps_of_many_threads(limit: bool, most: int | 
 async def test_the_trimmer_trims_every_interval_until_stopped() -> None:
     calls: list[float] = []
     loop = asyncio.get_running_loop()
-    trimmer = heap.HeapTrimmer(0.02, trim=lambda: calls.append(loop.time()))
+    trimmer = heap.HeapTrimmer(0.02, trim_heaps=lambda: calls.append(loop.time()))
     trimmer.start()
     await asyncio.sleep(0.15)
     await trimmer.stop()
@@ -94,7 +94,7 @@ async def test_the_trimmer_trims_every_interval_until_stopped() -> None:
 
 async def test_an_interval_of_zero_never_trims() -> None:
     calls: list[int] = []
-    trimmer = heap.HeapTrimmer(0, trim=lambda: calls.append(1))
+    trimmer = heap.HeapTrimmer(0, trim_heaps=lambda: calls.append(1))
     trimmer.start()
     await asyncio.sleep(0.05)
     await trimmer.stop()
@@ -108,7 +108,7 @@ async def test_a_failing_trim_is_logged_and_tried_again(caplog: pytest.LogCaptur
         calls.append(1)
         raise OSError("no")
 
-    trimmer = heap.HeapTrimmer(0.02, trim=failing)
+    trimmer = heap.HeapTrimmer(0.02, trim_heaps=failing)
     with caplog.at_level(logging.WARNING, logger=heap.__name__):
         trimmer.start()
         await asyncio.sleep(0.1)

@@ -4,8 +4,8 @@ A burst of issuances, or a restart, allocates and frees hundreds of megabytes: r
 bodies and decoded objects in the kubernetes client's threads, watch events and JSON in
 the event loop. glibc keeps what is freed inside its heaps and gives memory back to the
 system only from a heap's top, so a heap whose top is still in use holds its free middle
-for good. It also makes a heap per thread that allocates at the same time as another, up
-to eight per core, each left half empty after the burst. The process's RSS stays at the
+for good. It also gives each new thread a heap of its own, up to eight per core, each
+left with free holes after the burst. The process's RSS stays at the
 burst's high-water mark. Measured (BENCHMARKS.md, "Fifth round": 2000 tokens issued, the
 operator in process, 10 s idle): 251 MB of RSS, 53 MB of it free inside glibc's heaps.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ ARENAS = 2
 they hardly allocate at the same time, since the GIL lets one thread run Python at once."""
 
 
+@functools.cache
 def glibc() -> ctypes.CDLL | None:
     """The process's C library if it is glibc, else None."""
     try:
@@ -68,10 +70,10 @@ class HeapTrimmer:
     Periodic rather than after each burst: an idle operator costs one call per interval,
     and what a burst freed goes back within one interval of its end."""
 
-    def __init__(self, interval: float, trim: Callable[[], object] | None = None) -> None:
-        """`trim`: the module's `trim` unless given (looked up at each call)."""
+    def __init__(self, interval: float, trim_heaps: Callable[[], object] | None = None) -> None:
+        """`trim_heaps`: this module's `trim` unless given (looked up at each call)."""
         self.interval = interval
-        self._trim = trim or (lambda: globals()["trim"]())
+        self._trim = trim_heaps or (lambda: trim())
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
