@@ -48,6 +48,7 @@ from bench.operator_cases import Bench, bench_on_control_plane
 from bench.operator_env import RequestWatch, load_average
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import run_authserver
+from tests.cluster.harness import KubeCluster
 from tests.operator.runner import OperatorThread
 
 IDLE = float(os.environ.get("IDLE", "10"))
@@ -437,19 +438,7 @@ def main(n: int) -> None:
     if os.environ.get("TRACEMALLOC"):
         tracemalloc.start(1)
     print(f"load average before: {load_average()}")
-    with (
-        run_authserver() as server,
-        bench_on_control_plane(setup(server), "bench-memory-") as (bench, cluster),
-    ):
-        namespace = bench.namespace("memory")
-        bench.client(namespace, "idp", server.clients["client_secret_basic"])
-        config = OperatorConfig(
-            namespaces=(namespace,),
-            metrics_port=None,
-            health_port=None,
-            min_renewal_lead=5.0,
-            revocation_deadline=5.0,
-        )
+    with in_process_setup("bench-memory-") as (bench, cluster, namespace, config):
         thread = OperatorThread(cluster.configuration(), config).start(timeout=60)
         try:
             bench.wait_client_ready(namespace, "idp")
@@ -469,6 +458,26 @@ def main(n: int) -> None:
             report(before, after, n)
         finally:
             thread.stop()
+
+
+@contextlib.contextmanager
+def in_process_setup(prefix: str) -> Iterator[tuple[Bench, KubeCluster, str, OperatorConfig]]:
+    """oidc-provider, the control plane, a namespace with a client `idp`, and the
+    configuration of an operator for it (run in this process by the caller)."""
+    with (
+        run_authserver() as server,
+        bench_on_control_plane(setup(server), prefix) as (bench, cluster),
+    ):
+        namespace = bench.namespace("memory")
+        bench.client(namespace, "idp", server.clients["client_secret_basic"])
+        config = OperatorConfig(
+            namespaces=(namespace,),
+            metrics_port=None,
+            health_port=None,
+            min_renewal_lead=5.0,
+            revocation_deadline=5.0,
+        )
+        yield bench, cluster, namespace, config
 
 
 def issue(bench: Bench, namespace: str, prefix: str, n: int) -> None:

@@ -23,13 +23,9 @@ from dataclasses import dataclass, field
 
 from kopf._cogs.aiokits import aiotoggles
 
-from bench.common import setup
-from bench.operator_cases import bench_on_control_plane
 from bench.operator_env import load_average
-from bench.operator_memory import by_type, issue, rss
+from bench.operator_memory import by_type, in_process_setup, issue, rss
 from oauth2_token_operator.controller import kopf_toggles
-from oauth2_token_operator.controller.config import OperatorConfig
-from tests.authserver.fixtures import run_authserver
 from tests.operator.runner import OperatorThread
 
 SETTLE = 30.0
@@ -84,20 +80,9 @@ def main(n: int) -> None:
     print(f"load average before: {load_average()}")
     spy = PeakSpy()
     uninstall = spy.install()
-    with (
-        run_authserver() as server,
-        bench_on_control_plane(setup(server), "bench-restart-memory-") as (bench, cluster),
-    ):
-        namespace = bench.namespace("memory")
-        bench.client(namespace, "idp", server.clients["client_secret_basic"])
-        config = OperatorConfig(
-            namespaces=(namespace,),
-            metrics_port=None,
-            health_port=None,
-            min_renewal_lead=5.0,
-            revocation_deadline=5.0,
-            heap_trim_interval=0,  # what the peak holds, not what a trim returned
-        )
+    with in_process_setup("bench-restart-memory-") as (bench, cluster, namespace, config):
+        # What the peak holds, not what a trim returned meanwhile.
+        config = config.model_copy(update={"heap_trim_interval": 0})
         first = OperatorThread(cluster.configuration(), config).start(timeout=60)
         try:
             bench.wait_client_ready(namespace, "idp")
