@@ -46,6 +46,7 @@ from typing import Any
 from bench.common import setup
 from bench.operator_cases import Bench, bench_on_control_plane
 from bench.operator_env import RequestWatch, load_average
+from oauth2_token_operator.controller import heap
 from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import run_authserver
 from tests.cluster.harness import KubeCluster
@@ -341,7 +342,7 @@ def take(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> Census:
         census.ssl = ssl_connections()
         census.frozen = frozen_sizes(thread)
         census.rss = rss()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        heap.trim()
         census.trimmed_rss = rss()
         if tracemalloc.is_tracing():
             census.traced = tracemalloc.take_snapshot()
