@@ -181,13 +181,15 @@ class OperatorProcess:
         return self.process.pid
 
     def wait_healthy(self, timeout: float = 60.0) -> float:
-        """Seconds from start until the liveness endpoint answers."""
+        """Seconds from start until kopf's liveness endpoint answers (not the operator's
+        "starting", while its informers list: `controller.health`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the operator exited; see {self.log}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{self.health_port}/healthz").status_code == 200:
+                answer = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz")
+                if answer.status_code == 200 and answer.text != "starting\n":
                     return time.monotonic() - self.started
             time.sleep(0.05)
         raise TimeoutError(f"the operator did not become healthy; see {self.log}")

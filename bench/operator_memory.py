@@ -2,13 +2,13 @@
 
 ``python -m bench.operator_memory N`` starts the control plane and oidc-provider, runs
 the operator in this process (`tests.operator.runner.OperatorThread`, so its kopf
-memories, indexes and our own structures can be reached), and takes a census twice:
+memories, informers and our own structures can be reached), and takes a census twice:
 once healthy with its client Ready and nothing else to manage, once after N distinct
 requests (the issuance case's spec shape) are all Ready and the operator has been idle
 for `IDLE` seconds. Each census is taken with the operator's event loop held still
 (a callback that blocks it), after `gc.collect()`.
 
-Printed: the deep size of each root (kopf's `ResourceMemories`, each kopf index, the
+Printed: the deep size of each root (kopf's `ResourceMemories`, each informer, the
 reconciler's ledger, token store, schedulers, freshness, locks, metrics...) and its
 growth per token; all live Python objects by type (the growth per token of the
 largest); pymalloc's and glibc malloc's bytes in use, and the process's RSS. Deep sizes
@@ -246,11 +246,11 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
     items = [m._items for m in memories]
     resource_memories = [v for i in items for v in i.values()]
     return [
-        ("kopf index token_requests", views.requests),
-        ("kopf index token_secrets", views.token_secrets),
-        ("kopf index requests_by_client", views.requests_by_client),
-        ("kopf index oauth2_clients", views.clients),
-        ("kopf index namespace_labels", views.namespace_labels),
+        ("informer AccessTokenRequests", views.requests),
+        ("informer token Secrets", views.token_secrets),
+        ("requests by client", views.requests_by_client),
+        ("informer OAuth2Clients", views.clients),
+        ("informer namespaces", views.namespace_labels),
         ("ledger", ctx.ledger),
         ("token manager (store, locks)", ctx.manager),
         ("request scheduler", ctx.request_scheduler),
@@ -276,7 +276,7 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
 
 
 def frozen_sizes(thread: OperatorThread) -> str:
-    """The average JSON an index keeps per object, and its size as kept (compressed)."""
+    """The average JSON an informer keeps per object, and its size as kept (compressed)."""
     import zlib
 
     views = thread.memo["ctx"].views

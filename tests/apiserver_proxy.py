@@ -49,12 +49,15 @@ class Fault:
     status: int
     times: int | None = None
     retry_after: int | None = None
+    agent: str | None = None
+    """Only requests whose User-Agent contains this (kopf's own: "kopf")."""
     answered: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, agent: str = "") -> bool:
         return (
             method == self.method
             and self.path.search(path) is not None
+            and (self.agent is None or self.agent in agent)
             and (self.times is None or self.answered < self.times)
         )
 
@@ -69,6 +72,8 @@ class Seen:
     status: int
     at: float
     injected: bool
+    agent: str = ""
+    """Its User-Agent: kopf's ("kopf/…") or the kubernetes client's ("OpenAPI-Generator/…")."""
 
 
 @dataclass
@@ -171,8 +176,9 @@ class ApiServerProxy:
         *,
         times: int | None = None,
         retry_after: int | None = None,
+        agent: str | None = None,
     ) -> Fault:
-        fault = Fault(method, re.compile(path), status, times, retry_after)
+        fault = Fault(method, re.compile(path), status, times, retry_after, agent)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -181,18 +187,22 @@ class ApiServerProxy:
         with self._lock:
             self.faults.clear()
 
-    def requests(self, method: str, path: str) -> list[Seen]:
+    def requests(self, method: str, path: str, agent: str = "") -> list[Seen]:
         """What was received for `method` and `path` (a regular expression), in order."""
         pattern = re.compile(path)
         with self._lock:
-            return [s for s in self.seen if s.method == method and pattern.search(s.path)]
+            return [
+                s
+                for s in self.seen
+                if s.method == method and pattern.search(s.path) and agent in s.agent
+            ]
 
     # -- inside ----------------------------------------------------------------------------
 
     def fault_for(self, head: _Head) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(head.method, head.path):
+                if fault.matches(head.method, head.path, head.headers.get("user-agent", "")):
                     fault.answered += 1
                     return fault
         return None
@@ -200,7 +210,15 @@ class ApiServerProxy:
     def record(self, head: _Head, status: int, *, injected: bool) -> None:
         with self._lock:
             self.seen.append(
-                Seen(head.method, head.path, head.query, status, time.monotonic(), injected)
+                Seen(
+                    head.method,
+                    head.path,
+                    head.query,
+                    status,
+                    time.monotonic(),
+                    injected,
+                    head.headers.get("user-agent", ""),
+                )
             )
 
     async def forward(self, head: _Head, body: bytes, writer: asyncio.StreamWriter) -> None:

@@ -53,16 +53,17 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        """Until /healthz answers 200 (kopf runs); fails early if the process exited."""
+        """Until /healthz answers 200 for kopf running or standing by, not only starting
+        (`controller.health`); fails early if the process exited."""
 
         def healthy() -> bool:
             if not self.running:
                 raise AssertionError(f"the operator exited: {self.log()[-2000:]}")
             try:
-                url = f"http://127.0.0.1:{self.health_port}/healthz"
-                return httpx.get(url).status_code == 200
+                answer = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz")
             except httpx.TransportError:
                 return False
+            return answer.status_code == 200 and answer.text != "starting\n"
 
         wait_for("the operator's /healthz", healthy, timeout=timeout)
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -34,7 +36,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from tests.apiserver_proxy import DROP, ApiServerProxy, Seen, apiserver_proxy
 from tests.authserver.fixtures import AuthServer
 from tests.cluster import etcd
-from tests.cluster.harness import KubeCluster, use_existing_cluster
+from tests.cluster.harness import KubeCluster, free_port, use_existing_cluster
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, wait_for
 from tests.operator.own_plane import assert_still_serving, operator_on_own_plane
@@ -202,14 +204,14 @@ def test_kopfs_own_requests_are_retried_by_kopf(
     Retry-After when that is longer (kopf/_cogs/clients/api.py, `request`)."""
     listing = rf"/apis/{GROUP}/{VERSION}/accesstokenrequests$"
     request = rf"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/accesstokenrequests/kopf$"
-    proxy.fail("GET", listing, 429, times=1, retry_after=2)
+    proxy.fail("GET", listing, 429, times=1, retry_after=2, agent="kopf")
     proxy.fail("PATCH", request, 429, times=1, retry_after=3)
     proxy.fail("PATCH", request, 500, times=1)
     behind_proxy(proxy, ns, operator_factory)
     ns.request("kopf", "idp")
 
     ns.wait_ready("kopf", timeout=60)
-    lists = proxy.requests("GET", listing)[:2]
+    lists = proxy.requests("GET", listing, agent="kopf")[:2]
     assert [(s.status, "watch=true" in s.query) for s in lists] == [(429, False), (200, False)]
     assert gaps(lists)[0] >= 2.0 - 0.05
     patches = proxy.requests("PATCH", request)  # the finalizer
@@ -217,6 +219,64 @@ def test_kopfs_own_requests_are_retried_by_kopf(
     after_429, after_500 = gaps(patches)
     assert after_429 >= 3.0 - 0.05, "Retry-After (longer than kopf's first backoff)"
     assert after_500 >= 1.0 - 0.05, "kopf's second backoff"
+
+
+def test_the_informers_listing_answered_429_is_retried_after_retry_after(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+) -> None:
+    """The operator's own informers (`kube.informer`) list at its start: a 429 is tried
+    again after the Retry-After (longer than their first backoff, under a second), and
+    the operator then serves as usual; a 500 after their backoff."""
+    secrets = r"/api/v1/secrets$"
+    clients = rf"/apis/{GROUP}/{VERSION}/oauth2clients$"
+    proxy.fail("GET", secrets, 429, times=1, retry_after=2, agent="OpenAPI-Generator")
+    proxy.fail("GET", clients, 500, times=2, agent="OpenAPI-Generator")
+    behind_proxy(proxy, ns, operator_factory)
+    ns.request("after", "idp")
+    ns.wait_ready("after", timeout=60)
+
+    listed = proxy.requests("GET", secrets, agent="OpenAPI-Generator")
+    assert [(s.status, "watch=true" in s.query) for s in listed[:3]] == [
+        (429, False),
+        (200, False),
+        (200, True),
+    ]
+    assert gaps(listed)[0] >= 2.0 - 0.05
+    listed = proxy.requests("GET", clients, agent="OpenAPI-Generator")
+    assert [s.status for s in listed[:3]] == [500, 500, 200]
+
+
+def test_alive_while_the_informers_wait_for_the_api_server(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+) -> None:
+    """kopf serves /healthz only once `on.startup` is over, and the informers list there
+    until the API server answers: meanwhile the operator answers "starting", so that the
+    kubelet does not restart a process that is only waiting. Then kopf's endpoint."""
+    port = free_port()
+    secrets = r"/api/v1/secrets$"
+    proxy.fail("GET", secrets, 503, agent="OpenAPI-Generator")  # until cleared
+    operator_factory(configuration=proxy.configuration(), wait=False, health_port=port)
+    assert wait_for("/healthz while starting", lambda: health(port)) == "starting\n"
+    wait_for("two listings refused", lambda: len(proxy.requests("GET", secrets)) >= 2)
+    assert health(port) == "starting\n"
+    proxy.clear()
+    wait_for("kopf's own /healthz", lambda: health(port) not in (None, "starting\n"))
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.request("after", "idp")
+    ns.wait_ready("after")
+
+
+def health(port: int) -> str | None:
+    """What /healthz answers with 200, if it does."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+    except httpx.TransportError:
+        return None
+    return answer.text if answer.status_code == 200 else None
 
 
 @pytest.mark.skipif(use_existing_cluster(), reason="restarts its own kube-apiserver")
@@ -227,10 +287,12 @@ def test_an_expired_watch_is_listed_again(
     outside /registry) and is compacted. The restarted API server's watch cache starts at
     the new revision, so every watch the operator resumes from its last resourceVersion
     is answered with an ERROR event, code 410 (a plain restart gives some watches a 410
-    too, from the API server's own writes at start, but not surely all). kopf lists
-    again; the operator then still restores its tampered Secret and serves a request
-    created after the fault. A control plane of its own, since restarting the session's
-    would disturb other tests."""
+    too, from the API server's own writes at start, but not surely all). kopf and the
+    operator's informers list again; the operator then still restores its tampered
+    Secret and serves a request created after the fault. A control plane of its own,
+    since restarting the session's would disturb other tests."""
+    # In this order: each call also sets the capturing handler's level.
+    caplog.set_level(logging.INFO, logger="oauth2_token_operator.kube.informer")
     caplog.set_level(logging.DEBUG, logger="kopf._cogs.clients.watching")
     with operator_on_own_plane(authserver, "expired") as (plane, ns):
         original = ns.token_secret("before")
@@ -245,14 +307,16 @@ def test_an_expired_watch_is_listed_again(
         assert etcd.compacted_below(plane.etcd_url, compacted_at[0])
         wait_for(
             "the operator's resumed watches answered 410 Gone",
-            lambda: restarted_watches(caplog) >= WATCHED,
+            lambda: restarted_watches(caplog) >= KOPF_WATCHED and listed_again(caplog) >= INFORMED,
             timeout=60,
         )
         assert_still_serving(ns, original)
 
 
-WATCHED = {"accesstokenrequests", "oauth2clients", "secrets", "namespaces"}
-"""The operator's watches (its handlers' and indexes' resources)."""
+KOPF_WATCHED = {"accesstokenrequests", "oauth2clients"}
+"""kopf's watches (its handlers' resources)."""
+INFORMED = {"token Secrets", "OAuth2Clients", "AccessTokenRequests", "namespaces"}
+"""The operator's own informers (`controller.watches`)."""
 
 
 def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:
@@ -262,6 +326,16 @@ def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:
         for record in caplog.records
         if record.getMessage().startswith("Restarting the watch-stream for ")
         for resource in [record.getMessage().removeprefix("Restarting the watch-stream for ")]
+    }
+
+
+def listed_again(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """What the operator's informers listed again after a 410 (`kube.informer`)."""
+    pattern = re.compile(r"Listing (.+) again: its watch expired \(410 Gone\)")
+    return {
+        found.group(1)
+        for record in caplog.records
+        if (found := pattern.fullmatch(record.getMessage())) is not None
     }
 
 

@@ -22,7 +22,8 @@ Body = Mapping[str, Any]
 
 
 Index = Mapping[Any, Any]
-"""A kopf index (key → the values indexed under it), or any such mapping in tests."""
+"""Key → the values kept under it: an informer's store (`watches`), or any such mapping
+in tests."""
 
 
 def first(index: Index, key: Any) -> Any | None:
@@ -30,11 +31,16 @@ def first(index: Index, key: Any) -> Any | None:
     back as a new dict of its own, which the caller may keep or change."""
     values = index.get(key)
     value = next(iter(values), None) if values else None
-    return json.loads(zlib.decompress(value)) if isinstance(value, bytes) else value
+    return thaw(value) if isinstance(value, bytes) else value
+
+
+def thaw(frozen: bytes) -> Any:
+    """An object `freeze` kept, decoded: a dict of the caller's own."""
+    return json.loads(zlib.decompress(frozen))
 
 
 def freeze(body: Body) -> bytes:
-    """An object as an index keeps it: its compact JSON, compressed, decoded by `first`
+    """An object as an informer keeps it: its compact JSON, compressed, decoded by `first`
     on each read.
 
     A decoded Kubernetes object is some 20 dicts, lists and strings, 3.5 KB for an
@@ -50,8 +56,8 @@ def freeze(body: Body) -> bytes:
 
 @dataclass(frozen=True)
 class Views:
-    """The cluster as the operator's watches see it (kopf indexes, filled before any
-    handler runs, so a restart sees every Secret before deciding anything)."""
+    """The cluster as the operator's watches see it (`watches`: listed before any handler
+    runs, so a restart sees every Secret before deciding anything)."""
 
     token_secrets: Index
     """(namespace, name) → Secret labelled as managed by the operator."""

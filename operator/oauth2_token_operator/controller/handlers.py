@@ -2,9 +2,10 @@
 
 Requests and clients are handled level-triggered (`on.event`): every event, timer or
 restart re-evaluates the whole state, and kopf writes no bookkeeping of its own for
-them. `on.delete` handlers give the finalizer that revokes tokens. Indexes are kopf's:
-no handler runs before they hold the initial listing, so a restarting operator sees
-every token Secret before deciding anything.
+them. `on.delete` handlers give the finalizer that revokes tokens. What the reconcilers
+read of the cluster comes from the operator's own informers (`watches`), listed in
+`on.startup`, so a restarting operator sees every token Secret before deciding anything;
+a token Secret's changes come from there too.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from kubernetes import config as k8s_config
 
 from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.controller import kopf_toggles
+from oauth2_token_operator.controller import watches as cluster
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext, Views, first, freeze
+from oauth2_token_operator.controller.context import OperatorContext, first
 from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.health import answering_alive
 from oauth2_token_operator.controller.heap import HeapTrimmer
 from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
@@ -33,14 +35,12 @@ from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.oauth2 import OAuth2Transport
-from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 log = logging.getLogger(__name__)
 
-REQUESTS = "accesstokenrequests"
-CLIENTS = "oauth2clients"
+REQUESTS = cluster.REQUESTS
+CLIENTS = cluster.CLIENTS
 FINALIZER = f"{GROUP}/revoke-tokens"
-OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 WORKER_IDLE_TIMEOUT = 1.0
 """Seconds kopf keeps an object's worker after its last event (see `configure`)."""
 LIST_CHUNK = 500
@@ -80,7 +80,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # status itself); there are no changes for it to track.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = NoDiffBase()
-    settings.watching.label_selectors["v1", "secrets"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     # kopf lists each kind in one response by default: at a start with 10 000 tokens, the
     # requests' list alone is tens of megabytes of JSON, read and decoded at once on top of
     # every object it holds. Paged, one page at a time is read.
@@ -91,7 +90,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.peering.standalone = True
     kopf_objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, EventHandlerSuccesses) for f in kopf_objects.filters):
-        handlers = (request_event, token_secret_event, client_event)
+        handlers = (request_event, client_event)
         names = tuple(cast(FunctionType, handler).__qualname__ for handler in handlers)
         kopf_objects.addFilter(EventHandlerSuccesses(names))
     # kopf keeps an object's worker (its task, queue and last raw event, managedFields
@@ -101,10 +100,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # process, 30 s idle): RSS 182-186 MiB with 5 s, 166-171 MiB with 1 s. A worker
     # started again for a later event costs a task.
     settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
-    # No `queueing.worker_limit`: kopf indexes objects inside the per-object workers and
-    # holds handlers until every index is complete, so a bound smaller than the initial
-    # listing (found at a restart with 100 requests) deadlocks it.
-    kopf_toggles.install()
 
 
 @kopf.on.login()
@@ -135,6 +130,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     if configuration is None:
         configuration = await asyncio.to_thread(load_configuration)
     api_client = k8s.ApiClient(configuration)
+    watch_client = k8s.ApiClient(configuration)  # its connections are held for minutes
+    watches = cluster.build(watch_client, config.namespaces)
     kube = KubeApi(api_client)
     refresh_tokens = RefreshTokenWriter(kube)
     metrics = Metrics()
@@ -155,15 +152,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         metrics=metrics,
         refresh_tokens=refresh_tokens,
         credentials=credentials,
-        views=Views(  # kopf passes each index by its function's name
-            token_secrets=kwargs["token_secrets"],
-            clients=kwargs["oauth2_clients"],
-            requests=kwargs["token_requests"],
-            requests_by_client=kwargs["requests_by_client"],
-            namespace_labels=kwargs["namespace_labels"],
-        ),
+        views=watches.views,
         post_event=_post_event,
-        closing=[heap.stop, transport.aclose, lambda: asyncio.to_thread(api_client.close)],
+        closing=[
+            heap.stop,
+            watches.stop,
+            transport.aclose,
+            lambda: asyncio.to_thread(api_client.close),
+            lambda: asyncio.to_thread(watch_client.close),
+        ],
     )
     # A rotated secret, key or certificate: drop what the old configuration kept open.
     credentials.on_change = ctx.manager.forget_client
@@ -171,6 +168,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     clients = ClientReconciler(ctx)
     ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
     ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
+    watches.on_secret_change(requests.secret_event)
+    async with answering_alive(config.health_port, b"starting"):
+        await watches.start()  # kopf watches nothing before `on.startup` is over
     # Only these three (and what the caller put there): kopf keeps a copy of the memo
     # for every object it has seen, and a dict of up to five entries is 88 bytes
     # smaller than one of six to ten (the transport and API client are `ctx.closing`).
@@ -223,63 +223,6 @@ def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
     kopf.event(body, type=type, reason=reason, message=message)
 
 
-# -- indexes ---------------------------------------------------------------------------
-# Coroutines, though they never await: kopf runs a plain function in a thread pool (a
-# thread hop, a context copy and a shielding task per object and event), a coroutine
-# on the event loop.
-
-
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-"""kubectl's copy of the object as last applied: the spec once more, never read here."""
-
-
-def for_index(body: kopf.Body, *, keep_last_applied: bool = False) -> bytes:
-    """The object as an index keeps it (`freeze`): without `metadata.managedFields`,
-    which nothing here reads, and unless asked without kubectl's last-applied annotation
-    (the Secret's annotations are written back by `write_token_secret`: they keep it).
-
-    The managedFields also go from kopf's own copy of the object, as client-go's
-    informers strip them (`TransformStripManagedFields`): kopf reads them nowhere, and
-    holds that copy in the object's worker until its handlers have run. At a start, that
-    is every listed object at once (kopf runs no handler before every index is complete),
-    and an AccessTokenRequest's three writers' entries are 7 of its 11 KB as Python
-    objects, a Secret's one 2.7 of 5.6 KB. Measured (BENCHMARKS.md, "Fourth round"): after
-    a restart with 4000 tokens the operator held 306.7 MiB with them, 273.2 MiB without."""
-    metadata = cast(dict[str, Any], body.get("metadata", {}))
-    metadata.pop("managedFields", None)
-    annotations = metadata.get("annotations") or {}
-    if not keep_last_applied and LAST_APPLIED in annotations:
-        annotations = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-        return freeze({**body, "metadata": {**metadata, "annotations": annotations}})
-    return freeze(dict(body))
-
-
-@kopf.index("v1", "secrets", labels=OWNED)
-async def token_secrets(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): for_index(body, keep_last_applied=True)}
-
-
-@kopf.index(GROUP, VERSION, CLIENTS)
-async def oauth2_clients(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): for_index(body)}
-
-
-@kopf.index(GROUP, VERSION, REQUESTS)
-async def token_requests(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    return {(namespace, name): for_index(body)}
-
-
-@kopf.index(GROUP, VERSION, REQUESTS)
-async def requests_by_client(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
-    ref = spec.get("clientRef") or {}
-    return {(ref.get("namespace") or namespace, ref.get("name")): (namespace, name)}
-
-
-@kopf.index("v1", "namespaces")
-async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> Any:
-    return {name: dict(labels)}
-
-
 # -- AccessTokenRequest ----------------------------------------------------------------
 
 
@@ -288,8 +231,11 @@ async def request_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, 
     _ensure_schedulers(memo)
     requests: RequestReconciler = memo.requests
     requests.requests_seen.observed((body.metadata.namespace or "", body.metadata.name), body)
-    if event["type"] != "DELETED":
-        await requests.reconcile(dict(body), watched=True)
+    raw = dict(body)
+    deleted = event["type"] == "DELETED"
+    cluster.offer(requests.ctx.views.requests, raw, deleted=deleted)
+    if not deleted:
+        await requests.reconcile(raw, watched=True)
 
 
 @kopf.on.delete(GROUP, VERSION, REQUESTS)
@@ -297,20 +243,6 @@ async def request_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _ensure_schedulers(memo)
     requests: RequestReconciler = memo.requests
     await requests.finalize(dict(body))
-
-
-@kopf.on.event("v1", "secrets", labels=OWNED)
-async def token_secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """An owned Secret changed or went: its request checks it (self-healing)."""
-    _ensure_schedulers(memo)
-    requests: RequestReconciler = memo.requests
-    namespace = body.metadata.namespace or ""
-    requests.secrets_seen.observed((namespace, body.metadata.name), body)
-    for ref in body.metadata.get("ownerReferences") or ():
-        if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
-            await requests.secret_changed(
-                (namespace, ref["name"]), (namespace, body.metadata.name), body
-            )
 
 
 # -- OAuth2Client ----------------------------------------------------------------------
@@ -322,10 +254,13 @@ async def client_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
     clients: ClientReconciler = memo.clients
     key = (body.metadata.namespace or "", body.metadata.name or "")
     clients.seen.observed(key, body)
-    if event["type"] == "DELETED":
+    raw = dict(body)
+    deleted = event["type"] == "DELETED"
+    cluster.offer(clients.ctx.views.clients, raw, deleted=deleted)
+    if deleted:
         clients.forget(key)
     else:
-        await clients.reconcile(dict(body))
+        await clients.reconcile(raw)
 
 
 @kopf.on.delete(GROUP, VERSION, CLIENTS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Any, cast
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
@@ -72,7 +73,7 @@ class RequestReconciler:
         """Requests are served only once this finalizer is on them (kopf adds it)."""
         self._locks: KeyedLocks[RequestKey] = KeyedLocks()
         """Each request's reconciles and its finalization one at a time."""
-        self._background: set[asyncio.Future[bool]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._api_backoff: dict[RequestKey, tuple[int, float]] = {}
         """Per request after a failed API write: the failures in a row, and when to try
         again (see `_retry_after_api_error`)."""
@@ -93,6 +94,21 @@ class RequestReconciler:
         body = first(self.ctx.views.requests, key)
         if body is not None:
             await self.reconcile(body)
+
+    def secret_event(self, kind: str, key: object, frozen: object) -> None:
+        """A token Secret's change, as the Secrets' informer reports it (on the event
+        loop, in order): each request that controls it checks it, in a task of its own,
+        so that a request busy with its token endpoint holds up no other Secret's."""
+        secret = cast(RequestKey, key)
+        body = first({secret: (frozen,)}, secret) or {}
+        self.secrets_seen.observed(secret, body)
+        for ref in body.get("metadata", {}).get("ownerReferences") or ():
+            if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
+                task = asyncio.create_task(
+                    self.secret_changed((secret[0], ref["name"]), secret, body)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def secret_changed(self, owner: RequestKey, secret: RequestKey, body: Body) -> None:
         """An owned Secret changed or went: its request checks it (self-healing), unless

@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any, cast
 
 import kopf
@@ -17,6 +17,7 @@ from kubernetes import client as k8s
 import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.handlers import load_configuration
+from oauth2_token_operator.controller.health import answering_alive
 from oauth2_token_operator.controller.heap import limit_arenas
 from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
 from oauth2_token_operator.kube.api import KubeApi
@@ -86,7 +87,7 @@ async def serve(
         ),
     )
     try:
-        async with _standby_health(config.health_port):
+        async with answering_alive(config.health_port, b"standby"):
             if not await _until(election.acquire(), stop_flag):
                 return  # stopped while standing by
         holding = asyncio.create_task(election.hold(), name="lease")
@@ -142,29 +143,3 @@ async def _until(work: Coroutine[Any, Any, None], stop_flag: Flag | None) -> boo
         await asyncio.wait({task}, timeout=0.2)
     task.result()
     return True
-
-
-@contextlib.asynccontextmanager
-async def _standby_health(port: int | None) -> AsyncIterator[None]:
-    """While waiting for the Lease, answer the liveness probe ourselves (kopf's endpoint
-    starts with the operator): a standby replica is alive, not broken."""
-    if port is None:
-        yield
-        return
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
-                b"Connection: close\r\n\r\nstandby\n"
-            )
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "0.0.0.0", port, reuse_address=True)  # noqa: S104
-    try:
-        yield
-    finally:
-        server.close()
-        await server.wait_closed()

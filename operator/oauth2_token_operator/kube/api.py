@@ -47,7 +47,7 @@ class Conflict(KubeApiError):
     """409: the object changed since it was read (or already exists)."""
 
 
-def _error(exc: ApiException, what: str) -> KubeApiError:
+def api_error(exc: ApiException, what: str) -> KubeApiError:
     # Only the status and the server's `reason`: never the body, which for a Secret
     # could echo what we sent.
     reason = ""
@@ -85,7 +85,7 @@ class KubeApi:
             try:
                 response = call(*args, _preload_content=False, **kwargs)
             except ApiException as exc:
-                raise _error(exc, what) from None
+                raise api_error(exc, what) from None
             except urllib3.exceptions.HTTPError as exc:
                 # No answer: refused, reset, or closed after the request went out (the
                 # client retries only idempotent calls, and gives up after 3).

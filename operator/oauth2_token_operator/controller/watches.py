@@ -1,0 +1,214 @@
+"""The cluster as the reconcilers read it: the operator's own informers (`kube.informer`)
+of its token Secrets, the clients, the requests and the namespaces' labels, and the
+requests grouped by the client they use.
+
+Not kopf's indexes: kopf runs no handler before every index holds its initial listing,
+and meanwhile keeps every listed object's worker waiting with its event. At a restart
+with 10 000 tokens that was some 27 KB per token at once, most of a 507 MiB peak
+(BENCHMARKS.md, "Fifth round"), and it rules out kopf's `worker_limit` (the waiting
+workers would hold every slot: nolar/kopf#1243). The informers list everything in
+`on.startup`, which kopf finishes before it watches anything, so a restarting operator
+still sees every token Secret before deciding anything; kopf then watches only the two
+kinds it has handlers for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes import client as k8s
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.controller.context import Views, freeze, thaw
+from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.kube.api import JsonObject
+from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
+from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
+
+REQUESTS = "accesstokenrequests"
+CLIENTS = "oauth2clients"
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""kubectl's copy of the object as last applied: the spec once more, never read here."""
+
+
+def kept(body: JsonObject, *, keep_last_applied: bool = False) -> bytes:
+    """An object as the informers keep it (`freeze`): without `metadata.managedFields`,
+    which nothing here reads (client-go's informers strip them too), and unless asked
+    without kubectl's last-applied annotation (a Secret's annotations are written back
+    by `write_token_secret`: they keep it). An AccessTokenRequest's three writers'
+    entries are 7 of its 11 KB as Python objects."""
+    metadata = dict(body.get("metadata") or {})
+    metadata.pop("managedFields", None)
+    annotations = metadata.get("annotations") or {}
+    if not keep_last_applied and LAST_APPLIED in annotations:
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return freeze({**body, "metadata": metadata})
+
+
+def object_key(body: JsonObject) -> tuple[str, str]:
+    metadata = body.get("metadata") or {}
+    return (metadata.get("namespace") or "", metadata.get("name") or "")
+
+
+def client_of(request: JsonObject) -> RequestKey:
+    """The (namespace, name) of the OAuth2Client a request names (its own namespace if
+    the reference gives none)."""
+    ref = (request.get("spec") or {}).get("clientRef") or {}
+    namespace, _ = object_key(request)
+    return (ref.get("namespace") or namespace, ref.get("name") or "")
+
+
+class ClientUsers(Mapping[RequestKey, tuple[RequestKey, ...]]):
+    """(client namespace, name) → the requests that use it, in the order they came (the
+    listing's, then the watch's), kept current from the requests' informer. The order
+    is the one in which a client's change pokes them."""
+
+    def __init__(self) -> None:
+        self._client_of: dict[RequestKey, RequestKey] = {}
+        self._users: dict[RequestKey, dict[RequestKey, None]] = {}
+
+    def __getitem__(self, client: RequestKey) -> tuple[RequestKey, ...]:
+        return tuple(self._users[client])
+
+    def __iter__(self) -> Iterator[RequestKey]:
+        return iter(self._users)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def fill(self, requests: Mapping[Key, tuple[Any, ...]]) -> None:
+        """From the requests' initial listing."""
+        for key, (value,) in requests.items():
+            self.changed("ADDED", key, value)
+
+    def changed(self, kind: str, key: Key, value: Any) -> None:
+        """A request's change, as its informer reports it."""
+        request = cast(RequestKey, key)
+        client = client_of(thaw(value)) if kind != "DELETED" else None
+        before = self._client_of.get(request)
+        if before == client:
+            return
+        if before is not None:
+            del self._client_of[request]
+            users = self._users[before]
+            del users[request]
+            if not users:
+                del self._users[before]
+        if client is not None:
+            self._client_of[request] = client
+            self._users.setdefault(client, {})[request] = None
+
+
+def offer(view: Mapping[Key, tuple[Any, ...]], body: JsonObject, *, deleted: bool = False) -> None:
+    """Kopf's copy of an object (or its deletion), before its handler runs: the informer
+    of its kind takes it if it is ahead (`Informer.offer`), so that what the handler
+    starts (a client's change or deletion pokes its requests, which read the client)
+    sees no older state. Views that are no informers (tests) take nothing."""
+    if isinstance(view, Informer | ByNamespace):
+        view.offer(body, deleted=deleted)
+
+
+def informers_of(view: Mapping[Key, tuple[Any, ...]]) -> list[Informer]:
+    if isinstance(view, ByNamespace):
+        return list(view.informers.values())
+    return [view] if isinstance(view, Informer) else []
+
+
+@dataclass
+class Watches:
+    """The informers behind `Views`, started and stopped together."""
+
+    secrets: Mapping[Key, tuple[Any, ...]]
+    clients: Mapping[Key, tuple[Any, ...]]
+    requests: Mapping[Key, tuple[Any, ...]]
+    namespaces: Informer
+    users: ClientUsers
+
+    @property
+    def views(self) -> Views:
+        return Views(
+            token_secrets=self.secrets,
+            clients=self.clients,
+            requests=self.requests,
+            requests_by_client=self.users,
+            namespace_labels=self.namespaces,
+        )
+
+    def informers(self) -> list[Informer]:
+        return [
+            self.namespaces,
+            *informers_of(self.secrets),
+            *informers_of(self.clients),
+            *informers_of(self.requests),
+        ]
+
+    def on_secret_change(self, handler: Change) -> None:
+        """Who hears of each change of a token Secret (not of the initial listing)."""
+        for informer in informers_of(self.secrets):
+            informer.on_change = handler
+
+    async def start(self) -> None:
+        """Every listing complete (concurrently), then the requests grouped by client."""
+        await asyncio.gather(*(informer.start() for informer in self.informers()))
+        self.users.fill(self.requests)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(informer.stop() for informer in self.informers()))
+
+
+def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watches:
+    """Informers for every namespace, or one per namespace in `namespaces` (the
+    namespaces' labels always for all: they are cluster-scoped)."""
+    core = k8s.CoreV1Api(api_client)
+    custom = k8s.CustomObjectsApi(api_client)
+
+    def informer(
+        what: str,
+        everywhere: Callable[..., Any],
+        in_namespace: Callable[[str], Callable[..., Any]],
+        **options: Any,
+    ) -> Mapping[Key, tuple[Any, ...]]:
+        if not namespaces:
+            return Informer(what, everywhere, key=object_key, **options)
+        return ByNamespace(
+            {
+                namespace: Informer(
+                    f"{what} in {namespace}", in_namespace(namespace), key=object_key, **options
+                )
+                for namespace in namespaces
+            }
+        )
+
+    def custom_objects(plural: str) -> tuple[Callable[..., Any], Callable[[str], Any]]:
+        everywhere = functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        return everywhere, lambda namespace: functools.partial(
+            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+        )
+
+    users = ClientUsers()
+    return Watches(
+        secrets=informer(
+            "token Secrets",
+            core.list_secret_for_all_namespaces,
+            lambda namespace: functools.partial(core.list_namespaced_secret, namespace),
+            keep=functools.partial(kept, keep_last_applied=True),
+            label_selector=OWNED_SELECTOR,
+        ),
+        clients=informer("OAuth2Clients", *custom_objects(CLIENTS), keep=kept),
+        requests=informer(
+            "AccessTokenRequests", *custom_objects(REQUESTS), keep=kept, on_change=users.changed
+        ),
+        namespaces=Informer(
+            "namespaces",
+            core.list_namespace,
+            key=lambda body: (body.get("metadata") or {}).get("name") or "",
+            keep=lambda body: dict((body.get("metadata") or {}).get("labels") or {}),
+        ),
+        users=users,
+    )

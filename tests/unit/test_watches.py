@@ -1,0 +1,116 @@
+"""What the operator's informers keep of each object (`controller.watches`): no
+managedFields, compressed compact JSON that `first` decodes; and the requests grouped by
+the client they use."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from oauth2_token_operator.controller.context import first, freeze
+from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.watches import LAST_APPLIED, ClientUsers, client_of, kept
+
+
+def test_what_an_informer_keeps_of_an_object() -> None:
+    raw: dict[str, Any] = {
+        "metadata": {"namespace": "apps", "name": "billing", "labels": {"team": "a"}},
+        "spec": {"clientRef": {"name": "idp"}},
+    }
+    managed = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
+    body = {**raw, "metadata": {**raw["metadata"], "managedFields": managed}}
+    held = kept(body)
+    assert isinstance(held, bytes)  # frozen: one object, not twenty
+    assert first({("apps", "billing"): (held,)}, ("apps", "billing")) == raw
+    assert body["metadata"]["managedFields"] == managed  # the caller's object is its own
+
+
+def test_the_client_a_request_uses() -> None:
+    request = {"metadata": {"namespace": "apps", "name": "billing"}, "spec": {}}
+    assert client_of({**request, "spec": {"clientRef": {"name": "idp"}}}) == ("apps", "idp")
+    elsewhere = {"clientRef": {"name": "idp", "namespace": "shared"}}
+    assert client_of({**request, "spec": elsewhere}) == ("shared", "idp")
+
+
+def test_requests_grouped_by_client_follow_their_changes() -> None:
+    """In the order they came: a client's change pokes its requests in that order."""
+
+    def request(name: str, client: str) -> bytes:
+        return kept(
+            {
+                "metadata": {"namespace": "apps", "name": name},
+                "spec": {"clientRef": {"name": client}},
+            }
+        )
+
+    users = ClientUsers()
+    users.fill({("apps", "a"): (request("a", "idp"),), ("apps", "b"): (request("b", "idp"),)})
+    assert dict(users) == {("apps", "idp"): (("apps", "a"), ("apps", "b"))}
+    users.changed("MODIFIED", ("apps", "a"), request("a", "other"))
+    assert dict(users) == {("apps", "idp"): (("apps", "b"),), ("apps", "other"): (("apps", "a"),)}
+    users.changed("DELETED", ("apps", "b"), request("b", "idp"))
+    assert dict(users) == {("apps", "other"): (("apps", "a"),)}
+    assert users.get(("apps", "idp")) is None
+    users.changed("ADDED", ("apps", "c"), request("c", "other"))
+    users.changed("MODIFIED", ("apps", "a"), request("a", "other"))  # the same client: in place
+    assert users[("apps", "other")] == (("apps", "a"), ("apps", "c"))
+
+
+def test_each_read_of_a_frozen_object_is_a_copy_of_its_own() -> None:
+    """A reconcile may change the body it was given (or keep it): the index must not
+    change with it."""
+    raw = {"metadata": {"namespace": "n", "name": "a"}, "status": {"conditions": []}}
+    view = {("n", "a"): (kept(raw),)}
+    read = first(view, ("n", "a"))
+    assert read == raw
+    read["status"]["conditions"].append({"type": "Ready"})
+    assert first(view, ("n", "a")) == raw
+    assert first(view, ("n", "a")) is not first(view, ("n", "a"))
+    assert first({("n", "b"): [("n", "b")]}, ("n", "b")) == ("n", "b")  # others as they are
+    assert first(view, ("n", "missing")) is None
+
+
+def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
+    """Requests and clients are never written back from the index: kubectl's copy of
+    their spec is not kept. A Secret's annotations are written back: it stays."""
+    annotations = {LAST_APPLIED: '{"spec": "x"}', "team": "a"}
+    raw = {"metadata": {"namespace": "n", "name": "a", "annotations": annotations}}
+    assert held_annotations(kept(raw)) == {"team": "a"}
+    assert held_annotations(kept(raw, keep_last_applied=True)) == annotations
+    assert raw["metadata"]["annotations"] == annotations
+
+
+def held_annotations(held: bytes) -> Any:
+    """The annotations of a kept object, as `first` reads them."""
+    return (first({"k": (held,)}, "k") or {})["metadata"]["annotations"]
+
+
+def test_a_frozen_object_is_kept_compressed() -> None:
+    """Half the bytes of its compact JSON for a typical request (the Secret's random
+    token compresses less); the structure repeats in every object."""
+    body = {
+        "apiVersion": "oauth2.token-operator.io/v1alpha1",
+        "kind": "AccessTokenRequest",
+        "metadata": {"namespace": "apps", "name": "billing", "uid": "u", "generation": 1},
+        "spec": {"clientRef": {"name": "idp"}, "scopes": ["read", "write"]},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Issued", "message": "issued"},
+                {"type": "Renewing", "status": "False", "reason": "Issued", "message": "issued"},
+            ]
+        },
+    }
+    frozen = freeze(body)
+    assert len(frozen) < 0.8 * len(json.dumps(body, separators=(",", ":")))
+    assert first({("apps", "billing"): [frozen]}, ("apps", "billing")) == body
+
+
+def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
+    """The ledger, the scheduler and the metrics keep a request's key from bodies decoded
+    anew on each read: its strings are interned, not kept once per structure."""
+    frozen = freeze({"metadata": {"namespace": "apps", "name": "billing", "uid": "u"}})
+    view = {("apps", "billing"): [frozen]}
+    one, other = (Request.of(first(view, ("apps", "billing")) or {}) for _ in range(2))
+    assert one.key == other.key == ("apps", "billing")
+    assert one.name is other.name
+    assert one.namespace is other.namespace
