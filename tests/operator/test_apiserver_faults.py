@@ -227,8 +227,8 @@ def test_the_informers_listing_answered_429_is_retried_after_retry_after(
     operator_factory: Callable[..., OperatorThread],
 ) -> None:
     """The operator's own informers (`kube.informer`) list at its start: a 429 is tried
-    again after the Retry-After (longer than their first backoff, under a second), and
-    the operator then serves as usual; a 500 after their backoff."""
+    again after its Retry-After (by the kubernetes client's urllib3, which does so for a
+    GET), a 500 after the informer's own backoff; the operator then serves as usual."""
     secrets = r"/api/v1/secrets$"
     clients = rf"/apis/{GROUP}/{VERSION}/oauth2clients$"
     proxy.fail("GET", secrets, 429, times=1, retry_after=2, agent="OpenAPI-Generator")

@@ -9,7 +9,8 @@ with 10 000 tokens that was some 27 KB per token at once, most of a 507 MiB peak
 workers would hold every slot: nolar/kopf#1243). The informers list everything in
 `on.startup`, which kopf finishes before it watches anything, so a restarting operator
 still sees every token Secret before deciding anything; kopf then watches only the two
-kinds it has handlers for.
+kinds it has handlers for, and offers each of their events to the informer of its kind
+before the handler runs (`offer`): two watches of one kind, each sometimes ahead.
 """
 
 from __future__ import annotations

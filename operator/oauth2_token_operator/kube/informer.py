@@ -83,7 +83,9 @@ def backoff(first: float = RETRY_DELAYS[0], cap: float = RETRY_DELAYS[1]) -> Ite
 
 
 def delay_after(exc: BaseException, delays: Iterator[float]) -> float:
-    """The next delay, or longer if the server asked for it (`Retry-After` of a 429)."""
+    """The next delay, or longer if the server asked for it (`Retry-After` of a 429 that
+    reaches us: the kubernetes client's urllib3 already waits it out for a GET itself, up
+    to three times)."""
     asked = exc.retry_after if isinstance(exc, KubeApiError) else None
     return max(next(delays), asked or 0.0)
 
@@ -157,7 +159,7 @@ class Informer(Mapping[Key, tuple[Any, ...]]):
                 listing = await asyncio.to_thread(self._list)
                 break
             except Exception as exc:
-                delay = next(delays)
+                delay = delay_after(exc, delays)
                 log.warning(
                     "Listing %s failed (%s); again in %.1f s", self.what, describe(exc), delay
                 )
@@ -284,9 +286,11 @@ class Informer(Mapping[Key, tuple[Any, ...]]):
     def offer(self, obj: JsonObject, *, deleted: bool = False) -> None:
         """A copy of an object from another watch of this kind (kopf's), or its
         deletion: taken, and reported, if newer than what the store has."""
-        key = self._key(obj)
+        key, version = self._key(obj), version_of(obj)
+        if self._outdated(key, version):
+            return  # usually: this watch brought it first (and kept it: no `keep` again)
         kind = "DELETED" if deleted else "MODIFIED" if key in self._store else "ADDED"
-        self._apply(kind, key, self._keep(obj), version_of(obj))
+        self._apply(kind, key, self._keep(obj), version)
 
     def _apply(self, kind: str, key: Key, kept: Any, version: int | None) -> None:
         if self._stopping.is_set() or self._outdated(key, version):
