@@ -132,6 +132,15 @@ Sleep = Callable[[float], Awaitable[None]]
 @dataclass
 class _Pool:
     client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+    """One per connection the client may open: a request waits here, not in httpx's pool.
+
+    httpcore (1.0.9) leaks a connection slot when a request queued in its pool is
+    cancelled just after the pool handed it a new connection (encode/httpcore#1093,
+    unfixed): every deadline that expires during a burst against a stalled server can
+    do that, and once all slots are gone every request fails with PoolTimeout, however
+    healthy the server is again. Waiting on an asyncio semaphore can be cancelled
+    safely, and no request ever queues inside httpcore."""
     users: int = 0
     """Requests in flight on this pool: a retired pool is closed when the last one ends."""
 
@@ -168,6 +177,7 @@ class OAuth2Transport:
         self.proxy = proxy if proxy is not None else ProxySettings.from_environment()
         self.max_pools = max_pools
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._connections = self._limits.max_connections or 100
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._user_agent = user_agent
@@ -191,7 +201,7 @@ class OAuth2Transport:
         if pool is not None:
             self._pools.move_to_end(tls)
             return pool
-        pool = _Pool(self._new_client(tls))
+        pool = _Pool(self._new_client(tls), asyncio.Semaphore(self._connections))
         self._pools[tls] = pool
         while len(self._pools) > self.max_pools:
             _, evicted = self._pools.popitem(last=False)
@@ -281,9 +291,7 @@ class OAuth2Transport:
             if self._retired:
                 await self._close_idle_retired()
             with self.deadline() as when:
-                return await self._send(
-                    pool.client, method, url, endpoint, replay, data, headers, when
-                )
+                return await self._send(pool, method, url, endpoint, replay, data, headers, when)
         finally:
             pool.users -= 1
             if pool.users == 0 and any(p is pool for p in self._retired):
@@ -291,7 +299,7 @@ class OAuth2Transport:
 
     async def _send(
         self,
-        client: httpx.AsyncClient,
+        pool: _Pool,
         method: str,
         url: str,
         endpoint: str,
@@ -307,8 +315,8 @@ class OAuth2Transport:
             attempt += 1
             scope = asyncio.timeout_at(when)
             try:
-                async with scope:
-                    response = await client.request(method, url, data=data, headers=headers)
+                async with scope, pool.slots:
+                    response = await pool.client.request(method, url, data=data, headers=headers)
             except TimeoutError:
                 if not scope.expired():
                     raise
