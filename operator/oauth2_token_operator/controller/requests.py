@@ -19,7 +19,7 @@ from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, first, thaw
 from oauth2_token_operator.controller.facts import (
     desired_token_secret,
     request_facts,
@@ -100,7 +100,7 @@ class RequestReconciler:
         loop, in order): each request that controls it checks it, in a task of its own,
         so that a request busy with its token endpoint holds up no other Secret's."""
         secret = cast(RequestKey, key)
-        body = first({secret: (frozen,)}, secret) or {}
+        body: Body = thaw(frozen) if isinstance(frozen, bytes) else cast(Body, frozen)
         self.secrets_seen.observed(secret, body)
         for ref in body.get("metadata", {}).get("ownerReferences") or ():
             if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
