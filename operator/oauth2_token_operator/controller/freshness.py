@@ -17,15 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from oauth2_token_operator.kube.informer import version_of
+
 Body = Mapping[str, Any]
 Lookup = Callable[[Any], Body | None]
 
 
 def _version(body: Body | None) -> int | None:
-    if body is None:
-        return None
-    value = body.get("metadata", {}).get("resourceVersion")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return None if body is None else version_of(body)
 
 
 class Freshness:

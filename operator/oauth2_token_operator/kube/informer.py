@@ -96,8 +96,9 @@ def describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, KubeApiError) else type(exc).__name__
 
 
-def version_of(obj: JsonObject) -> int | None:
-    """The object's resourceVersion as the integer it is on etcd-backed API servers."""
+def version_of(obj: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as the integer it is on etcd-backed API servers (None
+    where it is not one)."""
     value = (obj.get("metadata") or {}).get("resourceVersion")
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
