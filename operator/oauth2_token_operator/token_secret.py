@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from oauth2_token_operator.api.crd import API_VERSION, GROUP
+from oauth2_token_operator.manager.interning import interned
 from oauth2_token_operator.policies.checks import SecretFacts
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -43,7 +44,7 @@ def parse_rfc3339(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     """The non-secret facts of the token in a Secret (its annotation)."""
 
@@ -53,15 +54,20 @@ class TokenRecord:
     """`namespace/name` of the OAuth2Client that obtained it (to revoke it later)."""
     subject: str | None
     """`None` for the client-credentials flow."""
-    requested_scopes: list[str] | None
+    requested_scopes: tuple[str, ...] | None
     """What was asked for (`None`: any); the granted ones are the `scope` key."""
-    resources: list[str]
+    resources: tuple[str, ...]
     audience: str | None
     issued_at: float
     expires_at: float | None
     issued_for: str
     """Fingerprint of the spec the token was issued for."""
     revision: int
+
+    def __post_init__(self) -> None:
+        # The operator keeps one record per token: share the values its tokens repeat.
+        for name in ("issuer", "client_id", "client", "requested_scopes", "resources"):
+            object.__setattr__(self, name, interned(getattr(self, name)))
 
     def to_annotation(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -71,10 +77,19 @@ class TokenRecord:
         """`None` when the annotation is not ours or is damaged (the token is then re-issued)."""
         try:
             fields = json.loads(text)
+            requested = fields["requested_scopes"]
+            fields["requested_scopes"] = None if requested is None else _strings(requested)
+            fields["resources"] = _strings(fields["resources"])
             record = cls(**fields)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError):
             return None
         return record
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("not a list of strings")
+    return tuple(value)
 
 
 def render_data(

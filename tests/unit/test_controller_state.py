@@ -4,6 +4,8 @@ them, and what a failure means for the next attempt."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
@@ -34,8 +36,8 @@ def held(value: str) -> Held:
         client_id="billing",
         client="ns/idp",
         subject=None,
-        requested_scopes=["read"],
-        resources=[],
+        requested_scopes=("read",),
+        resources=(),
         audience=None,
         issued_at=0.0,
         expires_at=3600.0,
@@ -43,6 +45,37 @@ def held(value: str) -> Held:
         revision=1,
     )
     return Held(token=token, record=record)
+
+
+REQUESTS = [("ns", name) for name in "abcd"]
+TOKENS = [held(value) for value in ("t1", "t2", "t3")]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(REQUESTS), st.none() | st.sampled_from(TOKENS)), max_size=40)
+)
+def test_the_ledger_agrees_with_a_plain_model(
+    steps: list[tuple[tuple[str, str], Held | None]],
+) -> None:
+    """Holds (a token) and releases (None), whatever their order: who holds what, how
+    many hold each token and what each call returns equal a plain dict of the requests'
+    tokens (the ledger keeps a lone holder apart from a set of several)."""
+    ledger, model = TokenLedger(), dict[tuple[str, str], Held]()
+    for key, token in steps:
+        before = model.get(key)
+        if token is None:
+            assert ledger.release(key) == before
+            model.pop(key, None)
+        else:
+            replaced = ledger.hold(key, token)
+            assert replaced == (before if before is not None and before != token else None)
+            model[key] = token
+        for candidate in TOKENS:
+            holders = sorted(k for k, v in model.items() if v == candidate)
+            assert sorted(ledger.holders_of(candidate)) == holders
+            assert ledger.holders(candidate) == len(holders)
+            assert ledger.is_held(candidate) == bool(holders)
+        assert len(ledger) == len(model)
 
 
 def test_a_shared_token_is_held_until_its_last_holder_lets_go() -> None:

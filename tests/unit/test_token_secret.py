@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from typing import Any
+
+import pytest
 
 from oauth2_token_operator.token_secret import (
     DATA_KEYS,
@@ -25,8 +28,8 @@ RECORD = TokenRecord(
     client_id="billing",
     client="idp/billing",
     subject=None,
-    requested_scopes=["invoices:read"],
-    resources=[],
+    requested_scopes=("invoices:read",),
+    resources=(),
     audience=None,
     issued_at=1_800_000_000.0,
     expires_at=1_800_003_600.0,
@@ -127,3 +130,28 @@ def test_missing_secret() -> None:
 
 def test_invalid_base64_is_not_decoded() -> None:
     assert decode_data({"access_token": "***"}) is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"resources": "https://api.example"},
+        {"resources": [1]},
+        {"requested_scopes": "read"},
+        {"requested_scopes": [None]},
+    ],
+)
+def test_a_record_whose_lists_are_not_lists_of_strings_is_not_trusted(
+    damage: dict[str, object],
+) -> None:
+    fields = json.loads(RECORD.to_annotation())
+    assert TokenRecord.from_annotation(json.dumps({**fields, **damage})) is None
+
+
+def test_records_read_back_share_the_values_their_tokens_repeat() -> None:
+    """Thousands of records name one issuer, client and scope list: each read back holds
+    the copy already seen, not one of its own (`manager.interning`)."""
+    first, second = (TokenRecord.from_annotation(RECORD.to_annotation()) for _ in range(2))
+    assert first == second == RECORD
+    for name in ("issuer", "client_id", "client", "requested_scopes"):
+        assert getattr(first, name) is getattr(second, name), name

@@ -4,7 +4,6 @@ holder lets go. In memory; rebuilt from the Secrets at start (adoption)."""
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from dataclasses import dataclass
 
 from oauth2_token_operator.manager import AccessToken
@@ -14,7 +13,7 @@ RequestKey = tuple[str, str]
 """`(namespace, name)` of an AccessTokenRequest."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Held:
     token: AccessToken
     record: TokenRecord
@@ -23,7 +22,9 @@ class Held:
 class TokenLedger:
     def __init__(self) -> None:
         self._current: dict[RequestKey, Held] = {}
-        self._holders: defaultdict[tuple[str, str], set[RequestKey]] = defaultdict(set)
+        self._holders: dict[tuple[str, str], RequestKey | set[RequestKey]] = {}
+        """Who holds each token: the request's key when only one does, as most tokens
+        (a set costs 216 bytes however small), a set of them when several share it."""
 
     def current(self, key: RequestKey) -> Held | None:
         return self._current.get(key)
@@ -32,7 +33,12 @@ class TokenLedger:
         """Make `held` the request's token; return the one it held before, if any."""
         previous = self._current.get(key)
         self._current[key] = held
-        self._holders[_token_id(held)].add(key)
+        token_id = _token_id(held)
+        holders = self._holders.setdefault(token_id, key)
+        if isinstance(holders, set):
+            holders.add(key)
+        elif holders != key:
+            self._holders[token_id] = {holders, key}
         if previous is not None and _token_id(previous) != _token_id(held):
             self._drop_holder(previous, key)
             return previous
@@ -54,14 +60,20 @@ class TokenLedger:
 
     def is_held(self, held: Held) -> bool:
         """Does any request still hold this token?"""
-        return bool(self._holders.get(_token_id(held)))
+        return _token_id(held) in self._holders
 
     def holders(self, held: Held) -> int:
-        return len(self._holders.get(_token_id(held), ()))
+        holders = self._holders.get(_token_id(held))
+        if holders is None:
+            return 0
+        return len(holders) if isinstance(holders, set) else 1
 
     def holders_of(self, held: Held) -> list[RequestKey]:
         """The requests holding this token."""
-        return list(self._holders.get(_token_id(held), ()))
+        holders = self._holders.get(_token_id(held))
+        if holders is None:
+            return []
+        return list(holders) if isinstance(holders, set) else [holders]
 
     def __len__(self) -> int:
         return len(self._current)
@@ -69,10 +81,12 @@ class TokenLedger:
     def _drop_holder(self, held: Held, key: RequestKey) -> None:
         token_id = _token_id(held)
         holders = self._holders.get(token_id)
-        if holders is not None:
+        if isinstance(holders, set):
             holders.discard(key)
-            if not holders:
-                del self._holders[token_id]
+            if len(holders) == 1:
+                self._holders[token_id] = holders.pop()
+        elif holders == key:
+            del self._holders[token_id]
 
 
 def _token_id(held: Held) -> tuple[str, str]:

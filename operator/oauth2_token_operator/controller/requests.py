@@ -305,10 +305,8 @@ class RequestReconciler:
             client_id=token.key.client_id,
             client=resolved.identity.client,
             subject=resolved.identity.subject,
-            requested_scopes=None
-            if resolved.identity.scopes is None
-            else list(resolved.identity.scopes),
-            resources=list(resolved.identity.resources),
+            requested_scopes=resolved.identity.scopes,
+            resources=resolved.identity.resources,
             audience=resolved.identity.audience,
             issued_at=token.obtained_at,
             expires_at=token.expires_at,

@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from oauth2_token_operator.manager.interning import interned
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import Scopes
 
@@ -21,7 +22,7 @@ CLIENT_CREDENTIALS = Flow.CLIENT_CREDENTIALS
 Subject = str | Literal[Flow.CLIENT_CREDENTIALS]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenKey:
     """Whose tokens: one subject (or the client itself) at one issuer through one client."""
 
@@ -32,7 +33,7 @@ class TokenKey:
     """The client configuration's `token_partition`: tokens are shared only within one."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenSpec:
     """What a token is requested for. ``get`` hands out a stored token only for the
     same spec (see ``matches``); ``scopes=None`` asks for any scopes."""
@@ -44,7 +45,7 @@ class TokenSpec:
     """The ``audience`` parameter (a common extension)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenClaims:
     """What the server said about a token (RFC 7662 members) beyond what
     ``AccessToken`` keeps in its own fields, which are the only copy of its scopes,
@@ -73,7 +74,7 @@ class TokenClaims:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccessToken:
     value: str = field(repr=False)
     token_type: str
@@ -97,6 +98,11 @@ class AccessToken:
     """The server's other statements about it; ``None`` for a token we obtained ourselves."""
     confirmed_at: float | None = None
     """When the server last vouched for it (issuance, registration or introspection)."""
+
+    def __post_init__(self) -> None:
+        # Thousands of stored tokens share a few keys and scope sets: keep one copy each.
+        for name in ("token_type", "key", "scopes", "requested_scopes", "resources"):
+            object.__setattr__(self, name, interned(getattr(self, name)))
 
     @property
     def issued_at(self) -> float:
@@ -147,13 +153,17 @@ def with_introspection(token: AccessToken, info: Introspection, now: float) -> A
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RefreshToken:
     value: str = field(repr=False)
     key: TokenKey
     scopes: Scopes
     """The scope of the grant; a rotated successor keeps it (RFC 6749 §6)."""
     obtained_at: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", interned(self.key))
+        object.__setattr__(self, "scopes", interned(self.scopes))
 
 
 class TokenState(enum.Enum):
