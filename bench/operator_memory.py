@@ -28,6 +28,7 @@ import contextlib
 import contextvars
 import ctypes
 import gc
+import json
 import logging
 import os
 import re
@@ -277,14 +278,16 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
 
 def frozen_sizes(thread: OperatorThread) -> str:
     """The average JSON an informer keeps per object, and its size as kept (compressed)."""
-    import zlib
+    from oauth2_token_operator.controller.freezing import thaw
 
     views = thread.memo["ctx"].views
     parts = []
     for name, index in (("requests", views.requests), ("Secrets", views.token_secrets)):
         values = [v for key in list(index) for v in index[key] if isinstance(v, bytes)]
         if values:
-            size = sum(len(zlib.decompress(v)) for v in values) / len(values)
+            size = sum(len(json.dumps(thaw(v), separators=(",", ":"))) for v in values) / len(
+                values
+            )
             packed = sum(map(len, values)) / len(values)
             parts.append(f"{name} {size:.0f} B of JSON, kept as {packed:.0f} B")
     return ", ".join(parts)

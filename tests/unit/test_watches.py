@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oauth2_token_operator.controller.context import first, freeze
+from oauth2_token_operator.controller.context import first
+from oauth2_token_operator.controller.freezing import freeze
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.controller.watches import LAST_APPLIED, ClientUsers, client_of, kept
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.freezing import thaw
 from oauth2_token_operator.controller.ledger import RequestKey, TokenLedger
 from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
@@ -27,31 +26,11 @@ in tests."""
 
 
 def first(index: Index, key: Any) -> Any | None:
-    """The value indexed under `key`; an object an index keeps frozen (`freeze`) comes
+    """The value indexed under `key`; an object an index keeps frozen (`freezing`) comes
     back as a new dict of its own, which the caller may keep or change."""
     values = index.get(key)
     value = next(iter(values), None) if values else None
     return thaw(value) if isinstance(value, bytes) else value
-
-
-def thaw(frozen: bytes) -> Any:
-    """An object `freeze` kept, decoded: a dict of the caller's own."""
-    return json.loads(zlib.decompress(frozen))
-
-
-def freeze(body: Body) -> bytes:
-    """An object as an informer keeps it: its compact JSON, compressed, decoded by `first`
-    on each read.
-
-    A decoded Kubernetes object is some 20 dicts, lists and strings, 3.5 KB for an
-    AccessTokenRequest and 2.9 KB for its Secret; the JSON is a third of that, one
-    allocation instead of twenty that outlive the burst of garbage around them (which
-    kept pymalloc's arenas from being freed). zlib at its fastest level halves that again
-    for a request (1164 → 582 bytes) and shrinks a Secret's by 38 % (1150 → 717: its
-    token is random), BENCHMARKS.md, "Fifth round". A read costs a decompression and a
-    `json.loads`, tens of microseconds, a few per reconcile; a freeze some tens more,
-    once per watch event."""
-    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), level=1)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,13 @@ from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt
-from oauth2_token_operator.controller.context import Body, OperatorContext, first, thaw
+from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.facts import (
     desired_token_secret,
     request_facts,
     revocation_requested,
 )
+from oauth2_token_operator.controller.freezing import thaw
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due, introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey

@@ -24,7 +24,8 @@ from typing import Any, cast
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.controller.context import Views, freeze, thaw
+from oauth2_token_operator.controller.context import Views
+from oauth2_token_operator.controller.freezing import freeze, thaw
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.kube.api import JsonObject
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key

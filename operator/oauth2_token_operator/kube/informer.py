@@ -15,7 +15,7 @@ labels):
   `Retry-After`, if longer), from where it stopped.
 
 The store holds what `keep` makes of each object (the operator keeps them frozen,
-`controller.context.freeze`), and reads like a kopf index: key → the values under it.
+`controller.freezing.freeze`), and reads like a kopf index: key → the values under it.
 
 Another watch of the same kind (kopf's, which triggers the handlers) may be ahead of
 this one: `offer` takes its copy, so that whatever a handler starts reads no older state
