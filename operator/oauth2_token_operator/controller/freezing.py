@@ -9,7 +9,7 @@ pymalloc's arenas from being freed). Compressed at zlib's fastest level, a reque
 round"); most of what is left is what every such object repeats (field names, the API
 group, the finalizer, the label, the token record's keys, the conditions' wording),
 which a lone object cannot compress against. zlib's preset dictionary (RFC 1950
-§2.2) supplies it: 154 and 278 bytes ("Seventh round"), under pymalloc's 512-byte limit
+§2.2) supplies it: 208 and 387 bytes ("Seventh round"), under pymalloc's 512-byte limit
 for small objects, and no slower to compress or to decode.
 
 The frozen bytes never leave the process, so the dictionary may change between
