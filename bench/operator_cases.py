@@ -390,25 +390,19 @@ def issuance_case(
     operator: OperatorProcess,
     namespaces: tuple[str, str],
     n: int,
-    base: dict[str, Any] | None = None,
-    title: str = "",
-) -> dict[str, Any]:
-    """The operator's issuance in `namespaces[0]`, then (unless `base` is given) the
-    baseline process's in `namespaces[1]`; returns the baseline's figures."""
+) -> None:
+    """The operator's issuance in `namespaces[0]`, then the baseline process's in
+    `namespaces[1]`."""
     client = bench.server.clients["client_secret_basic"]
     op = issuance(bench, namespaces[0], n, "tok", lambda: operator.pid, client)
-    if base is None:
-        process = baseline_process(bench, namespaces[1], n)
-        try:
-            base = issuance(bench, namespaces[1], n, "tok", lambda: process.pid, client)
-        finally:
-            assert process.stdin is not None
-            process.stdin.close()
-            process.wait(30)
-    header(
-        f"Issuance: {n} distinct AccessTokenRequests created at once ({CONCURRENCY} in flight)"
-        + title
-    )
+    process = baseline_process(bench, namespaces[1], n)
+    try:
+        base = issuance(bench, namespaces[1], n, "tok", lambda: process.pid, client)
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(30)
+    header(f"Issuance: {n} distinct AccessTokenRequests created at once ({CONCURRENCY} in flight)")
     row("time until all Ready", op["total"], base["total"], "s", "ratio <= 1.3")
     row("time to Ready, p50", op["p50"], base["p50"], "s")
     row("time to Ready, p99", op["p99"], base["p99"], "s")
@@ -428,7 +422,6 @@ def issuance_case(
     print(f"  operator API requests: {show_counts(op['counts'])}")
     print(f"  baseline API requests: {show_counts(base['counts'])}")
     print("  (both include the bench's own: a POST per request and its WATCH)")
-    return base
 
 
 def restart_case(
@@ -436,9 +429,8 @@ def restart_case(
     operator: OperatorProcess,
     namespace: str,
     n: int,
-    start: Callable[..., OperatorProcess],
+    start: Callable[[], OperatorProcess],
     *,
-    unbounded: bool = False,
     give_up: float = 60.0,
 ) -> tuple[OperatorProcess, bool]:
     """Stop `operator`, start another, and time it until every request is reconciled
@@ -447,7 +439,7 @@ def restart_case(
     client = bench.server.clients["client_secret_basic"]
     before = bench.snapshot(client)
     operator.stop()
-    restarted = start(unbounded=unbounded)
+    restarted = start()
     try:
         healthy = restarted.wait_healthy()
         deadline = time.monotonic() + give_up
@@ -471,15 +463,9 @@ def restart_case(
     ):
         bench.http.get(path).raise_for_status().json()
     listing = time.monotonic() - t0
-    what = (
-        " (what-if: kopf's worker_limit lifted, bench/operator_unbounded.py)" if unbounded else ""
-    )
-    header(f"Restart with {n} valid tokens{what}")
+    header(f"Restart with {n} valid tokens")
     if seen < n:
-        print(
-            f"  STUCK: {seen} of {n} requests reconciled {give_up:.0f} s after the restart"
-            f" was healthy; no handler ran (kopf worker_limit deadlock, nolar/kopf#1243)"
-        )
+        print(f"  STUCK: {seen} of {n} requests reconciled {give_up:.0f} s after healthy")
     else:
         row("start until every request reconciled", reconciled, None, "s")
         row(
@@ -549,22 +535,17 @@ def run_all(
     print(f"load average before: {load_average()}")
     with bench_on_control_plane(setup, "bench-operator-") as (bench, _):
         workdir = bench.workdir
-        renew, issue, again, base, share = (
-            bench.namespace(x) for x in ("renew", "issue", "issue-unbounded", "base", "share")
+        renew, issue, base, share = (
+            bench.namespace(x) for x in ("renew", "issue", "base", "share")
         )
         for name, test_client in RENEWAL_CLIENTS.items():
             bench.client(renew, name, bench.server.clients[test_client])
-        for namespace in (issue, again, share):
+        for namespace in (issue, share):
             bench.client(namespace, "idp", bench.server.clients["client_secret_basic"])
 
-        def start(*, unbounded: bool = False) -> OperatorProcess:
-            module = "bench.operator_unbounded" if unbounded else "oauth2_token_operator.cli"
+        def start() -> OperatorProcess:
             return OperatorProcess(
-                bench.admin,
-                [renew, issue, again, share],
-                workdir / "operator.log",
-                *OPERATOR_FLAGS,
-                module=module,
+                bench.admin, [renew, issue, share], workdir / "operator.log", *OPERATOR_FLAGS
             )
 
         operator = start()
@@ -574,7 +555,6 @@ def run_all(
                 (renew, "renew"),
                 (renew, "renew-10m"),
                 (issue, "idp"),
-                (again, "idp"),
                 (share, "idp"),
             ):
                 bench.wait_client_ready(namespace, name)
@@ -592,13 +572,9 @@ def run_all(
             else:
                 renewal_case(bench, renew)
                 sharing_case(bench, share, n)
-                baseline = issuance_case(bench, operator, (issue, base), n)
+                issuance_case(bench, operator, (issue, base), n)
                 steady_case(bench, operator, n, steady_seconds)
-                operator, reconciled = restart_case(bench, operator, issue, n, start)
-                if not reconciled:
-                    operator, _ = restart_case(bench, operator, issue, n, start, unbounded=True)
-                    what_if = " (what-if: kopf's worker_limit lifted)"
-                    issuance_case(bench, operator, (again, base), n, baseline, what_if)
+                operator, _ = restart_case(bench, operator, issue, n, start)
         except BaseException:
             kept = Path(tempfile.gettempdir()) / "bench-operator-failed.log"
             kept.write_bytes((workdir / "operator.log").read_bytes())

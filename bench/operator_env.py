@@ -159,11 +159,10 @@ class OperatorProcess:
         namespaces: list[str],
         log: Path,
         *args: str,
-        module: str = "oauth2_token_operator.cli",
     ) -> None:
         self.metrics_port = free_port()
         self.health_port = free_port()
-        argv = [sys.executable, "-m", module, "run"]
+        argv = [sys.executable, "-m", "oauth2_token_operator.cli", "run"]
         argv += [f"--namespace={ns}" for ns in namespaces]
         argv += [f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}"]
         self.log = log

@@ -98,7 +98,7 @@ def main(runs: list[str]) -> None:
             bench.client(namespace, "idp", server.clients[test_client])
         spies: list[subprocess.Popen[bytes] | None] = []
 
-        def start(*, unbounded: bool = False) -> OperatorProcess:
+        def start() -> OperatorProcess:
             started = OperatorProcess(
                 bench.admin, namespaces, bench.workdir / "operator.log", *OPERATOR_FLAGS
             )
