@@ -177,6 +177,15 @@ def helm(kubeconfig: Path | None, *args: str) -> str:
     return run_tool([helm_binary(), *config, *args])
 
 
+def helm_template(
+    *values: str, release: str = OPERATOR_NAME, namespace: str = OPERATOR_NAMESPACE
+) -> list[dict[str, Any]]:
+    """``helm template`` of the chart (``--set`` each of `values`): every manifest, in order."""
+    sets = [arg for value in values for arg in ("--set", value)]
+    out = helm(None, "template", release, str(CHART), "--namespace", namespace, *sets)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
 def install_with_helm(
     kubeconfig: Path,
     *values: str,

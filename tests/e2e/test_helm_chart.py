@@ -10,17 +10,24 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.ship import CHART, CRDS, DEPLOY, OPERATOR_NAME, OPERATOR_NAMESPACE, helm
+from tests.e2e.ship import (
+    CHART,
+    CRDS,
+    DEPLOY,
+    OPERATOR_NAME,
+    OPERATOR_NAMESPACE,
+    helm,
+    helm_template,
+)
 
 RELEASE_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/version",
                   "app.kubernetes.io/managed-by", "helm.sh/chart")  # fmt: skip
 
 
 def render(*values: str, release: str = OPERATOR_NAME) -> dict[tuple[str, str], dict[str, Any]]:
-    """``helm template`` of the chart: (kind, name) -> manifest."""
-    args = [a for value in values for a in ("--set", value)]
-    out = helm(None, "template", release, str(CHART), "--namespace", OPERATOR_NAMESPACE, *args)
-    docs = [d for d in yaml.safe_load_all(out) if d]
+    """``helm template`` of the chart: (kind, name) -> manifest (of cluster-scoped and
+    release-namespace objects; `helm_template` has them all)."""
+    docs = helm_template(*values, release=release)
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 
@@ -80,6 +87,33 @@ def test_values_watched_namespaces_and_logging() -> None:
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
     assert "--all-namespaces" not in args
     assert {"--log-level=DEBUG", "--log-format=text"} <= set(args)
+
+
+def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_reads() -> None:
+    """Serving some namespaces, the operator is granted in each what it does there, and
+    cluster-wide only what it reads everywhere; serving all, the ClusterRole has both
+    (the same rules as deploy/, compared above)."""
+    docs = helm_template("watchNamespaces={team-a,team-b}")
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "namespaces",
+        "customresourcedefinitions",
+    }
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    assert sorted(roles) == sorted(bindings) == ["team-a", "team-b"]
+    everywhere = render()["ClusterRole", OPERATOR_NAME]["rules"]
+    for namespace, role in roles.items():
+        assert role["rules"] + cluster_role["rules"] == everywhere, namespace
+        binding = bindings[namespace]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": OPERATOR_NAME,
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE}
+        ]
 
 
 def test_values_metrics_and_service_monitor() -> None:

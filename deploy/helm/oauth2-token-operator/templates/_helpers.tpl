@@ -32,3 +32,34 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 true
 {{- end -}}
 {{- end -}}
+
+{{- /* What the operator does in each namespace it serves (deploy/10-rbac.yaml says why
+each rule): a ClusterRole's rules when it serves all, a Role's in each one it serves. */ -}}
+{{- define "oauth2-token-operator.namespacedRules" -}}
+- apiGroups: [oauth2.token-operator.io]
+  resources: [accesstokenrequests, oauth2clients]
+  verbs: [get, list, watch, patch]
+- apiGroups: [oauth2.token-operator.io]
+  resources: [accesstokenrequests/status, oauth2clients/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- /* What it reads cluster-wide, whichever namespaces it serves: namespaces' labels
+(for allowedNamespaces selectors) and CRDs (kopf). */ -}}
+{{- define "oauth2-token-operator.clusterRules" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end -}}
