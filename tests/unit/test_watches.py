@@ -10,7 +10,13 @@ from typing import Any
 from oauth2_token_operator.controller.context import first
 from oauth2_token_operator.controller.freezing import freeze
 from oauth2_token_operator.controller.request_types import Request
-from oauth2_token_operator.controller.watches import LAST_APPLIED, ClientUsers, client_of, kept
+from oauth2_token_operator.controller.watches import (
+    LAST_APPLIED,
+    ClientUsers,
+    client_of,
+    kept,
+    object_key,
+)
 
 
 def test_what_an_informer_keeps_of_an_object() -> None:
@@ -115,3 +121,21 @@ def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
     assert one.key == other.key == ("apps", "billing")
     assert one.name is other.name
     assert one.namespace is other.namespace
+
+
+def test_keys_share_one_copy_of_each_name_however_often_decoded() -> None:
+    """Every event is decoded anew: the names keying the informers and the grouping by
+    client are one copy each, whichever body they came from."""
+    text = json.dumps(
+        {
+            "metadata": {"namespace": "billing", "name": "reader"},
+            "spec": {"clientRef": {"name": "idp"}},
+        }
+    )
+    first, second = json.loads(text), json.loads(text)
+    assert first["metadata"]["name"] is not second["metadata"]["name"]
+    for a, b in zip(object_key(first), object_key(second), strict=True):
+        assert a is b
+    for a, b in zip(client_of(first), client_of(second), strict=True):
+        assert a is b
+    assert client_of(first)[0] is object_key(second)[0]

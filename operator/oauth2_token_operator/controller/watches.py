@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -54,16 +55,19 @@ def kept(body: JsonObject, *, keep_last_applied: bool = False) -> bytes:
 
 
 def object_key(body: JsonObject) -> tuple[str, str]:
+    """(namespace, name), interned: the same names key the informers, the requests by
+    client, the ledger, the scheduler and the metrics (`Request.of` interns them too),
+    each decoded anew from every event; one copy of each serves them all."""
     metadata = body.get("metadata") or {}
-    return (metadata.get("namespace") or "", metadata.get("name") or "")
+    return (sys.intern(metadata.get("namespace") or ""), sys.intern(metadata.get("name") or ""))
 
 
 def client_of(request: JsonObject) -> RequestKey:
     """The (namespace, name) of the OAuth2Client a request names (its own namespace if
-    the reference gives none)."""
+    the reference gives none), interned as `object_key`."""
     ref = (request.get("spec") or {}).get("clientRef") or {}
     namespace, _ = object_key(request)
-    return (ref.get("namespace") or namespace, ref.get("name") or "")
+    return (sys.intern(ref.get("namespace") or namespace), sys.intern(ref.get("name") or ""))
 
 
 class ClientUsers(Mapping[RequestKey, tuple[RequestKey, ...]]):
