@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from oauth2_token_operator.api.crd import API_VERSION, GROUP
-from oauth2_token_operator.manager.interning import interned
+from oauth2_token_operator.manager.interning import intern_fields
 from oauth2_token_operator.policies.checks import SecretFacts
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -66,8 +66,7 @@ class TokenRecord:
 
     def __post_init__(self) -> None:
         # The operator keeps one record per token: share the values its tokens repeat.
-        for name in ("issuer", "client_id", "client", "requested_scopes", "resources"):
-            object.__setattr__(self, name, interned(getattr(self, name)))
+        intern_fields(self, "issuer", "client_id", "client", "requested_scopes", "resources")
 
     def to_annotation(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

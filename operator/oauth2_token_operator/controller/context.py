@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.controller.freezing import thaw
+from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.ledger import RequestKey, TokenLedger
 from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
@@ -30,7 +30,7 @@ def first(index: Index, key: Any) -> Any | None:
     back as a new dict of its own, which the caller may keep or change."""
     values = index.get(key)
     value = next(iter(values), None) if values else None
-    return thaw(value) if isinstance(value, bytes) else value
+    return thawed(value)
 
 
 @dataclass(frozen=True)

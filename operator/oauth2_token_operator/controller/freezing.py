@@ -175,6 +175,11 @@ def freeze(body: Mapping[str, Any]) -> bytes:
     return packer.compress(_compact(body).encode()) + packer.flush()
 
 
+def thawed(value: Any) -> Any:
+    """`value` thawed if it is frozen, else as it is (an index's values may be either)."""
+    return thaw(value) if isinstance(value, bytes) else value
+
+
 def thaw(frozen: bytes) -> Any:
     """An object `freeze` kept, decoded: a dict of the caller's own (a few microseconds,
     a few times per reconcile)."""

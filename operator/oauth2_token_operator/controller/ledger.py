@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager.one_or_many import OneOrMany
 from oauth2_token_operator.token_secret import TokenRecord
 
 RequestKey = tuple[str, str]
@@ -22,9 +23,8 @@ class Held:
 class TokenLedger:
     def __init__(self) -> None:
         self._current: dict[RequestKey, Held] = {}
-        self._holders: dict[tuple[str, str], RequestKey | set[RequestKey]] = {}
-        """Who holds each token: the request's key when only one does, as most tokens
-        (a set costs 216 bytes however small), a set of them when several share it."""
+        self._holders: OneOrMany[tuple[str, str], RequestKey] = OneOrMany()
+        """Who holds each token (most tokens: one request)."""
 
     def current(self, key: RequestKey) -> Held | None:
         return self._current.get(key)
@@ -34,12 +34,8 @@ class TokenLedger:
         previous = self._current.get(key)
         self._current[key] = held
         token_id = _token_id(held)
-        holders = self._holders.setdefault(token_id, key)
-        if isinstance(holders, set):
-            holders.add(key)
-        elif holders != key:
-            self._holders[token_id] = {holders, key}
-        if previous is not None and _token_id(previous) != _token_id(held):
+        self._holders.add(token_id, key)
+        if previous is not None and _token_id(previous) != token_id:
             self._drop_holder(previous, key)
             return previous
         return None
@@ -63,30 +59,17 @@ class TokenLedger:
         return _token_id(held) in self._holders
 
     def holders(self, held: Held) -> int:
-        holders = self._holders.get(_token_id(held))
-        if holders is None:
-            return 0
-        return len(holders) if isinstance(holders, set) else 1
+        return self._holders.count(_token_id(held))
 
     def holders_of(self, held: Held) -> list[RequestKey]:
         """The requests holding this token."""
-        holders = self._holders.get(_token_id(held))
-        if holders is None:
-            return []
-        return list(holders) if isinstance(holders, set) else [holders]
+        return self._holders.items_of(_token_id(held))
 
     def __len__(self) -> int:
         return len(self._current)
 
     def _drop_holder(self, held: Held, key: RequestKey) -> None:
-        token_id = _token_id(held)
-        holders = self._holders.get(token_id)
-        if isinstance(holders, set):
-            holders.discard(key)
-            if len(holders) == 1:
-                self._holders[token_id] = holders.pop()
-        elif holders == key:
-            del self._holders[token_id]
+        self._holders.discard(_token_id(held), key)
 
 
 def _token_id(held: Held) -> tuple[str, str]:

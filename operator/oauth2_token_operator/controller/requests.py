@@ -25,7 +25,7 @@ from oauth2_token_operator.controller.facts import (
     request_facts,
     revocation_requested,
 )
-from oauth2_token_operator.controller.freezing import thaw
+from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due, introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
@@ -101,7 +101,7 @@ class RequestReconciler:
         loop, in order): each request that controls it checks it, in a task of its own,
         so that a request busy with its token endpoint holds up no other Secret's."""
         secret = cast(RequestKey, key)
-        body: Body = thaw(frozen) if isinstance(frozen, bytes) else cast(Body, frozen)
+        body: Body = thawed(frozen)
         self.secrets_seen.observed(secret, body)
         for ref in body.get("metadata", {}).get("ownerReferences") or ():
             if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":

@@ -36,3 +36,10 @@ def interned(value: H) -> H:
     Equal values of different types (``1`` and ``1.0``) are kept apart, but not equal
     values inside equal containers: only strings, and containers of strings, are given."""
     return _canonical(value)  # type: ignore[return-value]
+
+
+def intern_fields(instance: object, *names: str) -> None:
+    """Replace each named field of a frozen dataclass `instance` by its `interned` value
+    (from its `__post_init__`)."""
+    for name in names:
+        object.__setattr__(instance, name, interned(getattr(instance, name)))

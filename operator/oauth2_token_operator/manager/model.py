@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from oauth2_token_operator.manager.interning import interned
+from oauth2_token_operator.manager.interning import intern_fields
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import Scopes
 
@@ -101,8 +101,7 @@ class AccessToken:
 
     def __post_init__(self) -> None:
         # Thousands of stored tokens share a few keys and scope sets: keep one copy each.
-        for name in ("token_type", "key", "scopes", "requested_scopes", "resources"):
-            object.__setattr__(self, name, interned(getattr(self, name)))
+        intern_fields(self, "token_type", "key", "scopes", "requested_scopes", "resources")
 
     @property
     def issued_at(self) -> float:
@@ -162,8 +161,7 @@ class RefreshToken:
     obtained_at: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", interned(self.key))
-        object.__setattr__(self, "scopes", interned(self.scopes))
+        intern_fields(self, "key", "scopes")
 
 
 class TokenState(enum.Enum):

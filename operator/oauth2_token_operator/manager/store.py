@@ -14,6 +14,7 @@ from oauth2_token_operator.manager.model import (
     TokenKey,
     TokenSpec,
 )
+from oauth2_token_operator.manager.one_or_many import OneOrMany
 
 
 class TokenStore(Protocol):
@@ -73,38 +74,26 @@ _Id = tuple[str, str]
 
 class _Indexed(Generic[T]):
     """Tokens by identity ``(issuer, value)``, plus secondary indexes: ``index_keys``
-    names every index entry a token belongs to. All operations are O(1) per entry.
-
-    An index entry with one token holds its identity itself, one with several an
-    insertion-ordered dict of them: many entries name a single token (the requested
-    scopes of one request), and a dict costs some 200 bytes however small."""
+    names every index entry a token belongs to. All operations are O(1) per entry (many
+    entries name a single token, e.g. the requested scopes of one request: `OneOrMany`)."""
 
     def __init__(self, index_keys: Callable[[T], Iterable[Hashable]]) -> None:
         self._index_keys: Callable[[T], Iterable[Hashable]] = index_keys
         self._by_id: dict[_Id, T] = {}
-        self._index: dict[Hashable, _Id | dict[_Id, None]] = {}
+        self._index: OneOrMany[Hashable, _Id] = OneOrMany()
 
     def put(self, token: T) -> None:
         identity = (token.key.issuer, token.value)
         self.delete(identity)
         self._by_id[identity] = token
         for index_key in self._index_keys(token):
-            entries = self._index.setdefault(index_key, identity)
-            if isinstance(entries, dict):
-                entries[identity] = None
-            elif entries != identity:
-                self._index[index_key] = {entries: None, identity: None}
+            self._index.add(index_key, identity)
 
     def get(self, identity: _Id) -> T | None:
         return self._by_id.get(identity)
 
     def find(self, index_key: Hashable) -> list[T]:
-        entries = self._index.get(index_key)
-        if entries is None:
-            return []
-        if isinstance(entries, dict):
-            return [self._by_id[identity] for identity in entries]
-        return [self._by_id[entries]]
+        return [self._by_id[identity] for identity in self._index.items_of(index_key)]
 
     def all(self) -> list[T]:
         return list(self._by_id.values())
@@ -114,13 +103,7 @@ class _Indexed(Generic[T]):
         if token is None:
             return False
         for index_key in self._index_keys(token):
-            entries = self._index[index_key]
-            if isinstance(entries, dict):
-                del entries[identity]
-                if len(entries) == 1:
-                    self._index[index_key] = next(iter(entries))
-            else:
-                del self._index[index_key]
+            self._index.discard(index_key, identity)
         return True
 
 
