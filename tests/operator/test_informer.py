@@ -6,7 +6,6 @@ read (`controller.watches`). The faults (410, dropped connections): the scripted
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller import watches
 from oauth2_token_operator.controller.context import first
 from oauth2_token_operator.kube.informer import Informer
+from oauth2_token_operator.kube.rest import PathApi
 from tests.api.cases import VALID_REQUEST
 from tests.cluster.harness import unique_name
 from tests.cluster.objects import metadata
@@ -46,7 +46,11 @@ async def test_a_namespaces_labelled_secrets_listed_then_followed(
         create_secret(core, kube_namespace, name, OWNED)
     create_secret(core, kube_namespace, "unlabelled", {})
     pages: list[Any] = []
-    list_secrets = functools.partial(core.list_namespaced_secret, kube_namespace)
+    # What the operator lists with (`controller.watches.build`): the client's ApiClient
+    # by path, the typed methods' keywords translated to the API's query parameters.
+    list_secrets = PathApi(kube_admin).lister(
+        "/api/v1/namespaces/{namespace}/secrets", namespace=kube_namespace
+    )
 
     def counted(**params: Any) -> Any:
         if not params.get("watch"):

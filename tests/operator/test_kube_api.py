@@ -12,6 +12,7 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, VERSION
 from oauth2_token_operator.kube.api import Conflict, KubeApi
+from oauth2_token_operator.kube.rest import PathApi
 from oauth2_token_operator.token_secret import encode_data
 from tests.api.cases import VALID_REQUEST
 from tests.cluster.harness import unique_name
@@ -68,14 +69,14 @@ async def test_status_merge_patch(kube_admin: k8s.ApiClient, kube_namespace: str
 async def test_calls_run_off_the_event_loop(kube_admin: k8s.ApiClient, kube_namespace: str) -> None:
     loop_thread = threading.get_ident()
     seen: list[int] = []
-    original = k8s.CoreV1Api.read_namespaced_secret
+    original = PathApi.call
 
-    def spy(self: k8s.CoreV1Api, *args: Any, **kwargs: Any) -> Any:
+    def spy(self: PathApi, *args: Any, **kwargs: Any) -> Any:
         seen.append(threading.get_ident())
         return original(self, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(k8s.CoreV1Api, "read_namespaced_secret", spy)
+        patch.setattr(PathApi, "call", spy)
         api = KubeApi(kube_admin)
         await asyncio.gather(*(api.read_secret(kube_namespace, f"none-{i}") for i in range(3)))
     assert len(seen) == 3

@@ -30,6 +30,7 @@ from oauth2_token_operator.controller.freezing import freeze, thaw
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.kube.api import JsonObject
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
+from oauth2_token_operator.kube.rest import Lister, PathApi
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 REQUESTS = "accesstokenrequests"
@@ -171,8 +172,7 @@ class Watches:
 def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watches:
     """Informers for every namespace, or one per namespace in `namespaces` (the
     namespaces' labels always for all: they are cluster-scoped)."""
-    core = k8s.CoreV1Api(api_client)
-    custom = k8s.CustomObjectsApi(api_client)
+    paths = PathApi(api_client)
 
     def informer(
         what: str,
@@ -191,18 +191,22 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
             }
         )
 
-    def custom_objects(plural: str) -> tuple[Callable[..., Any], Callable[[str], Any]]:
-        everywhere = functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, plural)
-        return everywhere, lambda namespace: functools.partial(
-            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+    def listers(everywhere: str, in_namespace: str) -> tuple[Lister, Callable[[str], Lister]]:
+        return paths.lister(everywhere), lambda namespace: paths.lister(
+            in_namespace, namespace=namespace
+        )
+
+    def custom_objects(plural: str) -> tuple[Lister, Callable[[str], Lister]]:
+        return listers(
+            f"/apis/{GROUP}/{VERSION}/{plural}",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{plural}",
         )
 
     users = ClientUsers()
     return Watches(
         secrets=informer(
             "token Secrets",
-            core.list_secret_for_all_namespaces,
-            lambda namespace: functools.partial(core.list_namespaced_secret, namespace),
+            *listers("/api/v1/secrets", "/api/v1/namespaces/{namespace}/secrets"),
             keep=functools.partial(kept, keep_last_applied=True),
             label_selector=OWNED_SELECTOR,
         ),
@@ -212,7 +216,7 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
         ),
         namespaces=Informer(
             "namespaces",
-            core.list_namespace,
+            paths.lister("/api/v1/namespaces"),
             key=lambda body: (body.get("metadata") or {}).get("name") or "",
             keep=lambda body: dict((body.get("metadata") or {}).get("labels") or {}),
         ),

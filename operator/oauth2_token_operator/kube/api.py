@@ -1,9 +1,10 @@
-"""The few API calls the operator makes itself, through the official kubernetes client.
+"""The few API calls the operator makes itself, through the official kubernetes client
+(by path: `kube.rest`).
 
 The client is synchronous: every call runs in a worker thread (`asyncio.to_thread`),
-never on the event loop. Objects come back as plain JSON dicts (`_preload_content=False`
-and one `json.loads`), which is what the pure layers take and avoids building the
-client's model objects. Failures, answered or not, become `NotFound` / `Conflict` /
+never on the event loop. Objects come back as plain JSON dicts (one `json.loads` of the
+body), which is what the pure layers take and avoids building the client's model
+objects. Failures, answered or not, become `NotFound` / `Conflict` /
 `KubeApiError`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import urllib3
@@ -19,10 +20,17 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.kube.rest import PathApi
 
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "oauth2-token-operator"
-LEASES = ("coordination.k8s.io", "v1", "leases")
+
+SECRETS = "/api/v1/namespaces/{namespace}/secrets"
+SECRET = SECRETS + "/{name}"
+CONFIG_MAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+CUSTOM_STATUS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"
+LEASES_PATH = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+LEASE = LEASES_PATH + "/{name}"
 
 JsonObject = dict[str, Any]
 
@@ -73,17 +81,16 @@ def _retry_after(exc: ApiException) -> float | None:
 
 
 class KubeApi:
-    """Async facade over the official client for Secrets, ConfigMaps, Namespaces and the
-    custom resources' status."""
+    """Async facade over the official client for Secrets, ConfigMaps, Leases and the
+    custom resources' status (by path: `kube.rest`)."""
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
-        self._core = k8s.CoreV1Api(api_client)
-        self._custom = k8s.CustomObjectsApi(api_client)
+        self._paths = PathApi(api_client)
 
-    async def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, what: str, method: str, template: str, **kwargs: Any) -> Any:
         def run() -> Any:
             try:
-                response = call(*args, _preload_content=False, **kwargs)
+                response = self._paths.call(method, template, **kwargs)
             except ApiException as exc:
                 raise api_error(exc, what) from None
             except urllib3.exceptions.HTTPError as exc:
@@ -94,26 +101,27 @@ class KubeApi:
 
         return await asyncio.to_thread(run)
 
-    async def _read(self, what: str, call: Callable[..., Any], *args: Any) -> JsonObject | None:
+    async def _read(self, what: str, template: str, **path: str) -> JsonObject | None:
         try:
-            found: JsonObject = await self._call(what, call, *args)
+            found: JsonObject = await self._call(what, "GET", template, path=path)
         except NotFound:
             return None
         return found
 
     async def read_secret(self, namespace: str, name: str) -> JsonObject | None:
         return await self._read(
-            f"reading Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+            f"reading Secret {namespace}/{name}", SECRET, namespace=namespace, name=name
         )
 
     async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
         name = body["metadata"]["name"]
         created: JsonObject = await self._call(
             f"creating Secret {namespace}/{name}",
-            self._core.create_namespaced_secret,
-            namespace,
-            dict(body),
-            field_manager=FIELD_MANAGER,
+            "POST",
+            SECRETS,
+            path={"namespace": namespace},
+            query={"field_manager": FIELD_MANAGER},
+            body=dict(body),
         )
         return created
 
@@ -122,11 +130,11 @@ class KubeApi:
         name = body["metadata"]["name"]
         replaced: JsonObject = await self._call(
             f"replacing Secret {namespace}/{name}",
-            self._core.replace_namespaced_secret,
-            name,
-            namespace,
-            dict(body),
-            field_manager=FIELD_MANAGER,
+            "PUT",
+            SECRET,
+            path={"namespace": namespace, "name": name},
+            query={"field_manager": FIELD_MANAGER},
+            body=dict(body),
         )
         return replaced
 
@@ -136,9 +144,9 @@ class KubeApi:
         try:
             await self._call(
                 f"deleting Secret {namespace}/{name}",
-                self._core.delete_namespaced_secret,
-                name,
-                namespace,
+                "DELETE",
+                SECRET,
+                path={"namespace": namespace, "name": name},
                 body=body,
             )
         except NotFound:
@@ -147,10 +155,7 @@ class KubeApi:
 
     async def read_config_map(self, namespace: str, name: str) -> JsonObject | None:
         return await self._read(
-            f"reading ConfigMap {namespace}/{name}",
-            self._core.read_namespaced_config_map,
-            name,
-            namespace,
+            f"reading ConfigMap {namespace}/{name}", CONFIG_MAP, namespace=namespace, name=name
         )
 
     async def patch_status(
@@ -159,43 +164,32 @@ class KubeApi:
         """Merge-patch the status subresource of one of our custom objects."""
         patched: JsonObject = await self._call(
             f"patching status of {plural}/{namespace}/{name}",
-            self._custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": dict(status)},
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
+            "PATCH",
+            CUSTOM_STATUS,
+            path={"plural": plural, "namespace": namespace, "name": name},
+            query={"field_manager": FIELD_MANAGER},
+            body={"status": dict(status)},
+            content_type=MERGE_PATCH,
         )
         return patched
 
-    # Leases go through the generic (custom objects) API: the typed one turns bodies into
-    # models and back, and writes a MicroTime with zero microseconds in a form the API
-    # server refuses ("2027-01-15T08:00:00+00:00").
+    # Leases as plain JSON too: the typed API turns bodies into models and back, and
+    # writes a MicroTime with zero microseconds in a form the API server refuses
+    # ("2027-01-15T08:00:00+00:00").
 
     async def read_lease(self, namespace: str, name: str) -> JsonObject | None:
         return await self._read(
-            f"reading Lease {namespace}/{name}",
-            self._custom.get_namespaced_custom_object,
-            LEASES[0],
-            LEASES[1],
-            namespace,
-            LEASES[2],
-            name,
+            f"reading Lease {namespace}/{name}", LEASE, namespace=namespace, name=name
         )
 
     async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> JsonObject:
         created: JsonObject = await self._call(
             f"creating Lease {namespace}/{body['metadata']['name']}",
-            self._custom.create_namespaced_custom_object,
-            LEASES[0],
-            LEASES[1],
-            namespace,
-            LEASES[2],
-            dict(body),
-            field_manager=FIELD_MANAGER,
+            "POST",
+            LEASES_PATH,
+            path={"namespace": namespace},
+            query={"field_manager": FIELD_MANAGER},
+            body=dict(body),
         )
         return created
 
@@ -204,13 +198,10 @@ class KubeApi:
         name = body["metadata"]["name"]
         replaced: JsonObject = await self._call(
             f"replacing Lease {namespace}/{name}",
-            self._custom.replace_namespaced_custom_object,
-            LEASES[0],
-            LEASES[1],
-            namespace,
-            LEASES[2],
-            name,
-            dict(body),
-            field_manager=FIELD_MANAGER,
+            "PUT",
+            LEASE,
+            path={"namespace": namespace, "name": name},
+            query={"field_manager": FIELD_MANAGER},
+            body=dict(body),
         )
         return replaced
