@@ -104,8 +104,10 @@ def version_of(obj: Mapping[str, Any]) -> int | None:
 
 
 class Informer(Mapping[Key, tuple[Any, ...]]):
-    """`call` lists or watches the kind (a method of the kubernetes client, its path
-    arguments bound), e.g. `partial(core.list_namespaced_secret, "apps")`."""
+    """`call` lists or watches the kind, taking the typed client's list keywords: the
+    operator's is a `kube.rest.PathApi.lister`, e.g.
+    `paths.lister("/api/v1/namespaces/{namespace}/secrets", namespace="apps")`; a typed
+    list method with its path arguments bound works the same."""
 
     def __init__(
         self,
