@@ -124,6 +124,31 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
+def test_a_new_spec_does_not_wait_out_the_backoff_of_the_old_one(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A status patch answered 429 (`Retry-After: 2`) puts the request in a backoff of 30
+    to 60 s (`retry_base_delay=60`). The spec then changes: the operator tries the new
+    one as soon as the server allows, as it does after a failed issuance, and no sooner."""
+    status = STATUS_PATH.format(ns=ns.name, name="changed")
+    fault = proxy.fail("PATCH", status, 429, times=1, retry_after=2)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=60.0)
+    ns.request("changed", "idp")
+    wait_for("the status patch refused", lambda: fault.answered == 1)
+    ns.patch("accesstokenrequests", "changed", {"spec": {"renewBefore": "120s"}})
+
+    ns.wait_ready("changed", timeout=20)
+    patches = proxy.requests("PATCH", status)
+    assert [p.status for p in patches] == [429, 200]
+    assert 2.0 - 0.05 <= gaps(patches)[0] < 20, gaps(patches)
+    request = ns.get("accesstokenrequests", "changed") or {}
+    assert request["status"]["observedGeneration"] == request["metadata"]["generation"] == 2
+    assert not errors(caplog)
+
+
 def test_client_status_patches_answered_500_are_retried(
     proxy: ApiServerProxy,
     ns: Namespace,

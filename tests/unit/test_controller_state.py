@@ -16,7 +16,7 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies import checks
-from oauth2_token_operator.policies.failures import classify, retry_delay
+from oauth2_token_operator.policies.failures import ApiBackoff, classify, retry_delay
 from oauth2_token_operator.token_secret import TokenRecord
 
 ISSUER = "https://login.example.com"
@@ -255,6 +255,13 @@ def test_retry_delays_grow_with_jitter_up_to_the_cap_and_honour_retry_after() ->
     assert retry_delay(3, base=5, cap=300, seed="uid") == retry_delay(
         3, base=5, cap=300, seed="uid"
     )
+
+
+def test_after_failed_api_writes_a_new_spec_waits_only_for_the_servers_retry_after() -> None:
+    backoff = ApiBackoff(3, retry_at=1240.0, not_before=1010.0, generation=4)
+    assert backoff.until(4) == 1240.0  # the same spec waits out the backoff
+    assert backoff.until(5) == 1010.0  # a new one only what the server asked
+    assert backoff.until(None) == 1010.0
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
-from oauth2_token_operator.policies.failures import Failure, classify, retry_delay
+from oauth2_token_operator.policies.failures import ApiBackoff, Failure, classify, retry_delay
 from oauth2_token_operator.policies.on_demand import pending_at
 from oauth2_token_operator.token_secret import TokenRecord, is_owned_by, parse_rfc3339, rfc3339
 
@@ -75,9 +75,8 @@ class RequestReconciler:
         self._locks: KeyedLocks[RequestKey] = KeyedLocks()
         """Each request's reconciles and its finalization one at a time."""
         self._background: set[asyncio.Future[Any]] = set()
-        self._api_backoff: dict[RequestKey, tuple[int, float]] = {}
-        """Per request after a failed API write: the failures in a row, and when to try
-        again (see `_retry_after_api_error`)."""
+        self._api_backoff: dict[RequestKey, ApiBackoff] = {}
+        """Per request after a failed API write (see `_retry_after_api_error`)."""
         views = ctx.views
         self.requests_seen = Freshness(lambda key: first(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
@@ -137,9 +136,10 @@ class RequestReconciler:
             # echoes, and that write's reconcile holds the lock until it is recorded.
             if watched and self.status_echoes.came_back(key, body):
                 return
-            if self._backing_off(key):
+            newest = self.requests_seen.newest(key, body) or body
+            if self._backing_off(key, newest.get("metadata", {}).get("generation")):
                 return
-            request = Request.of(self.requests_seen.newest(key, body) or body)
+            request = Request.of(newest)
             try:
                 outcome = await self._reconcile(request)
                 # A renew-now time still in the future: look again when it comes.
@@ -167,11 +167,18 @@ class RequestReconciler:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
         leaves no trace that would bring the request back, so plan the next attempt
         here: backing off per request, never sooner than the server's Retry-After."""
-        attempts = self._api_backoff.get(request.key, (0, 0.0))[0] + 1
+        previous = self._api_backoff.get(request.key)
+        attempts = (previous.attempts if previous is not None else 0) + 1
         delay = self._retry_delay(request, attempts, exc.retry_after)
-        self._api_backoff[request.key] = (attempts, self.ctx.clock() + delay)
+        now = self.ctx.clock()
+        self._api_backoff[request.key] = ApiBackoff(
+            attempts,
+            retry_at=now + delay,
+            not_before=now + (exc.retry_after or 0.0),
+            generation=request.generation,
+        )
         log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
-        self._backing_off(request.key)
+        self._backing_off(request.key, request.generation)
 
     def _retry_delay(self, request: Request, attempts: int, retry_after: float | None) -> float:
         """The operator's backoff for a request's `attempts`-th failure in a row."""
@@ -183,14 +190,18 @@ class RequestReconciler:
             retry_after=retry_after,
         )
 
-    def _backing_off(self, key: RequestKey) -> bool:
+    def _backing_off(self, key: RequestKey, generation: int | None) -> bool:
         """Whether a failed API write of this request waits for its retry: events until
-        then (our own Secret's, say) write nothing, and the retry stays planned."""
+        then (our own Secret's, say) write nothing, and the retry stays planned. A new
+        spec (`generation`) waits only for the server's `Retry-After`."""
         pending = self._api_backoff.get(key)
-        if pending is None or self.ctx.clock() >= pending[1]:
+        if pending is None:
+            return False
+        until = pending.until(generation)
+        if self.ctx.clock() >= until:
             return False
         if self.ctx.request_scheduler is not None:
-            self.ctx.request_scheduler.schedule(key, pending[1])
+            self.ctx.request_scheduler.schedule(key, until)
         return True
 
     # -- the decision ------------------------------------------------------------------

@@ -50,6 +50,26 @@ def classify(exc: Exception) -> Failure:
     return Failure("IssuanceFailed", message, retry=True, retry_after=retry_after)
 
 
+@dataclass(frozen=True, slots=True)
+class ApiBackoff:
+    """A request waiting to try again after failed API writes (the status patch, a
+    Secret write), which leave nothing in the request to say when."""
+
+    attempts: int
+    """Failures in a row."""
+    retry_at: float
+    """When the backoff lets the next attempt through (epoch seconds)."""
+    not_before: float
+    """When the server's `Retry-After` ends (the failure's time if it gave none)."""
+    generation: int | None
+    """The request's `metadata.generation` that failed."""
+
+    def until(self, generation: int | None) -> float:
+        """When a request of `generation` may be tried again: a new spec as soon as the
+        server allows, not after the old one's backoff (as for failed issuances)."""
+        return self.retry_at if generation == self.generation else self.not_before
+
+
 def retry_delay(
     failed_attempts: int,
     *,
