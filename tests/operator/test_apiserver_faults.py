@@ -149,6 +149,29 @@ def test_a_new_spec_does_not_wait_out_the_backoff_of_the_old_one(
     assert not errors(caplog)
 
 
+def test_a_new_spec_after_a_failed_issuance_waits_for_the_servers_retry_after(
+    proxy: ApiServerProxy,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Secret create answered 429 (`Retry-After: 3`) fails the issuance, which backs
+    off 30 to 60 s. A new spec is tried without waiting for that, but not before the
+    server's 3 s are over: the server asked the operator to wait, not the old spec."""
+    secrets = SECRETS_PATH.format(ns=ns.name)
+    fault = proxy.fail("POST", secrets, 429, times=1, retry_after=3)
+    behind_proxy(proxy, ns, operator_factory, retry_base_delay=60.0)
+    ns.request("asked", "idp")
+    wait_for("the Secret create refused", lambda: fault.answered == 1)
+    ns.patch("accesstokenrequests", "asked", {"spec": {"renewBefore": "120s"}})
+
+    ns.wait_ready("asked", timeout=20)
+    creates = proxy.requests("POST", secrets)
+    assert [c.status for c in creates] == [429, 201]
+    assert 3.0 - 0.05 <= gaps(creates)[0] < 20, gaps(creates)
+    assert not errors(caplog)
+
+
 def test_client_status_patches_answered_500_are_retried(
     proxy: ApiServerProxy,
     ns: Namespace,

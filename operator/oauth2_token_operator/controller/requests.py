@@ -77,6 +77,9 @@ class RequestReconciler:
         self._background: set[asyncio.Future[Any]] = set()
         self._api_backoff: dict[RequestKey, ApiBackoff] = {}
         """Per request after a failed API write (see `_retry_after_api_error`)."""
+        self._server_asked: dict[RequestKey, float] = {}
+        """Per request whose last failed issuance carried the server's `Retry-After`: when
+        it ends. It holds for a new spec too (see `_backoff_until`); in memory only."""
         views = ctx.views
         self.requests_seen = Freshness(lambda key: first(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
@@ -236,7 +239,10 @@ class RequestReconciler:
         if trigger is not None:
             retry_at = self._backoff_until(request, now)
             if retry_at is not None and checks.waits_for_backoff(trigger):
-                return waiting(request, held, facts, trigger, retry_at).merge(introspection)
+                # Kept for the next look: a new spec's time can be sooner than the old one's.
+                planned = Outcome(status={"renewalTime": rfc3339(retry_at)})
+                outcome = waiting(request, held, facts, trigger, retry_at).merge(planned)
+                return outcome.merge(introspection)
             outcome = await self._issue(request, resolved, held, secret, trigger, now)
             return outcome.merge(introspection)
 
@@ -284,7 +290,9 @@ class RequestReconciler:
         if not request.failed_attempts:
             return None
         if request.status.get("observedGeneration") != request.generation:
-            return None  # the spec changed: try the new one at once
+            # The spec changed: try the new one at once, or once the server's wait is over.
+            asked = self._server_asked.get(request.key)
+            return asked if asked is not None and asked > now else None
         planned = request.status.get("renewalTime")
         try:
             retry_at = parse_rfc3339(planned) if planned else None
@@ -310,6 +318,7 @@ class RequestReconciler:
             token = await self._obtain(resolved, issuer, client, held, trigger, now, request)
         except Exception as exc:
             return self._failed(request, resolved, held, trigger, classify(exc), now)
+        self._server_asked.pop(request.key, None)
 
         revision = int(request.status.get("revision") or 0) + 1
         record = TokenRecord(
@@ -409,6 +418,10 @@ class RequestReconciler:
         now: float,
     ) -> Outcome:
         attempts = request.failed_attempts + 1
+        if failure.retry_after:
+            self._server_asked[request.key] = math.ceil(now + failure.retry_after)
+        else:
+            self._server_asked.pop(request.key, None)
         kind = "renewed" if held is not None else "issued"
         self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
         if failure.retry:
@@ -499,6 +512,7 @@ class RequestReconciler:
                     request.namespace, secret_name, uid=secret["metadata"]["uid"]
                 )
         self._api_backoff.pop(request.key, None)
+        self._server_asked.pop(request.key, None)
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)
         self.secrets_seen.forget((request.namespace, secret_name))
