@@ -124,51 +124,42 @@ def test_status_patches_answered_429_are_retried_after_retry_after(
     assert not errors(caplog), "a failed status write is no handler failure"
 
 
-def test_a_new_spec_does_not_wait_out_the_backoff_of_the_old_one(
+@pytest.mark.parametrize(
+    ("method", "path", "success"),
+    [
+        # The status patch fails: the operator's backoff for failed API writes.
+        ("PATCH", STATUS_PATH.format(ns="{ns}", name="changed"), 200),
+        # The Secret create fails: the issuance fails, and backs off as failures do.
+        ("POST", SECRETS_PATH, 201),
+    ],
+    ids=["status patch", "Secret create"],
+)
+def test_a_new_spec_waits_for_the_servers_retry_after_not_the_old_specs_backoff(
+    method: str,
+    path: str,
+    success: int,
     proxy: ApiServerProxy,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A status patch answered 429 (`Retry-After: 2`) puts the request in a backoff of 30
-    to 60 s (`retry_base_delay=60`). The spec then changes: the operator tries the new
-    one as soon as the server allows, as it does after a failed issuance, and no sooner."""
-    status = STATUS_PATH.format(ns=ns.name, name="changed")
-    fault = proxy.fail("PATCH", status, 429, times=1, retry_after=2)
+    """A write answered 429 (`Retry-After: 2`) puts the request in a backoff of 30 to
+    60 s (`retry_base_delay=60`). The spec then changes: the operator tries the new one
+    as soon as the server allows, and no sooner: the server asked the operator to wait,
+    the backoff was the old spec's."""
+    path = path.format(ns=ns.name)
+    fault = proxy.fail(method, path, 429, times=1, retry_after=2)
     behind_proxy(proxy, ns, operator_factory, retry_base_delay=60.0)
     ns.request("changed", "idp")
-    wait_for("the status patch refused", lambda: fault.answered == 1)
+    wait_for("the write refused", lambda: fault.answered == 1)
     ns.patch("accesstokenrequests", "changed", {"spec": {"renewBefore": "120s"}})
 
     ns.wait_ready("changed", timeout=20)
-    patches = proxy.requests("PATCH", status)
-    assert [p.status for p in patches] == [429, 200]
-    assert 2.0 - 0.05 <= gaps(patches)[0] < 20, gaps(patches)
+    attempts = proxy.requests(method, path)
+    assert [a.status for a in attempts] == [429, success]
+    assert 2.0 - 0.05 <= gaps(attempts)[0] < 20, gaps(attempts)
     request = ns.get("accesstokenrequests", "changed") or {}
     assert request["status"]["observedGeneration"] == request["metadata"]["generation"] == 2
-    assert not errors(caplog)
-
-
-def test_a_new_spec_after_a_failed_issuance_waits_for_the_servers_retry_after(
-    proxy: ApiServerProxy,
-    ns: Namespace,
-    operator_factory: Callable[..., OperatorThread],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A Secret create answered 429 (`Retry-After: 3`) fails the issuance, which backs
-    off 30 to 60 s. A new spec is tried without waiting for that, but not before the
-    server's 3 s are over: the server asked the operator to wait, not the old spec."""
-    secrets = SECRETS_PATH.format(ns=ns.name)
-    fault = proxy.fail("POST", secrets, 429, times=1, retry_after=3)
-    behind_proxy(proxy, ns, operator_factory, retry_base_delay=60.0)
-    ns.request("asked", "idp")
-    wait_for("the Secret create refused", lambda: fault.answered == 1)
-    ns.patch("accesstokenrequests", "asked", {"spec": {"renewBefore": "120s"}})
-
-    ns.wait_ready("asked", timeout=20)
-    creates = proxy.requests("POST", secrets)
-    assert [c.status for c in creates] == [429, 201]
-    assert 3.0 - 0.05 <= gaps(creates)[0] < 20, gaps(creates)
     assert not errors(caplog)
 
 
