@@ -28,7 +28,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller.context import Views
 from oauth2_token_operator.controller.freezing import freeze, thaw
 from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.kube.api import JsonObject
+from oauth2_token_operator.kube.api import SECRETS, JsonObject
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
 from oauth2_token_operator.kube.rest import Lister, PathApi
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
@@ -206,7 +206,7 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
     return Watches(
         secrets=informer(
             "token Secrets",
-            *listers("/api/v1/secrets", "/api/v1/namespaces/{namespace}/secrets"),
+            *listers("/api/v1/secrets", SECRETS),
             keep=functools.partial(kept, keep_last_applied=True),
             label_selector=OWNED_SELECTOR,
         ),
