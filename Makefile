@@ -2,15 +2,49 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LOCK := requirements/dev.txt
+LOCK_VENV := .venv-lock
+UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup cluster kind helm image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster kind helm image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
+# requirements/dev.txt, checked against its hashes; the project itself is then installed
+# over them without fetching anything (`make lock` renews the lock).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+# Recreates the lock from pyproject.toml (dependencies and the dev extra) and
+# requirements/build.in, for every platform and Python >= 3.11, with uv (pinned, in its
+# own venv .venv-lock/). Pins already in the lock stay while they still fit;
+# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest releases,
+# LOCK_FLAGS='--upgrade-package NAME' only NAME. An unchanged lock is left untouched.
+LOCK_FLAGS ?=
+lock: $(LOCK_VENV)/.uv-$(UV_VERSION)
+	[[ ! -f $(LOCK) ]] || cp $(LOCK) $(LOCK).new # its pins are uv's preferences
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
+		--generate-hashes --universal --python-version 3.11 --no-header --quiet \
+		$(LOCK_FLAGS) --output-file $(LOCK).new
+	{ printf '%s\n' \
+		'# The Python packages `make setup` installs (pip --require-hashes): pyproject.toml' \
+		"# with its dev extra, and requirements/build.in. Made by \`make lock\` (uv==$(UV_VERSION)):" \
+		'#   uv pip compile pyproject.toml requirements/build.in --extra dev --generate-hashes' \
+		'#     --universal --python-version 3.11' \
+		'# Do not edit by hand.'; cat $(LOCK).new; } > $(LOCK).tmp
+	rm $(LOCK).new
+	if cmp -s $(LOCK).tmp $(LOCK); then rm $(LOCK).tmp; echo "$(LOCK): unchanged"; \
+	else mv $(LOCK).tmp $(LOCK); echo "$(LOCK): written"; fi
+
+$(LOCK_VENV)/.uv-$(UV_VERSION):
+	rm -rf $(LOCK_VENV)
+	python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	touch $@
 
 $(AUTHSERVER)/node_modules/.installed: $(AUTHSERVER)/package.json $(AUTHSERVER)/package-lock.json

@@ -11,7 +11,8 @@
 # pid and log are in $KIND_CACHE_DIR/dockerd.{pid,log}.
 #
 # Exit status: 0 engine reachable; 3 no engine and none can be started here
-# (the reason is printed; the kind tests then skip with it); other: failure.
+# (the reason is printed; the kind tests then skip with it, or fail under CI=true);
+# other: failure.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"

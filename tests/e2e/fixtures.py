@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 from kubernetes import client as k8s
 
 from tests.e2e.images import build_probe_image
-from tests.e2e.kind import KindCluster, KindUnavailable, kind_cluster_context, leftovers
+from tests.e2e.kind import KindCluster, KindUnavailable, in_ci, kind_cluster_context, leftovers
+
+
+def engine_unavailable(exc: KindUnavailable) -> NoReturn:
+    """Skip the kind tests with the reason; under CI (``CI=true``) fail them instead."""
+    reason = f"kind tests need a container engine: {exc}"
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: the kind tests must run here, not skip)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +28,7 @@ def kind_cluster() -> Iterator[KindCluster]:
         try:
             cluster = stack.enter_context(kind_cluster_context())
         except KindUnavailable as exc:
-            pytest.skip(f"kind tests need a container engine: {exc}")
+            engine_unavailable(exc)
         yield cluster
     if cluster.started:
         # Teardown is part of the contract: nothing may outlive the session.

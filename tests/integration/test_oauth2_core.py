@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
@@ -38,6 +40,12 @@ def server_for(
 
 def path(url: str) -> str:
     return urlsplit(url).path
+
+
+def _name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    """The one value of ``oid`` in ``name`` (trustme names carry each attribute once)."""
+    (attribute,) = name.get_attributes_for_oid(oid)
+    return str(attribute.value)
 
 
 # -- discovery --------------------------------------------------------------------------------
@@ -170,12 +178,35 @@ async def test_a_certificate_from_another_ca_gives_invalid_client(
 ) -> None:
     genuine = authserver.clients["tls_client_auth"]
     assert genuine.cert_file is not None
-    # Same subject, but issued by a CA the server does not trust.
-    from cryptography import x509
-
-    subject = x509.load_pem_x509_certificate(genuine.cert_file.read_bytes()).subject
-    common_name = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
-    forged = trustme.CA().issue_cert(common_name=str(common_name))
+    # The genuine certificate's identity (subject DN and SAN, which is also what the server
+    # registered as tls_client_auth_subject_dn), under a CA with the same name as the one
+    # the server trusts but another key: only the CA check can refuse it.
+    genuine_cert = x509.load_pem_x509_certificate(genuine.cert_file.read_bytes())
+    san = genuine_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    identities = [*san.get_values_for_type(x509.DNSName)]
+    identities += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    forger = trustme.CA(
+        organization_name=_name_attribute(genuine_cert.issuer, NameOID.ORGANIZATION_NAME),
+        organization_unit_name=_name_attribute(
+            genuine_cert.issuer, NameOID.ORGANIZATIONAL_UNIT_NAME
+        ),
+    )
+    forged = forger.issue_cert(
+        *identities,
+        common_name=_name_attribute(genuine_cert.subject, NameOID.COMMON_NAME),
+        organization_name=_name_attribute(genuine_cert.subject, NameOID.ORGANIZATION_NAME),
+        organization_unit_name=_name_attribute(
+            genuine_cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME
+        ),
+    )
+    forged_cert = x509.load_pem_x509_certificate(forged.cert_chain_pems[0].bytes())
+    assert forged_cert.subject == genuine_cert.subject
+    assert forged_cert.issuer == genuine_cert.issuer
+    assert forged_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == san
+    trusted_ca = x509.load_pem_x509_certificate(authserver.ca_bundle.read_bytes())
+    forger_ca = x509.load_pem_x509_certificate(forger.cert_pem.bytes())
+    assert forger_ca.subject == trusted_ca.subject
+    assert forger_ca.public_key() != trusted_ca.public_key()
     client = ClientConfig(
         client_id=genuine.client_id,
         auth_method="tls_client_auth",
