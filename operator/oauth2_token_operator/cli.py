@@ -21,6 +21,7 @@ from pathlib import Path
 
 from oauth2_token_operator import __version__
 from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command
+from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
@@ -30,47 +31,85 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oauth2-token-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the operator")
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the operator. Every option shows its default.",
+    )
+    defaults = OperatorConfig()
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
-        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)"
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeat; default: all namespaces)",
     )
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch all (default)")
-    run.add_argument("--metrics-port", type=int, default=8080, help="0 disables metrics")
-    run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint, 0: off")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch all namespaces (the default)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        default=defaults.metrics_port,
+        help="port of the Prometheus metrics, 0: off (default: %(default)s)",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        default=defaults.health_port,
+        help="port of the liveness endpoint /healthz, 0: off (default: %(default)s)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=defaults.log_format,
+        help="format of the log lines (default: %(default)s)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=defaults.log_level,
+        help="least severe level logged (default: %(default)s)",
+    )
     run.add_argument(
         "--min-renewal-lead",
         type=float,
-        default=90.0,
-        help="seconds: renew no later than this before expiry (kubelet propagation)",
+        metavar="SECONDS",
+        default=defaults.min_renewal_lead,
+        help="renew no later than this before expiry, so that the kubelet can bring the new"
+        " token into volumes (default: %(default)g)",
     )
     run.add_argument(
         "--leader-election",
         action="store_true",
-        help="run as one of several replicas: only the holder of a Lease works",
+        help="run as one of several replicas: only the holder of a Lease works"
+        " (default: off, this process works alone)",
     )
     run.add_argument(
         "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+        default=os.environ.get("POD_NAMESPACE", defaults.lease_namespace),
+        help=f"namespace of the Lease (default: $POD_NAMESPACE, else {defaults.lease_namespace})",
     )
     run.add_argument(
         "--lease-name",
-        default="oauth2-token-operator",
-        help="name of the Lease (one per installation)",
+        default=defaults.lease_name,
+        help="name of the Lease, one per installation (default: %(default)s)",
     )
     run.add_argument(
         "--identity",
-        default=os.environ.get("POD_NAME", ""),
+        default=os.environ.get("POD_NAME", defaults.identity),
         help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
     )
     run.add_argument(
         "--revocation-deadline",
         type=float,
-        default=30.0,
-        help="seconds a deletion waits for revocation before giving up (with an Event)",
+        metavar="SECONDS",
+        default=defaults.revocation_deadline,
+        help="how long a deletion waits for revocation before giving up, with an Event"
+        " (default: %(default)g)",
     )
     discover = commands.add_parser("discover", help="fetch and validate server metadata")
     discover.add_argument("issuer", help="the issuer identifier, e.g. https://login.example.com")
@@ -101,7 +140,6 @@ async def _discover(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from oauth2_token_operator.controller.config import OperatorConfig
     from oauth2_token_operator.controller.run import run
 
     config = OperatorConfig(

@@ -29,6 +29,7 @@ from oauth2_token_operator.client_config import (
     client_config,
     issuer_config,
     referenced_keys,
+    without_final_newline,
 )
 from oauth2_token_operator.oauth2.client_auth import AuthMethod, ClientConfig
 from oauth2_token_operator.oauth2.errors import ConfigurationError
@@ -300,17 +301,11 @@ def _read_file(path: Path, flag: str, *, strip: bool = True) -> str:
         raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
-    return _without_final_newline(text) if strip else text
+    return without_final_newline(text) if strip else text
 
 
 def _read_env(environ: Mapping[str, str], variable: str, flag: str) -> str:
     value = environ.get(variable)
     if not value:
         raise UsageError(f"{flag}: the environment variable {variable} is not set or empty")
-    return _without_final_newline(value)
-
-
-def _without_final_newline(text: str) -> str:
-    if text.endswith("\r\n"):
-        return text[:-2]
-    return text.removesuffix("\n")
+    return without_final_newline(value)

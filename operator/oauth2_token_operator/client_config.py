@@ -31,12 +31,14 @@ class SecretKey:
 
 
 class ClientConfigError(Exception):
-    """The client cannot be used as configured. `reason` is a condition reason."""
+    """The client cannot be used as configured. `reason` is a condition reason;
+    `missing`, the key whose object or value is not there (its creation may fix it)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, missing: SecretKey | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.missing = missing
 
 
 def referenced_keys(spec: OAuth2ClientSpec) -> list[SecretKey]:
@@ -118,9 +120,20 @@ def collect_values(
     for key in keys:
         data = objects.get((key.kind, key.name))
         if data is None:
-            raise ClientConfigError(f"{key.kind}NotFound", f"{key.kind} {key.name!r} not found")
-        value = data.get(key.key)
+            message = f"{key.kind} {key.name!r} not found"
+            raise ClientConfigError(f"{key.kind}NotFound", message, missing=key)
+        value = without_final_newline(data.get(key.key) or "")
         if not value:
-            raise ClientConfigError(f"{key.kind}KeyMissing", f"{key} is missing or empty")
+            message = f"{key} is missing or empty"
+            raise ClientConfigError(f"{key.kind}KeyMissing", message, missing=key)
         values[key] = value
     return values
+
+
+def without_final_newline(text: str) -> str:
+    """A value as meant: one final line break dropped (`\n` or `\r\n`), as files made
+    with `echo` or an editor end, and as `kubectl create secret --from-file` keeps them.
+    The operator and the CLI read every Secret, ConfigMap, file and variable value so."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")

@@ -171,7 +171,9 @@ INVALID_REQUESTS = [
     Invalid("bad-renew-before", _with(VALID_REQUEST, renewBefore="-5m"), "renewBefore"),
     # Found by the fuzzer: well-formed, but no lead at all.
     Invalid("zero-renew-before", _with(VALID_REQUEST, renewBefore="0s"), "longer than zero"),
+    Invalid("tiny-assumed-lifetime", _with(VALID_REQUEST, assumedLifetime="1s"), "at least 10s"),
     Invalid("bad-scope", _with(VALID_REQUEST, scopes=['quote"d']), "scopes"),
+    Invalid("too-many-scopes", _with(VALID_REQUEST, scopes=[f"s{i}" for i in range(65)]), "scopes"),
     Invalid("relative-resource", _with(VALID_REQUEST, resources=["/api"]), "resources"),
     Invalid("resource-fragment", _with(VALID_REQUEST, resources=["https://a/#x"]), "resources"),
     Invalid("bad-secret-name", _with(VALID_REQUEST, secretName="has_underscore"), "secretName"),

@@ -62,6 +62,7 @@ POST_SECRET = "p0st s3cr3t:with/special+chars%&="
 JWT_SECRET = "hs512-client-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
 SHORT_TTL_SECRET = "short:ttl/secret+%&="
 RENEWAL_TTL_SECRET = "renewal-ttl:secret/+%&="
+NO_EXPIRY_SECRET = "no-expiry:secret/+%&="
 HTTP_SECRET = "http:secret/with+special%&="
 
 CONFIDENTIAL_GRANTS = ("client_credentials", "refresh_token", "password")
@@ -314,6 +315,8 @@ def _build(tmp: Path) -> tuple[dict[str, Any], dict[str, TestClient], TestClient
         "none": TestClient("public", "none", grant_types=PUBLIC_GRANTS),
         "short_ttl": TestClient("short-ttl", "client_secret_basic", SHORT_TTL_SECRET),
         "renewal_ttl": TestClient("renewal-ttl", "client_secret_basic", RENEWAL_TTL_SECRET),
+        # Token responses without expires_in (RFC 6749 allows it); the tokens live 1 h.
+        "no_expiry": TestClient("no-expiry", "client_secret_basic", NO_EXPIRY_SECRET),
     }
     http_client = TestClient(
         "http-basic", "client_secret_basic", HTTP_SECRET, grant_types=CONFIDENTIAL_GRANTS
@@ -351,6 +354,7 @@ def _build(tmp: Path) -> tuple[dict[str, Any], dict[str, TestClient], TestClient
                 "ClientCredentials": RENEWAL_TTL,
             },
         },
+        "omitExpiresIn": [clients["no_expiry"].client_id],
         "clockTolerance": 0,
     }
     return config, clients, http_client

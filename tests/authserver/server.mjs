@@ -419,6 +419,17 @@ function buildProvider(issuer, { clients, mtls }) {
     },
   });
 
+  // RFC 6749 §5.1 makes expires_in optional: for the clients listed in `omitExpiresIn`,
+  // token responses leave it out (the token itself still expires as configured).
+  const omitExpiresIn = new Set(config.omitExpiresIn ?? []);
+  provider.use(async (ctx, next) => {
+    await next();
+    const clientId = ctx.oidc?.entities?.Client?.clientId;
+    if (ctx.oidc?.route === 'token' && omitExpiresIn.has(clientId) && ctx.body?.expires_in) {
+      delete ctx.body.expires_in;
+    }
+  });
+
   // openid, offline_access + the scopes that `claims` defines (profile, email).
   const oidcScopes = new Set(['openid', 'offline_access', 'profile', 'email']);
   provider.registerGrantType(

@@ -273,3 +273,20 @@ def test_short_ttl_client(authserver: AuthServer, http: httpx.Client) -> None:
     token = post(http, authserver.token_endpoint, auth, grant_type="client_credentials")
     assert 0 < token["expires_in"] <= 3
     assert authserver.password_grant(client, ["offline_access"])["expires_in"] <= 3
+
+
+def test_no_expiry_client_gets_no_expires_in(authserver: AuthServer, http: httpx.Client) -> None:
+    client = authserver.clients["no_expiry"]
+    assert client.client_secret is not None
+    auth = basic(client.client_id, client.client_secret)
+    token = post(http, authserver.token_endpoint, auth, grant_type="client_credentials")
+    assert token["access_token"]
+    assert "expires_in" not in token
+    assert "expires_in" not in authserver.password_grant(client, ["offline_access"])
+    other = authserver.clients["short_ttl"]
+    assert other.client_secret is not None
+    shown = post(
+        http, authserver.token_endpoint, basic(other.client_id, other.client_secret),
+        grant_type="client_credentials",
+    )  # fmt: skip
+    assert "expires_in" in shown, "only the listed client's responses leave it out"

@@ -36,6 +36,7 @@ from oauth2_token_operator.oauth2.errors import (
     InvalidGrantError,
     NoResponseError,
     NoTokenAvailableError,
+    SpentRefreshTokenError,
 )
 from tests.authserver.fixtures import AuthServer
 from tests.integration.conftest import Counters
@@ -352,6 +353,41 @@ async def test_refresh_persists_the_rotated_token_and_never_revokes_its_predeces
     second = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
     assert second.value != first.value
     assert counters.delta("/token/revocation") == 0
+
+
+async def test_a_rotated_away_refresh_token_is_never_stored_or_sent_again(w: World) -> None:
+    """Issue 21: a stale copy of the consumed refresh token (a cached read of the user's
+    Secret) was stored as new and sent: oidc-provider saw a replay and revoked the grant."""
+    manager, scopes, original = await subject_manager(w)
+    counters = Counters(w.authserver)
+    first = await manager.get(w.issuer, "alice", w.client, scopes=scopes)
+    with pytest.raises(SpentRefreshTokenError) as caught:
+        await manager.add_refresh_token(original, w.issuer, "alice", w.client, scopes=scopes)
+    assert original not in str(caught.value)
+    stored = await manager.store.find_refresh_tokens(w.key("alice"))
+    assert original not in {rt.value for rt in stored}
+    renewed = await manager.get(w.issuer, "alice", w.client, scopes=scopes, min_remaining=3600 * 24)
+    assert renewed.value != first.value
+    assert counters.delta(f"client={w.client.client_id} /token") == 2
+    # The grant is alive: the successor's successor works.
+    assert (
+        await manager.get(w.issuer, "alice", w.client, scopes=scopes, min_remaining=3600 * 24)
+    ).value != renewed.value
+
+
+async def test_a_refused_refresh_token_is_not_sent_again(w: World, counters: Counters) -> None:
+    manager = w.manager()
+    await manager.add_refresh_token("not-a-real-refresh-token", w.issuer, "bob", w.client,
+                                    scopes=["x"])  # fmt: skip
+    with pytest.raises(InvalidGrantError):
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
+    with pytest.raises(SpentRefreshTokenError):
+        await manager.add_refresh_token(
+            "not-a-real-refresh-token", w.issuer, "bob", w.client, scopes=["x"]
+        )
+    with pytest.raises(NoTokenAvailableError):
+        await manager.get(w.issuer, "bob", w.client, scopes=["x"])
+    assert counters.delta(f"client={w.client.client_id} /token") == 1
 
 
 async def test_a_subject_token_is_renewed_ahead_of_expiry(w: World) -> None:

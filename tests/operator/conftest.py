@@ -91,6 +91,18 @@ class Namespace:
         ref = {"name": secret, "key": "refresh_token"}
         return self.request(name, client, grant="refresh_token", refreshTokenSecretRef=ref)
 
+    def user_grant(self, client: str) -> str:
+        """Alice's grant through the `client` test client (the password grant, scope read):
+        its refresh token in Secret `user-grant`, the client as OAuth2Client `idp`. Returns
+        the refresh token."""
+        test_client = self.authserver.clients[client]
+        granted = self.authserver.password_grant(
+            test_client, ["read"], resource=self.authserver.resource
+        )
+        self.secret("user-grant", {"refresh_token": granted["refresh_token"]})
+        self.client("idp", test_client)
+        return str(granted["refresh_token"])
+
     def register_request(self, name: str, client: str, secret: str) -> dict[str, Any]:
         """A register request for the token in key `token` of Secret `secret` (any scopes)."""
         ref = {"name": secret, "key": "token"}

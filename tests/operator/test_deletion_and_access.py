@@ -4,9 +4,11 @@ namespace serves a request only when it allows that namespace."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT as RENEW
 from tests.faults import stalled_server
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, wait_for
@@ -154,3 +156,43 @@ def test_revoke_all_annotation_revokes_and_replaces_every_token(
     assert tokens() == new
     assert counters.delta("client=cs-basic /token") - issued == 2, "one per distinct token"
     assert counters.delta("client=cs-basic /token/revocation") - revoked == 2, "each once"
+
+
+def test_revoke_all_never_publishes_a_token_it_superseded(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """Issue 21: after a renewal, the token it replaced is still valid and still in the
+    store; revoke-all revoked the current token and published that older one (issued
+    before the requested time) in its place. It must be revoked too, never published."""
+    client = ns.authserver.clients["client_secret_basic"]
+    ns.client("idp", client)
+    ns.request("a", "idp")
+    ns.wait_ready("a")
+    superseded = (ns.token_secret("a") or {})["access_token"]
+    renew_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    ns.patch("accesstokenrequests", "a", {"metadata": {"annotations": {RENEW: renew_at}}})
+    wait_for(
+        "the routine replacement",
+        lambda: (ns.token_secret("a") or {}).get("access_token") not in (None, superseded),
+        timeout=15,
+    )
+    current = (ns.token_secret("a") or {})["access_token"]
+    assert introspect(ns.authserver, superseded, client)["active"] is True
+    time.sleep(1.1)  # the revoke-all time is after both issuances (whole seconds)
+    ns.patch(
+        "oauth2clients", "idp", {"metadata": {"annotations": {REVOKE_ALL: _rfc3339(time.time())}}}
+    )
+    published: list[str] = []
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        token = (ns.token_secret("a") or {}).get("access_token", "")
+        if not published or published[-1] != token:
+            published.append(token)
+        time.sleep(0.05)
+    assert superseded not in published, "a token issued before revoke-all came back"
+    latest = published[-1]
+    assert latest not in (superseded, current)
+    for old in (superseded, current):
+        assert introspect(ns.authserver, old, client)["active"] is False
+    assert introspect(ns.authserver, latest, client)["active"] is True
+    assert (ns.get("accesstokenrequests", "a") or {})["status"]["revision"] == 3

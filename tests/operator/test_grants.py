@@ -7,6 +7,7 @@ import time
 import httpx
 
 from tests.authserver.fixtures import client_auth
+from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -155,3 +156,46 @@ def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThre
     time.sleep(2)
     assert (ns.get("accesstokenrequests", "billing") or {})["status"]["revision"] == 2
     assert "Renewed" in {reason for reason, _ in ns.events("billing")}, "asked for: an Event"
+
+
+def test_deleting_a_refresh_token_request_ends_the_users_grant(
+    ns: Namespace, operator: OperatorThread, counters: Counters
+) -> None:
+    """Issue 21: the refresh token itself is revoked (RFC 7009, token_type_hint
+    refresh_token), not only the access token: Keycloak keeps the session and its refresh
+    tokens alive when only the access token is revoked."""
+    server = ns.authserver
+    client = server.clients["client_secret_basic"]
+    ns.user_grant("client_secret_basic")
+    ns.refresh_request("api", "idp", "user-grant")
+    ns.wait_ready("api")
+    access = (ns.token_secret("api") or {})["access_token"]
+    refresh = (ns.token_secret("user-grant") or {})["refresh_token"]
+    revocations = counters.delta("client=cs-basic /token/revocation")
+    ns.delete("accesstokenrequests", "api")
+    wait_for("the request to go", lambda: ns.get("accesstokenrequests", "api") is None, 15)
+    assert counters.delta("client=cs-basic /token/revocation") - revocations == 2
+    assert introspect(server, refresh, client)["active"] is False
+    assert introspect(server, access, client)["active"] is False
+    assert "Revoked" in {reason for reason, _ in ns.events("api")}
+
+
+def test_a_secret_name_naming_the_refresh_token_secret_stops_all_work(
+    ns: Namespace, operator: OperatorThread, counters: Counters
+) -> None:
+    """Issue 21: the condition said SecretConflict, "left untouched", while the refresh ran
+    and rotated the refresh token in that very Secret, and no Event said so."""
+    original = ns.user_grant("client_secret_basic")
+    tokens = counters.delta("client=cs-basic /token")
+    ns.request(
+        "api", "idp", grant="refresh_token", secretName="user-grant",
+        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
+    )  # fmt: skip
+    ready = ns.wait_ready("api", status="False", reason="SecretConflict")
+    assert "choose another spec.secretName" in ready["message"]
+    issuing = ns.condition("api", "Issuing")
+    assert issuing is not None
+    assert (issuing["status"], issuing["reason"]) == ("False", "SecretConflict")
+    wait_for("the Event", lambda: "SecretConflict" in {r for r, _ in ns.events("api")}, 10)
+    assert ns.token_secret("user-grant") == {"refresh_token": original}
+    assert counters.delta("client=cs-basic /token") == tokens, "no refresh was made"

@@ -3,6 +3,7 @@ reaches a server."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from oauth2_token_operator.cli import build_parser, main, parse_arguments
 from oauth2_token_operator.cli_tokens import introspection_json, token_json, token_summary
+from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import Introspection
 from tests.api.cases import VALID_CLIENT
@@ -171,3 +173,58 @@ def test_a_token_that_begins_with_a_dash_goes_after_the_double_dash(
     for command in ("introspect", "revoke"):
         argv = [command, *ISSUER, "--client-secret-env", "S", "--", "-Abc123"]
         assert parse_arguments(build_parser(), argv).token == "-Abc123"
+
+
+def run_parser() -> argparse.ArgumentParser:
+    commands = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    parser: argparse.ArgumentParser = commands.choices["run"]
+    return parser
+
+
+def test_run_help_shows_every_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each option of `run` says what it does when not given, the value itself where it
+    is one (ports, seconds, names); and those values are the operator's own defaults."""
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.delenv("POD_NAME", raising=False)
+    parser = run_parser()
+    formatter = parser._get_formatter()
+    options = [action for action in parser._actions if action.dest != "help"]
+    assert len(options) == 12
+    for action in options:
+        shown = formatter._expand_help(action)
+        assert "default" in shown, f"{action.option_strings} does not say its default"
+        default = action.default
+        if isinstance(default, bool | list) or default in (None, ""):
+            continue  # a flag, a repeated option, or a default named in words
+        value = f"{default:g}" if isinstance(default, float) else str(default)
+        assert value in shown.split("default", 1)[1], f"{action.option_strings}: {shown}"
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in (
+        "--metrics-port PORT port of the Prometheus metrics, 0: off (default: 8080)",
+        "/healthz, 0: off (default: 8081)",
+        "into volumes (default: 90)",
+        "with an Event (default: 30)",
+        "(default: $POD_NAMESPACE, else default)",
+        "(default: oauth2-token-operator)",
+        "(default: text)",
+        "(default: INFO)",
+    ):
+        assert expected in text
+
+    args = parse_arguments(build_parser(), ["run"])
+    config = OperatorConfig()
+    assert (args.metrics_port, args.health_port) == (config.metrics_port, config.health_port)
+    assert args.min_renewal_lead == config.min_renewal_lead
+    assert args.revocation_deadline == config.revocation_deadline
+    assert (args.log_format, args.log_level) == (config.log_format, config.log_level)
+    assert (args.lease_namespace, args.lease_name) == (config.lease_namespace, config.lease_name)

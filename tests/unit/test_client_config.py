@@ -12,6 +12,7 @@ from oauth2_token_operator.client_config import (
     collect_values,
     issuer_config,
     referenced_keys,
+    without_final_newline,
 )
 from tests.api.cases import VALID_CLIENT
 
@@ -98,3 +99,28 @@ def test_invalid_credentials_are_reported_without_their_value() -> None:
     assert caught.value.reason == "InvalidCredentials"
     assert SECRET not in str(caught.value)
     assert SECRET not in repr(caught.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        (SECRET + "\n", SECRET),  # kubectl create secret --from-file of an `echo`ed file
+        (SECRET + "\r\n", SECRET),
+        (SECRET + "\n\n", SECRET + "\n"),  # one line break only: the rest is the value's
+        (" " + SECRET + " ", " " + SECRET + " "),  # spaces are the value's
+    ],
+)
+def test_one_final_line_break_is_not_part_of_a_secret(stored: str, sent: str) -> None:
+    """One rule for the operator and the CLI (`client_config.without_final_newline`)."""
+    keys = referenced_keys(spec())
+    values = collect_values(keys, {("Secret", "billing-client"): {"client-secret": stored}})
+    config = client_config(spec(), values)
+    assert config.client_secret is not None
+    assert config.client_secret.get_secret_value() == sent
+    assert without_final_newline(stored) == sent
+
+
+def test_a_secret_of_only_a_line_break_is_missing() -> None:
+    keys = referenced_keys(spec())
+    with pytest.raises(ClientConfigError, match="missing or empty"):
+        collect_values(keys, {("Secret", "billing-client"): {"client-secret": "\n"}})

@@ -229,6 +229,12 @@ def test_a_status_reply_is_an_echo_only_if_nobody_changed_what_reconciles_read(
          "InvalidClient", True),
         (errors.InvalidScopeError(endpoint="t", status_code=400, error="invalid_scope"),
          "InvalidScope", False),
+        # Keycloak answers a wrong client secret so: a 401 is authentication, retried.
+        (errors.UnauthorizedClientError(endpoint="t", status_code=401,
+                                        error="unauthorized_client"), "InvalidClient", True),
+        (errors.UnauthorizedClientError(endpoint="t", status_code=400,
+                                        error="unauthorized_client"), "GrantNotAllowed", False),
+        (errors.SpentRefreshTokenError("used"), "RefreshTokenRejected", False),
         (errors.NoResponseError("down"), "AuthorizationServerUnavailable", True),
         (errors.MetadataError("bad"), "DiscoveryFailed", True),
         (ClientConfigError("SecretNotFound", "Secret 'x' not found"), "SecretNotFound", True),

@@ -7,10 +7,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oauth2_token_operator.manager import (
+    CLIENT_CREDENTIALS,
+    AccessToken,
+    TokenKey,
+    ValidityPolicy,
+    assess_validity,
+)
 from oauth2_token_operator.policies.renewal import (
     MIN_RENEWAL_DELAY,
     RenewalPolicy,
     jitter_fraction,
+    renewal_min_remaining,
     renewal_time,
 )
 
@@ -100,3 +108,59 @@ def test_renewal_is_after_issuance_and_before_expiry(
     if not schedule.short_lived:
         assert schedule.renew_at <= T0 + lifetime - policy.min_lead + 1e-6
     assert schedule.short_lived == bool(schedule.message)
+
+
+validity_policies = st.builds(
+    ValidityPolicy,
+    clock_skew=st.floats(min_value=0, max_value=600),
+    max_margin_fraction=st.floats(min_value=0, max_value=1),
+    unknown_expiry_lifetime=st.floats(min_value=10, max_value=30 * 24 * HOUR),
+)
+
+
+@given(
+    lifetime=st.none() | st.floats(min_value=0.01, max_value=30 * 24 * HOUR),
+    confirmed_after=st.none() | st.floats(min_value=0, max_value=24 * HOUR),
+    active=st.sampled_from([None, True, False]),
+    elapsed=st.floats(min_value=0, max_value=60 * 24 * HOUR),
+    policy=validity_policies,
+)
+def test_a_renewal_never_accepts_the_held_token(
+    lifetime: float | None,
+    confirmed_after: float | None,
+    active: bool | None,
+    elapsed: float,
+    policy: ValidityPolicy,
+) -> None:
+    """Issue 21: a token without `expires_in` was "renewed" into itself ~100 times a
+    second. Whatever the token's lifetime (stated or not), confirmations and the clock,
+    the held token never meets its own renewal's demand (the manager's `_find_usable`)."""
+    held = AccessToken(
+        value="held",
+        token_type="Bearer",
+        key=TokenKey("https://issuer.example", CLIENT_CREDENTIALS, "client"),
+        scopes=frozenset(),
+        obtained_at=T0,
+        expires_at=None if lifetime is None else T0 + lifetime,
+        active=active,
+        confirmed_at=None if confirmed_after is None else T0 + confirmed_after,
+    )
+    now = T0 + elapsed
+    validity = assess_validity(held, now, policy)
+    demand = renewal_min_remaining(held, now, policy)
+    until = validity.usable_until if validity.usable_until is not None else float("inf")
+    assert not (validity.usable and until - now >= demand)
+
+
+@given(
+    assumed=st.floats(min_value=10, max_value=30 * 24 * HOUR),
+    policy=policies,
+    seed=st.text(max_size=20),
+)
+def test_a_token_of_unknown_lifetime_is_renewed_later_than_its_issue(
+    assumed: float, policy: RenewalPolicy, seed: str
+) -> None:
+    """Renewed as if it lived `assumed` seconds: the next renewal is after now."""
+    now = T0
+    schedule = renewal_time(now, now + assumed, policy, seed=seed)
+    assert schedule.renew_at > now

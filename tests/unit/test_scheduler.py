@@ -11,7 +11,10 @@ from types import SimpleNamespace
 import kopf
 import pytest
 
+from oauth2_token_operator.client_config import SecretData, SecretKey
 from oauth2_token_operator.controller import handlers
+from oauth2_token_operator.controller.awaited import Awaited
+from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.scheduler import Scheduler
 
 
@@ -139,17 +142,26 @@ async def test_handlers_start_one_task_from_each_objects_copy_of_the_memo() -> N
     async def action(key: object) -> None:
         return None
 
+    async def read(
+        namespace: str, keys: list[SecretKey]
+    ) -> dict[tuple[str, str], SecretData | None]:
+        return {}
+
     memo = kopf.Memo()
+    requests: Scheduler[RequestKey] = Scheduler(action)
+    clients: Scheduler[RequestKey] = Scheduler(action)
+    awaited = Awaited(read, requests=requests, clients=clients, ttl=60)
     memo.ctx = SimpleNamespace(
-        request_scheduler=Scheduler(action), client_scheduler=Scheduler(action)
+        request_scheduler=requests, client_scheduler=clients, awaited=awaited
     )
     for _ in range(5):
         handlers._ensure_schedulers(copy.copy(memo))
-    assert len(serving_tasks("renewals")) == 1
-    assert len(serving_tasks("client-checks")) == 1
+    names = ("renewals", "client-checks", "missing-references")
+    assert [len(serving_tasks(name)) for name in names] == [1, 1, 1]
     await memo.ctx.request_scheduler.stop()
     await memo.ctx.client_scheduler.stop()
-    assert serving_tasks("renewals") == serving_tasks("client-checks") == []
+    await memo.ctx.awaited.poller.stop()
+    assert [serving_tasks(name) for name in names] == [[], [], []]
 
 
 async def test_a_later_entry_does_not_wake_a_sleeping_scheduler() -> None:

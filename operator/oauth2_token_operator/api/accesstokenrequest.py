@@ -75,6 +75,10 @@ class AccessTokenRequestSpec(ApiModel):
             "renewBefore must be longer than zero",
         ),
         CelRule(
+            "!has(self.assumedLifetime) || duration(self.assumedLifetime) >= duration('10s')",
+            "assumedLifetime must be at least 10s",
+        ),
+        CelRule(
             "self.grant != 'register' || (!has(self.resources) && !has(self.audience))",
             "resources and audience cannot be requested for a registered token",
         ),
@@ -86,7 +90,7 @@ class AccessTokenRequestSpec(ApiModel):
     (§6, from a refresh token in `refreshTokenSecretRef`) or `register` (a token obtained
     elsewhere, in `tokenSecretRef`: introspected, tracked, revoked on delete, renewed by
     nobody)."""
-    scopes: list[ScopeToken] | None = None
+    scopes: Annotated[list[ScopeToken], Field(max_length=64)] | None = None
     """Scopes to request. Default: the client's `defaultScopes`; for `register`, any."""
     resources: Annotated[list[ResourceUri], Field(max_length=16)] | None = None
     """Resource indicators (RFC 8707): the APIs the token is meant for."""
@@ -106,6 +110,11 @@ class AccessTokenRequestSpec(ApiModel):
     """Renew this long before expiry. Default: at 2/3 of the token's lifetime."""
     renew_before_percentage: Annotated[int, Field(ge=1, le=99)] | None = None
     """Renew when this percentage of the lifetime remains."""
+    assumed_lifetime: Duration | None = None
+    """The lifetime assumed for a token whose server states none (no `expires_in`, no
+    `exp` at introspection; RFC 6749 allows that): it is renewed by the rule above as if
+    it lived this long, and trusted no longer. Default: the operator's
+    `--assumed-token-lifetime` (5m)."""
     introspection: RequestIntrospection | None = None
     revoke_on_delete: bool | None = None
     """Revoke the token when this request is deleted. Default: the client's
@@ -127,6 +136,8 @@ class AccessTokenRequestSpec(ApiModel):
             raise ValueError("resources and audience cannot be requested for a registered token")
         if self.renew_before is not None and self.renew_before.total_seconds() <= 0:
             raise ValueError("renewBefore must be longer than zero")
+        if self.assumed_lifetime is not None and self.assumed_lifetime.total_seconds() < 10:
+            raise ValueError("assumedLifetime must be at least 10s")
         return self
 
 

@@ -207,7 +207,7 @@ class OAuth2ClientSpec(ApiModel):
     allow_insecure_http: bool = Field(default=False, alias="allowInsecureHTTP")
     """Allow plain `http://` issuer and endpoints. Only for local testing: tokens and
     credentials would cross the network unencrypted."""
-    default_scopes: list[ScopeToken] | None = None
+    default_scopes: Annotated[list[ScopeToken], Field(max_length=64)] | None = None
     """Scopes of requests that name none."""
     introspection: ClientIntrospection = Field(
         default_factory=ClientIntrospection, json_schema_extra={"default": {}}

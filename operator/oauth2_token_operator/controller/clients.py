@@ -1,5 +1,8 @@
 """Reconciles one OAuth2Client: its credentials can be read, its server's metadata is
-discovered, and its status says so. Requests using it are poked when it changes."""
+discovered, and its status says so. Requests using it are poked when it changes, and
+told to try at once when it is new (they may have named it before it existed) or
+becomes Ready (see `awaited`). A Secret or ConfigMap it names that is missing is read
+again soon (`awaited`), and the client looked at again once it is there."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
+from oauth2_token_operator.controller.awaited import CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
@@ -63,6 +67,8 @@ class ClientReconciler:
             metadata = await self.ctx.manager.server(issuer, client).metadata()
         except (ValidationError, Exception) as exc:
             failure = classify(exc) if not isinstance(exc, ValidationError) else None
+            if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
+                self.ctx.awaited.missing_reference((CLIENT, key), key[0], exc)
             reason = failure.reason if failure else "InvalidSpec"
             message = failure.message if failure else "the spec does not validate"
             ready = ConditionUpdate(READY, "False", reason, message)
@@ -100,8 +106,14 @@ class ClientReconciler:
         if status.get("observedGeneration") != generation:
             patch["observedGeneration"] = generation
         if patch:
-            if ready.status != (_ready_status(status) or ready.status):
-                self.poke_requests(key)  # became (un)usable
+            before = _ready_status(status)
+            if before is None or (ready.status == "True" and before != "True"):
+                # New (requests may have named it before it existed; a restarted operator
+                # finds its Ready condition and pokes nobody), or usable again: the
+                # requests using it try at once, not after a backoff it caused.
+                self.poke_requests(key, retry=True)
+            elif ready.status != before:
+                self.poke_requests(key)  # no longer usable
             try:
                 patched = await self.ctx.kube.patch_status(OAUTH2_CLIENT.plural, *key, patch)
             except KubeApiError as exc:
@@ -129,10 +141,15 @@ class ClientReconciler:
                 self.poke_requests(key)
         return pending_at(value, now)
 
-    def poke_requests(self, client_key: RequestKey) -> None:
+    def poke_requests(self, client_key: RequestKey, *, retry: bool = False) -> None:
+        """Every request naming the client, in any namespace, looks again; with `retry`,
+        one in a failure's backoff tries at once (`Awaited.retry_now`)."""
         scheduler = self.ctx.request_scheduler
+        awaited = self.ctx.awaited
         for request_key in self.ctx.views.requests_by_client.get(client_key) or ():
-            if scheduler is not None:
+            if retry and awaited is not None:
+                awaited.retry_now(request_key)
+            elif scheduler is not None:
                 scheduler.poke(request_key)
 
     def forget(self, key: RequestKey) -> None:

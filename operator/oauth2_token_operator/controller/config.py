@@ -15,6 +15,10 @@ class OperatorConfig(BaseModel):
     min_renewal_lead: float = Field(default=90.0, ge=0)
     """Renew no later than this many seconds before expiry, so the kubelet can bring the
     new Secret into mounted volumes (its sync period is up to a minute plus cache TTL)."""
+    assumed_token_lifetime: float = Field(default=300.0, ge=10)
+    """The lifetime assumed for a token whose server states none (`spec.assumedLifetime`
+    overrides it per request): such a token is renewed as if it lived this long, and
+    shared no longer than that after it was last confirmed."""
     revocation_deadline: float = Field(default=30.0, gt=0)
     """How long a deletion waits for the authorization server before giving up on
     revocation (the outcome is an Event): a namespace deletion never wedges."""

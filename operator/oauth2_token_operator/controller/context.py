@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.credentials import CredentialReader
@@ -16,6 +16,9 @@ from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager
+
+if TYPE_CHECKING:
+    from oauth2_token_operator.controller.awaited import Awaited
 
 Body = Mapping[str, Any]
 
@@ -68,6 +71,8 @@ class OperatorContext:
     refresh_tokens: RefreshTokenWriter | None = None
     request_scheduler: Scheduler[RequestKey] | None = None
     client_scheduler: Scheduler[RequestKey] | None = None
+    awaited: Awaited | None = None
+    """Missing clients, Secrets and ConfigMaps, and who waits for them (`awaited`)."""
     closing: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     """What the operator's cleanup closes, in this order (the heap trimmer, the OAuth2
     transport, the Kubernetes API client)."""

@@ -4,6 +4,7 @@ or a revocation was asked for."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
@@ -37,7 +38,9 @@ def request_facts(
     token_facts = None
     renew_at = None
     if held is not None:
-        policy = ctx.manager.config.validity
+        policy = dataclasses.replace(
+            ctx.manager.config.validity, unknown_expiry_lifetime=assumed_lifetime(ctx, resolved)
+        )
         validity = assess_validity(held.token, now, policy)
         until = validity.usable_until if validity.usable_until is not None else now
         token_facts = checks.TokenFacts(
@@ -46,7 +49,7 @@ def request_facts(
             issued_for=held.record.issued_for,
             active=False if validity.state is TokenState.INACTIVE else held.token.active,
         )
-        renew_at = renewal_schedule(ctx, request, resolved, held, until).renew_at
+        renew_at = renewal_schedule(ctx, request, resolved, held).renew_at
     if secret_intact:
         secret_facts = checks.SecretFacts(exists=True, data_intact=True, metadata_intact=True)
     else:
@@ -64,16 +67,27 @@ def request_facts(
     )
 
 
+def assumed_lifetime(ctx: OperatorContext, resolved: Resolved) -> float:
+    """Seconds a token whose server stated no lifetime is assumed to live."""
+    override = resolved.spec.assumed_lifetime
+    return ctx.config.assumed_token_lifetime if override is None else override.total_seconds()
+
+
 def renewal_schedule(
-    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, usable_until: float
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held
 ) -> RenewalSchedule:
+    """When to renew the held token. One whose server stated no lifetime is renewed as if
+    it lived `assumed_lifetime` from its issue (an introspection that finds it active does
+    not push that back: nothing says how long it lives)."""
     spec = resolved.spec
     policy = RenewalPolicy(
         renew_before=None if spec.renew_before is None else spec.renew_before.total_seconds(),
         renew_before_percentage=spec.renew_before_percentage,
         min_lead=ctx.config.min_renewal_lead,
     )
-    expires_at = held.record.expires_at if held.record.expires_at is not None else usable_until
+    expires_at = held.record.expires_at
+    if expires_at is None:
+        expires_at = held.record.issued_at + assumed_lifetime(ctx, resolved)
     return renewal_time(
         held.record.issued_at,
         expires_at,

@@ -19,6 +19,7 @@ from oauth2_token_operator.client_config import ClientConfigError, SecretKey, co
 from oauth2_token_operator.controller.credentials import CredentialReader
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey, TokenManager
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.errors import SpentRefreshTokenError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
 REFRESH_SUBJECT_PREFIX = "secret:"
@@ -95,11 +96,18 @@ async def obtain(
         key = TokenKey(issuer.issuer, subject, client.client_id, client.token_partition)
         known = {rt.value for rt in await manager.store.find_refresh_tokens(key)}
         if source_value not in known:
-            # The grant's scope is unknown: assume it covers what is asked (the server
-            # answers invalid_scope otherwise).
-            await manager.add_refresh_token(
-                source_value, issuer, subject, client, scopes=scopes or ()
-            )
+            # A value the manager does not hold: a new one the user put in the Secret, or
+            # a copy of one the operator rotated away (a read older than its own write).
+            # The manager refuses the latter; its successor, held, is used instead.
+            try:
+                # The grant's scope is unknown: assume it covers what is asked (the
+                # server answers invalid_scope otherwise).
+                await manager.add_refresh_token(
+                    source_value, issuer, subject, client, scopes=scopes or ()
+                )
+            except SpentRefreshTokenError:
+                if not known:
+                    raise
         return await manager.get(
             issuer,
             subject,

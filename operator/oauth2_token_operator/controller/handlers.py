@@ -22,6 +22,7 @@ from kubernetes import config as k8s_config
 from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller import watches as cluster
+from oauth2_token_operator.controller.awaited import Awaited
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.context import OperatorContext, first
@@ -35,6 +36,7 @@ from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.oauth2 import OAuth2Transport
+from oauth2_token_operator.policies.conditions import bounded
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         # Each OAuth2Client sets its own introspection.minInterval (enforced per request).
         manager=TokenManager(
             PersistingTokenStore(refresh_tokens),
-            config=TokenManagerConfig(min_introspect_interval=0),
+            config=TokenManagerConfig(
+                min_introspect_interval=0,
+                unknown_expiry_lifetime=config.assumed_token_lifetime,
+            ),
             transport=transport,
         ),
         metrics=metrics,
@@ -168,6 +173,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     clients = ClientReconciler(ctx)
     ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
     ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
+    ctx.awaited = Awaited(
+        credentials.objects,
+        requests=ctx.request_scheduler,
+        clients=ctx.client_scheduler,
+        # Longer than any waiter goes without looking again (and so renewing it).
+        ttl=2 * max(config.retry_max_delay, config.client_retry_interval),
+    )
     watches.on_secret_change(requests.secret_event)
     async with answering_alive(config.health_port, b"starting"):
         await watches.start()  # kopf watches nothing before `on.startup` is over
@@ -192,14 +204,18 @@ def _ensure_schedulers(memo: kopf.Memo) -> None:
     ctx: OperatorContext = memo.ctx
     assert ctx.request_scheduler is not None
     assert ctx.client_scheduler is not None
+    assert ctx.awaited is not None
     ctx.request_scheduler.start("renewals")
     ctx.client_scheduler.start("client-checks")
+    ctx.awaited.poller.start("missing-references")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     ctx: OperatorContext | None = memo.get("ctx")
     if ctx is not None:
+        if ctx.awaited is not None:
+            await ctx.awaited.poller.stop()
         for scheduler in (ctx.request_scheduler, ctx.client_scheduler):
             if scheduler is not None:
                 await scheduler.stop()
@@ -220,7 +236,7 @@ def load_configuration() -> k8s.Configuration:
 
 
 def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type, reason=reason, message=message)
+    kopf.event(body, type=type, reason=reason, message=bounded(message))
 
 
 # -- AccessTokenRequest ----------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager import AccessToken, TokenKey
 from oauth2_token_operator.manager.one_or_many import OneOrMany
 from oauth2_token_operator.token_secret import TokenRecord
 
@@ -53,6 +53,10 @@ class TokenLedger:
         inactive = Held(token=dataclasses.replace(held.token, active=False), record=held.record)
         for key in self.holders_of(held):
             self._current[key] = inactive
+
+    def holds_subject(self, key: TokenKey) -> bool:
+        """Does any request hold a token of this subject (say, of one refresh token)?"""
+        return any(held.token.key == key for held in self._current.values())
 
     def is_held(self, held: Held) -> bool:
         """Does any request still hold this token?"""

@@ -49,6 +49,11 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.write_loops = Counter(
+            f"{PREFIX}_write_loops_total",
+            "Requests held back for writing more than the write guard allows (a bug).",
+            registry=r,
+        )
         self.time_to_ready = Histogram(
             f"{PREFIX}_time_to_ready_seconds",
             "From a request's creation to its first token in its Secret.",

@@ -54,7 +54,7 @@ def settled(
         ctx.metrics.token_expiry.set(request.namespace, request.name, token.expires_at)
     renewal_time: float | None
     if resolved.identity.grant in grants.RENEWABLE:
-        schedule = renewal_schedule(ctx, request, resolved, held, until)
+        schedule = renewal_schedule(ctx, request, resolved, held)
         renewal_time = wake_at = schedule.renew_at
         issuing = ConditionUpdate(
             ISSUING,
@@ -140,6 +140,16 @@ def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:
     verdict = checks.evaluate(checks.READINESS_CHAIN, facts)
     if verdict is not None:
         return not_ready(verdict.reason, verdict.message)
+    if held.record.expires_at is None and facts.token is not None:
+        # Valid as far as anyone knows: say that nobody knows for how long.
+        renewal = "" if facts.renew_at is None else f", renewed at {rfc3339(facts.renew_at)}"
+        return ConditionUpdate(
+            READY,
+            "True",
+            "LifetimeUnknown",
+            "the Secret holds a token whose lifetime the server did not state; it is"
+            f" assumed valid until {rfc3339(facts.token.usable_until)}{renewal}",
+        )
     return ConditionUpdate(
         READY,
         "True",

@@ -11,7 +11,7 @@ from typing import Any
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.policies.conditions import READY, ConditionUpdate
+from oauth2_token_operator.policies.conditions import ISSUING, READY, ConditionUpdate
 from oauth2_token_operator.policies.identity import TokenIdentity
 from oauth2_token_operator.token_secret import rfc3339
 
@@ -99,14 +99,20 @@ def not_ready(reason: str, message: str) -> ConditionUpdate:
     return ConditionUpdate(READY, "False", reason, message)
 
 
-def secret_conflict(name: str) -> Outcome:
+SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a condition reason
+
+
+def secret_conflict(name: str, message: str | None = None) -> Outcome:
+    """The Secret the token would go to is not this request's: nothing is issued, renewed
+    or written (Ready and Issuing both say so)."""
+    message = message or (
+        f"Secret {name} exists and is not owned by this request; it is left untouched"
+        " (delete it, or choose another spec.secretName)"
+    )
     return Outcome(
         conditions=[
-            not_ready(
-                "SecretConflict",
-                f"Secret {name} exists and is not owned by this request; it is left untouched"
-                " (delete it, or choose another spec.secretName)",
-            )
+            not_ready(SECRET_CONFLICT, message),
+            ConditionUpdate(ISSUING, "False", SECRET_CONFLICT, "nothing is issued: " + message),
         ]
     )
 

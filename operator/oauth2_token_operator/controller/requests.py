@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
+from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
@@ -37,6 +38,7 @@ from oauth2_token_operator.controller.request_status import (
     write_status,
 )
 from oauth2_token_operator.controller.request_types import (
+    SECRET_CONFLICT,
     Blocked,
     Outcome,
     Request,
@@ -48,6 +50,7 @@ from oauth2_token_operator.controller.request_types import (
 from oauth2_token_operator.controller.resolution import resolve, spec_or_none
 from oauth2_token_operator.controller.revocation import revoke_held
 from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
+from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
@@ -56,7 +59,8 @@ from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
 from oauth2_token_operator.policies.failures import ApiBackoff, Failure, classify, retry_delay
-from oauth2_token_operator.policies.on_demand import pending_at
+from oauth2_token_operator.policies.on_demand import pending_at, requested_at
+from oauth2_token_operator.policies.renewal import renewal_min_remaining
 from oauth2_token_operator.token_secret import TokenRecord, is_owned_by, parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,8 @@ class RequestReconciler:
         self._server_asked: dict[RequestKey, float] = {}
         """Per request whose last failed issuance carried the server's `Retry-After`: when
         it ends. It holds for a new spec too (see `_backoff_until`); in memory only."""
+        self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
+        """Holds back a request that writes in a loop (a bug; see `write_guard`)."""
         views = ctx.views
         self.requests_seen = Freshness(lambda key: first(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
@@ -139,6 +145,11 @@ class RequestReconciler:
             # echoes, and that write's reconcile holds the lock until it is recorded.
             if watched and self.status_echoes.came_back(key, body):
                 return
+            held_back = self.write_guard.held_until(key)
+            if held_back is not None:
+                if self.ctx.request_scheduler is not None:
+                    self.ctx.request_scheduler.schedule(key, held_back)
+                return
             newest = self.requests_seen.newest(key, body) or body
             if self._backing_off(key, newest.get("metadata", {}).get("generation")):
                 return
@@ -149,8 +160,10 @@ class RequestReconciler:
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
                 patched = await write_status(self.ctx, self.requests_seen, request, outcome)
-                if patched is not None and changed_only_status(request.body, patched):
-                    self.status_echoes.wrote(key, patched)
+                if patched is not None:
+                    self.write_guard.wrote(key, "status")
+                    if changed_only_status(request.body, patched):
+                        self.status_echoes.wrote(key, patched)
             except KubeApiError as exc:
                 self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
                 self._retry_after_api_error(request, exc)
@@ -211,14 +224,20 @@ class RequestReconciler:
 
     async def _reconcile(self, request: Request) -> Outcome:
         now = self.ctx.clock()
+        # Poked because what blocked it came (see `awaited`): no backoff for that failure.
+        retry_now = self.ctx.awaited is not None and self.ctx.awaited.take_retry(request.key)
         try:
             resolved = await resolve(self.ctx, request)
         except Blocked as blocked:
-            return Outcome(conditions=[not_ready(blocked.reason, blocked.message)])
+            if blocked.reason == SECRET_CONFLICT:
+                return self._conflict(request, "", blocked.message)
+            # Poked when what it misses comes (`awaited`), and looked at again now and then.
+            wake_at = now + self.ctx.config.retry_max_delay
+            return Outcome(conditions=[not_ready(blocked.reason, blocked.message)], wake_at=wake_at)
 
         secret = self._secret(request.namespace, resolved.secret_name)
         if secret is not None and not is_owned_by(secret, request.uid):
-            return secret_conflict(resolved.secret_name)
+            return self._conflict(request, resolved.secret_name)
         held = self.ctx.ledger.current(request.key) or await adopt(self.ctx, request, secret)
 
         await self._retry_refresh_token(resolved)
@@ -237,7 +256,7 @@ class RequestReconciler:
         ):
             trigger = None  # readiness reports it
         if trigger is not None:
-            retry_at = self._backoff_until(request, now)
+            retry_at = self._backoff_until(request, now, retry_now=retry_now)
             if retry_at is not None and checks.waits_for_backoff(trigger):
                 # Kept for the next look: a new spec's time can be sooner than the old one's.
                 planned = Outcome(status={"renewalTime": rfc3339(retry_at)})
@@ -252,7 +271,7 @@ class RequestReconciler:
             try:
                 await self._write_secret(request, resolved, held, secret)
             except SecretConflictError:
-                return secret_conflict(resolved.secret_name)
+                return self._conflict(request, resolved.secret_name)
             self.ctx.post_event(
                 request.body,
                 type="Normal",
@@ -271,9 +290,16 @@ class RequestReconciler:
         a token already revoked, or inactive, is not revoked again."""
         if held.token.active is False or not revocation_requested(resolved, held, now):
             return held
-        await self._revoke_for_every_holder(
-            request.body, held, why="revoke-all was requested on its OAuth2Client"
-        )
+        why = "revoke-all was requested on its OAuth2Client"
+        await self._revoke_for_every_holder(request.body, held, why=why)
+        # The tokens it superseded are still valid at the server and still in the store,
+        # where the replacement would find them: revoke them too, never publish them.
+        asked = requested_at(resolved.revoke_all_requested_at, now)
+        assert asked is not None  # revocation_requested said so
+        for older in await self.ctx.manager.store.find_access_tokens(held.token.key):
+            if older.issued_at < asked and older.active is not False:
+                superseded = Held(token=older, record=held.record)
+                await self._revoke_for_every_holder(request.body, superseded, why=why)
         for key in self.ctx.ledger.holders_of(held):
             if key != request.key and self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.poke(key)
@@ -285,12 +311,15 @@ class RequestReconciler:
         if writer is not None and subject is not None and subject in writer.unpersisted:
             await writer.persist(writer.unpersisted[subject])
 
-    def _backoff_until(self, request: Request, now: float) -> float | None:
+    def _backoff_until(
+        self, request: Request, now: float, *, retry_now: bool = False
+    ) -> float | None:
         """While failures back off, the next attempt's time (in `status.renewalTime`)."""
         if not request.failed_attempts:
             return None
-        if request.status.get("observedGeneration") != request.generation:
-            # The spec changed: try the new one at once, or once the server's wait is over.
+        if retry_now or request.status.get("observedGeneration") != request.generation:
+            # The spec changed, or what the failure missed came (`retry_now`): try at
+            # once, or once the server's wait is over.
             asked = self._server_asked.get(request.key)
             return asked if asked is not None and asked > now else None
         planned = request.status.get("renewalTime")
@@ -317,6 +346,8 @@ class RequestReconciler:
             )
             token = await self._obtain(resolved, issuer, client, held, trigger, now, request)
         except Exception as exc:
+            if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
+                self.ctx.awaited.issuance_failed(request.key, resolved, exc)
             return self._failed(request, resolved, held, trigger, classify(exc), now)
         self._server_asked.pop(request.key, None)
 
@@ -338,7 +369,7 @@ class RequestReconciler:
         try:
             await self._write_secret(request, resolved, new, secret)
         except SecretConflictError:
-            return secret_conflict(resolved.secret_name)
+            return self._conflict(request, resolved.secret_name)
         except KubeApiError as exc:  # the API server failed: retry like a token failure
             return self._failed(request, resolved, held, trigger, classify(exc), now)
 
@@ -387,8 +418,8 @@ class RequestReconciler:
         min_remaining = 0.0
         if held is not None and trigger.reason in ("Renewing", "RenewalRequested"):
             # A token that outlives the current one: a fresher shared one, or a new one.
-            current_until = held.record.expires_at or now
-            min_remaining = max(0.0, current_until - now) + 1.0
+            policy = self.ctx.manager.config.validity
+            min_remaining = renewal_min_remaining(held.token, now, policy)
         identity = resolved.identity
         source_value = resolved.source_value
         if identity.grant == "refresh_token":
@@ -502,7 +533,11 @@ class RequestReconciler:
             self.ctx.ledger.release(request.key)
             if held is not None and not self.ctx.ledger.is_held(held):
                 if self._revoke_on_delete(spec, held):
-                    await revoke_held(self.ctx, body, held, why="the request was deleted")
+                    refresh_token = await self._grant_to_end(request, spec, held)
+                    await revoke_held(
+                        self.ctx, body, held, why="the request was deleted",
+                        refresh_token=refresh_token,
+                    )  # fmt: skip
                 else:
                     await self.ctx.manager.store.delete_access_token(
                         held.token.key.issuer, held.token.value
@@ -513,6 +548,7 @@ class RequestReconciler:
                 )
         self._api_backoff.pop(request.key, None)
         self._server_asked.pop(request.key, None)
+        self.write_guard.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)
         self.secrets_seen.forget((request.namespace, secret_name))
@@ -545,6 +581,26 @@ class RequestReconciler:
         await self.ctx.manager.store.delete_access_token(held.token.key.issuer, held.token.value)
         await revoke_held(self.ctx, body, held, why=why)
 
+    async def _grant_to_end(
+        self, request: Request, spec: AccessTokenRequestSpec | None, held: Held
+    ) -> str | None:
+        """A deleted refresh_token request ends the user's grant: the refresh token to
+        revoke (the newest the operator holds, else the one in the user's Secret), unless
+        another request still refreshes with it."""
+        if spec is None or spec.grant != "refresh_token":
+            return None
+        if self.ctx.ledger.holds_subject(held.token.key):
+            return None
+        held_refresh = await self.ctx.manager.store.find_refresh_tokens(held.token.key)
+        if held_refresh:
+            return max(held_refresh, key=lambda rt: rt.obtained_at).value
+        source = grants.source_ref(spec)
+        assert source is not None
+        try:
+            return await grants.read_source(self.ctx.credentials, request.namespace, source)
+        except ClientConfigError:
+            return None  # the user's Secret is gone: nothing to revoke it from
+
     def _revoke_on_delete(self, spec: AccessTokenRequestSpec | None, held: Held) -> bool:
         if spec is not None and spec.revoke_on_delete is not None:
             return spec.revoke_on_delete
@@ -554,6 +610,19 @@ class RequestReconciler:
             return True
         revoke = (client_body.get("spec") or {}).get("revokeOnDelete", True)
         return bool(revoke)
+
+    def _conflict(self, request: Request, secret_name: str, message: str | None = None) -> Outcome:
+        """A SecretConflict: said once in an Event when it begins, and in the conditions."""
+        outcome = secret_conflict(secret_name, message)
+        ready = next(
+            (c for c in request.status.get("conditions") or () if c.get("type") == "Ready"), None
+        )
+        if ready is None or ready.get("reason") != SECRET_CONFLICT:
+            self.ctx.post_event(
+                request.body, type="Warning", reason=SECRET_CONFLICT,
+                message=outcome.conditions[0].message,
+            )  # fmt: skip
+        return outcome
 
     # -- the Secret ----------------------------------------------------------------------
 
@@ -566,6 +635,7 @@ class RequestReconciler:
     ) -> None:
         desired = desired_token_secret(request, resolved, held)
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
+        self.write_guard.wrote(request.key, f"Secret {resolved.secret_name}")
         self.secrets_seen.wrote((request.namespace, resolved.secret_name), written)
         # A create, or a replace guarded by the resourceVersion read: the reply is what
         # this reconcile wrote, nobody else's change.

@@ -1,7 +1,7 @@
 """Resolution of an AccessTokenRequest: parse its spec, find its OAuth2Client in the
 informers' view, decide whether its namespace may use that client, read a `register` token's
 source Secret, and name the token it wants (`TokenIdentity`). Anything that stops it
-is raised as `Blocked`."""
+is raised as `Blocked` (looked at again when what it misses comes: see `awaited`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
-from oauth2_token_operator.controller.request_types import Blocked, Request, Resolved
+from oauth2_token_operator.controller.request_types import (
+    SECRET_CONFLICT,
+    Blocked,
+    Request,
+    Resolved,
+)
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.identity import TokenIdentity
 
@@ -22,6 +28,14 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         spec = AccessTokenRequestSpec.model_validate(request.body.get("spec") or {})
     except ValidationError as exc:
         raise Blocked("InvalidSpec", _validation_message(exc)) from None
+    secret_name = spec.secret_name or request.name
+    source = grants.source_ref(spec)
+    if source is not None and source.name == secret_name:
+        raise Blocked(
+            SECRET_CONFLICT,
+            f"Secret {secret_name} is where the {spec.grant} grant reads its token from; the"
+            " access token goes to a Secret of its own (choose another spec.secretName)",
+        )
     client_ns = spec.client_ref.namespace or request.namespace
     client_body = first(ctx.views.clients, (client_ns, spec.client_ref.name))
     if client_body is None:
@@ -45,11 +59,12 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
     source_digest = None
     source_value = None
     if spec.grant == "register":
-        source = grants.source_ref(spec)
         assert source is not None
         try:
             source_value = await grants.read_source(ctx.credentials, request.namespace, source)
         except ClientConfigError as exc:
+            if ctx.awaited is not None:  # poked once the Secret has the token
+                ctx.awaited.missing_reference((REQUEST, request.key), request.namespace, exc)
             raise Blocked(exc.reason, exc.message) from None
         source_digest = grants.digest(source_value)
     scopes = spec.scopes if spec.scopes is not None else client_spec.default_scopes
@@ -71,7 +86,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         client_ns,
         client_spec,
         identity,
-        spec.secret_name or request.name,
+        secret_name,
         source_value,
         ((client_body.get("metadata") or {}).get("annotations") or {}).get(REVOKE_ALL_REQUESTED_AT),
     )

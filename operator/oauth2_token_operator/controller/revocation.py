@@ -16,14 +16,28 @@ from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.ledger import Held
-from oauth2_token_operator.manager import Revocation
+from oauth2_token_operator.manager import DeleteResult, Revocation
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
+from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
 log = logging.getLogger(__name__)
 
 
-async def revoke_held(ctx: OperatorContext, body: Body, held: Held, *, why: str) -> bool:
-    """Revoke `held` (the token `body`'s request had) and forget it. True if revoked."""
+async def revoke_held(
+    ctx: OperatorContext,
+    body: Body,
+    held: Held,
+    *,
+    why: str,
+    refresh_token: str | None = None,
+) -> bool:
+    """Revoke `held` (the token `body`'s request had) and forget it. True if revoked.
+
+    With `refresh_token` (a refresh_token request deleted), that is revoked first
+    (RFC 7009, `token_type_hint=refresh_token`): that ends the user's grant on every
+    server, where revoking the access token alone does not on all (Keycloak keeps the
+    session and its refresh tokens)."""
     issuer_url = held.token.key.issuer
     client_namespace, _, client_name = held.record.client.partition("/")
     client_body = first(ctx.views.clients, (client_namespace, client_name))
@@ -38,13 +52,13 @@ async def revoke_held(ctx: OperatorContext, body: Body, held: Held, *, why: str)
         issuer, client = await ctx.credentials.configs(
             client_namespace, client_name, spec, last_known=True
         )
-        result = await asyncio.wait_for(
-            ctx.manager.delete(held.token.value, issuer, client, revoke=True),
+        results = await asyncio.wait_for(
+            _revoke(ctx, held, issuer, client, refresh_token),
             timeout=ctx.config.revocation_deadline,
         )
-        revoked = result.revocation is Revocation.REVOKED
+        revoked = all(r.revocation is Revocation.REVOKED for r in results)
         if not revoked:
-            failure = str(result.error)
+            failure = "; ".join(str(r.error) for r in results if r.error is not None)
     except TimeoutError:
         failure = f"no answer within {ctx.config.revocation_deadline:.0f}s"
     except (ClientConfigError, OAuth2Error, ValidationError) as exc:
@@ -62,3 +76,22 @@ async def revoke_held(ctx: OperatorContext, body: Body, held: Held, *, why: str)
         )
         log.warning("revocation failed (%s): %s", why, failure)
     return revoked
+
+
+async def _revoke(
+    ctx: OperatorContext,
+    held: Held,
+    issuer: IssuerConfig,
+    client: ClientConfig,
+    refresh_token: str | None,
+) -> list[DeleteResult]:
+    results = []
+    subject = held.token.key.subject
+    if refresh_token is not None and isinstance(subject, str):
+        results.append(
+            await ctx.manager.delete_refresh_token(
+                refresh_token, issuer, subject, client, revoke=True
+            )
+        )
+    results.append(await ctx.manager.delete(held.token.value, issuer, client, revoke=True))
+    return results

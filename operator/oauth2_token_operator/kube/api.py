@@ -55,15 +55,34 @@ class Conflict(KubeApiError):
     """409: the object changed since it was read (or already exists)."""
 
 
+SIZE_LIMITS = frozenset({"FieldValueTooLong", "FieldValueTooMany"})
+"""Causes whose message states a limit and never echoes the value."""
+
+
+def _cause(cause: dict[str, object]) -> str:
+    """A 422's cause: the field and why, with the limit for a size; never the value (an
+    "Invalid value" message quotes it, and for a Secret that could be a token)."""
+    field = str(cause.get("field") or "?")
+    reason = str(cause.get("reason") or "")
+    if reason in SIZE_LIMITS:
+        return f"{field}: {str(cause.get('message') or reason)[:200]}"
+    return f"{field}: {reason}" if reason else field
+
+
 def api_error(exc: ApiException, what: str) -> KubeApiError:
     # Only the status and the server's `reason`: never the body, which for a Secret
     # could echo what we sent.
     reason = ""
+    causes: list[str] = []
     try:
-        reason = json.loads(exc.body or "{}").get("reason", "")
-    except (ValueError, AttributeError):
+        status = json.loads(exc.body or "{}")
+        reason = str(status.get("reason") or "")
+        causes = [_cause(c) for c in (status.get("details") or {}).get("causes") or ()][:5]
+    except (ValueError, AttributeError, TypeError):
         reason = ""
     message = f"{what}: HTTP {exc.status}{f' {reason}' if reason else ''}"
+    if causes:
+        message += " (" + "; ".join(causes) + ")"
     if exc.status == 404:
         return NotFound(message, status=404)
     if exc.status == 409:

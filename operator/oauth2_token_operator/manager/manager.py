@@ -33,6 +33,7 @@ from oauth2_token_operator.manager.model import (
     with_introspection,
 )
 from oauth2_token_operator.manager.singleflight import SingleFlight
+from oauth2_token_operator.manager.spent import SpentRefreshTokens
 from oauth2_token_operator.manager.store import TokenStore
 from oauth2_token_operator.oauth2.authorization_server import (
     ACCESS_TOKEN_HINT,
@@ -44,6 +45,7 @@ from oauth2_token_operator.oauth2.errors import (
     InvalidGrantError,
     NoTokenAvailableError,
     OAuth2Error,
+    SpentRefreshTokenError,
 )
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.responses import Introspection, TokenResponse, parse_introspection
@@ -141,6 +143,8 @@ class TokenManager:
         self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
         self._refresh_locks: KeyedLocks[TokenKey] = KeyedLocks()
+        self._spent = SpentRefreshTokens()
+        """Refresh tokens rotated away or refused: never stored or sent again."""
         self._next_prune = float("-inf")
         self._closed = False
 
@@ -301,11 +305,14 @@ class TokenManager:
             except InvalidGrantError as exc:
                 # The refresh token is dead (expired, revoked, consumed): forget it.
                 log.info("a refresh token for %s was refused: %s", key.issuer, exc)
+                self._spent.add(key, refresh_token.value)
                 await self.store.delete_refresh_token(key.issuer, refresh_token.value)
                 last_error = exc
                 continue
             if response.refresh_token and response.refresh_token != refresh_token.value:
                 # Persist the successor before anything else; never revoke the predecessor.
+                # The predecessor is spent from now on, whatever copy of it turns up later.
+                self._spent.add(key, refresh_token.value)
                 await self.store.put_refresh_token(
                     RefreshToken(
                         value=response.refresh_token,
@@ -372,12 +379,19 @@ class TokenManager:
         scopes: Iterable[str],
     ) -> RefreshToken:
         """Store a refresh token obtained elsewhere (e.g. an authorization-code flow);
-        ``scopes`` is the scope of its grant."""
+        ``scopes`` is the scope of its grant. ``SpentRefreshTokenError`` for one this
+        manager has seen used up (rotated to a successor, or refused by the server): it is
+        never stored or sent again, since a replay can cost the user the whole grant."""
         self._check_open()
-        issuer_url = _issuer_config(issuer).issuer
+        key = _key(_issuer_config(issuer).issuer, subject, client)
+        if (key, refresh_token) in self._spent:
+            raise SpentRefreshTokenError(
+                "this refresh token was already used (rotated to a successor, or refused);"
+                " it is not sent again"
+            )
         stored = RefreshToken(
             value=refresh_token,
-            key=_key(issuer_url, subject, client),
+            key=key,
             scopes=_scope_set(scopes),
             obtained_at=self._clock(),
         )
@@ -524,6 +538,7 @@ class TokenManager:
         server = self.server(issuer, client)
         key = _key(server.issuer.issuer, subject, client)
         async with self._refresh_lock(key):
+            self._spent.forget(key)
             refresh_tokens = await self.store.find_refresh_tokens(key)
             results = await asyncio.gather(
                 *(self._delete(server, rt.value, TokenKind.REFRESH_TOKEN, revoke)

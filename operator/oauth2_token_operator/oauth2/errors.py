@@ -204,5 +204,10 @@ class NoTokenAvailableError(TokenError):
     """``get`` found no valid token and had no way to obtain one."""
 
 
+class SpentRefreshTokenError(TokenError):
+    """The refresh token was already used up (rotated to a successor, or refused by the
+    server): sending it again would be a replay, which can cost the whole grant."""
+
+
 class InactiveTokenError(TokenError):
     """Introspection says the token is not active (RFC 7662 ``active: false``)."""

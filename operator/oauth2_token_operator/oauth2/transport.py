@@ -327,9 +327,11 @@ class OAuth2Transport:
                     endpoint=endpoint,
                 ) from None
             except httpx.TransportError as exc:
-                cause = describe_transport_error(exc, self.timeouts)
+                address = _connects_to(url, self.proxy)
+                cause = describe_transport_error(exc, self.timeouts, address=address)
                 retryable = replay is Replay.SAFE or isinstance(exc, _NOT_SENT_ERRORS)
-                failure = f"{cause} talking to {_origin(url)} after {attempt} attempt(s)"
+                where = "" if _host_port(url) in cause else f" talking to {_origin(url)}"
+                failure = f"{cause}{where} after {attempt} attempt(s)"
                 if not retryable or attempt >= self.retry.attempts:
                     raise NoResponseError(failure, endpoint=endpoint) from exc
                 delay = self.retry.backoff(attempt, self._rng)
@@ -419,26 +421,33 @@ def _proxy(url: httpx.URL) -> httpx.Proxy:
     return httpx.Proxy(url)
 
 
-def describe_transport_error(exc: httpx.TransportError, timeouts: Timeouts) -> str:
-    """``ReadTimeout (no data for 10 s)``, ``ConnectError (connection refused)``…
+def describe_transport_error(
+    exc: httpx.TransportError, timeouts: Timeouts, *, address: str | None = None
+) -> str:
+    """``ConnectTimeout (connection to as.example:443 timed out after 5 s)``,
+    ``ReadTimeout (no data for 10 s)``, ``ConnectError (connection refused)``…
 
-    httpx leaves many messages empty; the operating system's reason is found
-    down the exception chain.
+    httpx leaves many messages empty; the operating system's reason is found down the
+    exception chain, and only for errors that are no timeouts: a timeout is its own
+    reason, and an errno in its chain would be some other failure's (an exception being
+    handled when the call was made, say a missing file: "no such file or directory").
     """
     details: list[str] = []
-    text = str(exc).strip()
-    if text:
-        details.append(text)
-    elif isinstance(exc, httpx.TimeoutException):
-        details.append(_TIMEOUT_TEXT.get(type(exc), "timed out").format(t=timeouts))
-    reason = _os_reason(exc)
-    if reason and all(reason.lower() not in d.lower() for d in details):
-        details.append(reason)
+    if isinstance(exc, httpx.TimeoutException):
+        where = address or "the server"
+        details.append(_TIMEOUT_TEXT.get(type(exc), "timed out").format(t=timeouts, where=where))
+    else:
+        text = str(exc).strip()
+        if text:
+            details.append(text)
+        reason = _os_reason(exc)
+        if reason and all(reason.lower() not in d.lower() for d in details):
+            details.append(reason)
     return f"{type(exc).__name__} ({'; '.join(details)})" if details else type(exc).__name__
 
 
 _TIMEOUT_TEXT: dict[type[httpx.TimeoutException], str] = {
-    httpx.ConnectTimeout: "no connection within {t.connect:g} s",
+    httpx.ConnectTimeout: "connection to {where} timed out after {t.connect:g} s",
     httpx.ReadTimeout: "no data for {t.read:g} s",
     httpx.WriteTimeout: "could not send for {t.write:g} s",
     httpx.PoolTimeout: "no free connection within {t.pool:g} s",
@@ -446,17 +455,34 @@ _TIMEOUT_TEXT: dict[type[httpx.TimeoutException], str] = {
 
 
 def _os_reason(exc: BaseException) -> str | None:
-    """The reason of the first ``OSError`` in the chain (``connection refused``…)."""
+    """The reason of the first ``OSError`` down the chain of causes (``connection
+    refused``…): explicit causes (``raise … from``), and the exception an error wraps
+    (httpcore raises ``ConnectError(exc)`` while handling ``exc``). Never any other
+    implicit context: that is whatever was being handled when the call was made,
+    unrelated to its failure. An ``ssl.SSLError``'s errno is OpenSSL's code, not an OS
+    errno (1 would read "operation not permitted"): its own text says why. A group
+    (anyio's attempts at each address of a name) has a reason if all agree."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return None
+        if isinstance(current, BaseExceptionGroup):
+            reasons = {_os_reason(each) for each in current.exceptions}
+            return reasons.pop() if len(reasons) == 1 else None
         if isinstance(current, OSError) and (current.errno or current.strerror):
             # asyncio's strerror says "Connect call failed (addr)"; the errno says why.
             reason = os.strerror(current.errno) if current.errno else str(current.strerror)
             return reason.lower()
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or _wrapped(current)
     return None
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The exception ``exc`` was made from and raised while handling, if any."""
+    inner = exc.args[0] if exc.args else None
+    return inner if isinstance(inner, BaseException) and inner is exc.__context__ else None
 
 
 def _error_code_suffix(response: httpx.Response) -> str:
@@ -473,3 +499,19 @@ def _error_code_suffix(response: httpx.Response) -> str:
 def _origin(url: str) -> str:
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+
+
+def _connects_to(url: str, proxy: ProxySettings) -> str:
+    """Where a request to ``url`` opens its connection: ``as.example:443``, or ``the proxy
+    proxy.example:3128``."""
+    via = proxy.proxy_for(url)
+    return _host_port(url) if via is None else f"the proxy {_host_port(str(via))}"
+
+
+def _host_port(url: str) -> str:
+    """``as.example:443``: the host and port a connection goes to (the scheme's default
+    port when the URL names none)."""
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{host}:{port}"

@@ -12,6 +12,19 @@ from oauth2_token_operator.token_secret import rfc3339
 READY = "Ready"
 ISSUING = "Issuing"
 
+MAX_MESSAGE = 1024
+"""Characters of a condition's or an Event's message: whatever the input (a thousand
+scopes not granted), a status patch or an Event stays far below the API server's limits."""
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """`message`, cut to `limit` characters with a note of how much was left out."""
+    if len(message) <= limit:
+        return message
+    note = f"… ({len(message) - limit} more characters)"
+    kept = limit - len(note)
+    return message[:kept] + f"… ({len(message) - kept} more characters)"
+
 
 @dataclass(frozen=True)
 class ConditionUpdate:
@@ -37,7 +50,7 @@ def set_conditions(
             "type": update.type,
             "status": update.status,
             "reason": update.reason,
-            "message": update.message,
+            "message": bounded(update.message),
             "lastTransitionTime": rfc3339(now)
             if changed or previous is None
             else previous.get("lastTransitionTime", rfc3339(now)),

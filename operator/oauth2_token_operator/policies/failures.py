@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies.renewal import jitter_fraction
 
@@ -25,7 +26,12 @@ def classify(exc: Exception) -> Failure:
     message = str(exc)
     if isinstance(exc, ClientConfigError):
         return Failure(exc.reason, exc.message, retry=True)
-    if isinstance(exc, errors.InvalidGrantError):
+    if isinstance(exc, errors.OAuth2ErrorResponse) and exc.status_code == 401:
+        # RFC 6749 §5.2: a 401 is the client failing to authenticate, whatever code the
+        # server names (Keycloak says unauthorized_client for a wrong secret). A fixed
+        # credential can make the next attempt work: retry, never wait for a spec change.
+        return Failure("InvalidClient", message, retry=True)
+    if isinstance(exc, errors.InvalidGrantError | errors.SpentRefreshTokenError):
         return Failure("RefreshTokenRejected", message, retry=False)
     if isinstance(exc, errors.InvalidClientError):
         return Failure("InvalidClient", message, retry=True)
@@ -41,6 +47,10 @@ def classify(exc: Exception) -> Failure:
         return Failure("DiscoveryFailed", message, retry=True)
     if isinstance(exc, errors.ConfigurationError):
         return Failure("InvalidConfiguration", message, retry=False)
+    if isinstance(exc, KubeApiError) and exc.status == 422:
+        # The API server refused what the operator wrote (a Secret too large, say): the
+        # same input gets the same answer, so wait for a change.
+        return Failure("SecretRejected", message, retry=False)
     asked = getattr(exc, "retry_after", None)  # a server's Retry-After, either server's
     retry_after = asked if isinstance(asked, int | float) else None
     if isinstance(exc, errors.OAuth2Error) and not isinstance(exc, errors.OAuth2ErrorResponse):

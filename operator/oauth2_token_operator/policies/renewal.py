@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from oauth2_token_operator.manager import AccessToken, ValidityPolicy, assess_validity
+
 DEFAULT_RENEWAL_FRACTION = 2 / 3
 """Renew when this fraction of the lifetime has passed (cert-manager's default too)."""
 SHORT_LIVED_FRACTION = 1 / 2
@@ -89,3 +91,14 @@ def renewal_time(
             " so pods that read the token from a volume may see the new one late",
         )
     return RenewalSchedule(max(earliest, min(wanted, latest)))
+
+
+def renewal_min_remaining(held: AccessToken, now: float, policy: ValidityPolicy) -> float:
+    """What a renewal of `held` asks of the token it gets (the manager's `min_remaining`):
+    to stay usable longer than `held`, as the manager judges tokens under `policy`. A
+    fresher token another request shared qualifies; `held` itself never does, whatever
+    its lifetime (a token of unknown lifetime once renewed into itself, in a loop)."""
+    until = assess_validity(held, now, policy).usable_until
+    if until is None:  # inactive: any usable token will do
+        return 0.0
+    return max(0.0, until - now) + 1.0

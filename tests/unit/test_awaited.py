@@ -1,0 +1,164 @@
+"""Missing Secrets and ConfigMaps read again until they come (`controller.awaited`): one
+read per object however many wait, a delay that doubles up to the longest, waiters
+told once it holds their key, registrations that lapse, and requests told to try at
+once. Against an in-memory reader; the operator tests show it with the real API server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.client_config import ClientConfigError, SecretData, SecretKey
+from oauth2_token_operator.controller.awaited import CLIENT, REQUEST, Awaited
+from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.controller.request_types import Resolved
+from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.policies.identity import TokenIdentity
+
+DELAYS = (0.02, 0.08)
+
+
+@dataclass
+class Cluster:
+    """Objects by (kind, namespace, name), and the reads made of them."""
+
+    objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    reads: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def read(
+        self, namespace: str, keys: list[SecretKey]
+    ) -> dict[tuple[str, str], SecretData | None]:
+        wanted = {(key.kind, key.name) for key in keys}
+        self.reads.extend((kind, namespace, name) for kind, name in wanted)
+        return {(k, n): self.objects.get((k, namespace, n)) for k, n in wanted}
+
+
+@dataclass
+class Setup:
+    cluster: Cluster
+    awaited: Awaited
+    poked_requests: list[RequestKey]
+    poked_clients: list[RequestKey]
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    cluster = Cluster()
+    requests: list[RequestKey] = []
+    clients: list[RequestKey] = []
+
+    async def request_action(key: RequestKey) -> None:
+        requests.append(key)
+
+    async def client_action(key: RequestKey) -> None:
+        clients.append(key)
+
+    request_scheduler: Scheduler[RequestKey] = Scheduler(request_action)
+    client_scheduler: Scheduler[RequestKey] = Scheduler(client_action)
+    awaited = Awaited(
+        cluster.read, requests=request_scheduler, clients=client_scheduler, ttl=60, delays=DELAYS
+    )
+    schedulers = (request_scheduler, client_scheduler, awaited.poller)
+    for each in schedulers:
+        each.start("test")
+    yield Setup(cluster, awaited, requests, clients)
+    for each in schedulers:
+        await each.stop()
+
+
+def missing(name: str, key: str, kind: str = "Secret") -> ClientConfigError:
+    return ClientConfigError(f"{kind}NotFound", "…", missing=SecretKey(kind, name, key))
+
+
+async def test_waiters_are_told_once_the_key_is_there(setup: Setup) -> None:
+    client, request = ("apps", "idp"), ("apps", "billing")
+    assert setup.awaited.missing_reference((CLIENT, client), "apps", missing("creds", "secret"))
+    assert setup.awaited.missing_reference((REQUEST, request), "apps", missing("creds", "secret"))
+    assert not setup.awaited.missing_reference((CLIENT, client), "apps", ValueError("other"))
+    await asyncio.sleep(0.2)
+    reads = len(setup.cluster.reads)
+    assert 2 <= reads <= 5, "one read per object, the delay doubling up to the longest"
+    assert setup.poked_requests == setup.poked_clients == []
+
+    setup.cluster.objects[("Secret", "apps", "creds")] = {"other": "x"}  # not the key yet
+    await asyncio.sleep(0.2)
+    assert setup.poked_requests == setup.poked_clients == []
+    setup.cluster.objects[("Secret", "apps", "creds")] = {"secret": "\n"}  # empty, as read
+    await asyncio.sleep(0.2)
+    assert setup.poked_requests == setup.poked_clients == []
+
+    setup.cluster.objects[("Secret", "apps", "creds")] = {"secret": "s3cr3t"}
+    await asyncio.sleep(0.2)
+    assert setup.poked_clients == [client]
+    assert setup.poked_requests == [request]
+    assert setup.awaited.take_retry(request), "the request tries at once"
+    assert not setup.awaited.take_retry(request), "once"
+    assert len(setup.awaited) == 0
+    reads = len(setup.cluster.reads)
+    await asyncio.sleep(0.2)
+    assert len(setup.cluster.reads) == reads, "no more reads once it came"
+
+
+async def test_a_registration_lapses_unless_renewed(setup: Setup) -> None:
+    setup.awaited._ttl = 0.1
+    setup.awaited.missing((CLIENT, ("apps", "idp")), "apps", SecretKey("ConfigMap", "ca", "ca"))
+    await asyncio.sleep(0.4)
+    assert len(setup.awaited) == 0
+    reads = len(setup.cluster.reads)
+    await asyncio.sleep(0.2)
+    assert len(setup.cluster.reads) == reads
+    setup.cluster.objects[("ConfigMap", "apps", "ca")] = {"ca": "pem"}
+    await asyncio.sleep(0.1)
+    assert setup.poked_clients == []
+
+
+def resolved(request_namespace: str, client_namespace: str, secret: str) -> Resolved:
+    client = OAuth2ClientSpec.model_validate(
+        {
+            "issuer": "https://login.example.com",
+            "clientId": "billing",
+            "authentication": {
+                "method": "client_secret_basic",
+                "clientSecretRef": {"name": "creds", "key": "secret"},
+            },
+        }
+    )
+    spec = AccessTokenRequestSpec.model_validate(
+        {
+            "clientRef": {"name": "idp", "namespace": client_namespace},
+            "grant": "refresh_token",
+            "refreshTokenSecretRef": {"name": secret, "key": "secret"},
+        }
+    )
+    identity = TokenIdentity(
+        issuer="https://login.example.com",
+        client_id="billing",
+        client=f"{client_namespace}/idp",
+        grant="refresh_token",
+        subject=None,
+        scopes=None,
+        resources=(),
+        audience=None,
+    )
+    return Resolved(spec, client_namespace, client, identity, "out")
+
+
+async def test_a_failed_issuance_waits_where_the_key_is(setup: Setup) -> None:
+    request = ("team", "billing")
+    # The client's key, in the client's namespace; the refresh token's, in the request's.
+    assert setup.awaited.issuance_failed(
+        request, resolved("team", "idp", "rt"), missing("creds", "secret")
+    )
+    assert setup.awaited.issuance_failed(
+        request, resolved("team", "idp", "rt"), missing("rt", "secret")
+    )
+    # Named alike in both namespaces: which one is missing is unknown, so neither.
+    same = resolved("team", "idp", "creds")
+    assert not setup.awaited.issuance_failed(request, same, missing("creds", "secret"))
+    assert not setup.awaited.issuance_failed(request, same, missing("unrelated", "secret"))
+    await asyncio.sleep(0.05)
+    assert set(setup.cluster.reads) == {("Secret", "idp", "creds"), ("Secret", "team", "rt")}

@@ -1,0 +1,60 @@
+"""The write guard: a request writing past its budget is held back, once logged, counted."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from oauth2_token_operator.controller.write_guard import WriteGuard
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_writes_within_the_budget_hold_nothing_back() -> None:
+    clock = Clock()
+    trips: list[None] = []
+    guard = WriteGuard(clock, limit=10, window=60.0, on_trip=lambda: trips.append(None))
+    for _ in range(100):  # 100 writes over 10 minutes: one every 6 s
+        guard.wrote("a", "status")
+        assert guard.held_until("a") is None
+        clock.now += 6.0
+    assert trips == []
+
+
+def test_a_write_loop_is_held_back_until_its_window_passes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    trips: list[None] = []
+    guard = WriteGuard(clock, limit=10, window=60.0, on_trip=lambda: trips.append(None))
+    caplog.set_level(logging.ERROR, "oauth2_token_operator.controller.write_guard")
+    for _ in range(11):
+        assert guard.held_until("loop") is None
+        guard.wrote("loop", "Secret s")
+        clock.now += 0.01
+    assert guard.held_until("loop") == pytest.approx(1060.0)
+    assert guard.held_until("other") is None, "only the looping request"
+    guard.wrote("loop", "status")  # a write already in flight: no second report
+    assert len(trips) == 1
+    assert len([r for r in caplog.records if "write loop" in r.getMessage()]) == 1
+    clock.now = 1060.0
+    assert guard.held_until("loop") is None
+    guard.wrote("loop", "status")
+    assert guard.held_until("loop") is None, "a fresh window after the hold"
+
+
+def test_forget_drops_a_request() -> None:
+    clock = Clock()
+    guard = WriteGuard(clock, limit=1, window=60.0)
+    guard.wrote("a", "status")
+    guard.wrote("a", "status")
+    assert guard.held_until("a") is not None
+    guard.forget("a")
+    assert guard.held_until("a") is None
