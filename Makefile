@@ -104,9 +104,11 @@ OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)
 
-# Regenerates crds/ from the pydantic models (a unit test fails while they differ).
+# Regenerates crds/ from the pydantic models, and the chart's copy of them (a unit test
+# and a chart test fail while they differ).
 crds: $(VENV)/.installed
 	$(PY) -c 'import pathlib, oauth2_token_operator.api.crd as c; c.write_all(pathlib.Path("crds"))'
+	cp crds/*.yaml deploy/helm/oauth2-token-operator/crds/
 
 # Regenerates docs/reference.md from the same models (a unit test fails while they differ).
 docs: $(VENV)/.installed

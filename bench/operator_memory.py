@@ -251,7 +251,7 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
         ("informer token Secrets", views.token_secrets),
         ("requests by client", views.requests_by_client),
         ("informer OAuth2Clients", views.clients),
-        ("informer namespaces", views.namespace_labels),
+        ("informer namespaces", views.namespaces),
         ("ledger", ctx.ledger),
         ("token manager (store, locks)", ctx.manager),
         ("request scheduler", ctx.request_scheduler),

@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         " token into volumes (default: %(default)g)",
     )
     run.add_argument(
+        "--assumed-token-lifetime",
+        type=float,
+        metavar="SECONDS",
+        default=defaults.assumed_token_lifetime,
+        help="the lifetime assumed for a token whose server states none (no expires_in);"
+        " a request's assumedLifetime overrides it (default: %(default)g)",
+    )
+    run.add_argument(
         "--leader-election",
         action="store_true",
         help="run as one of several replicas: only the holder of a Lease works"
@@ -149,6 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         log_level=args.log_level,
         min_renewal_lead=args.min_renewal_lead,
+        assumed_token_lifetime=args.assumed_token_lifetime,
         revocation_deadline=args.revocation_deadline,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,

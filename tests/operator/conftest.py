@@ -25,7 +25,19 @@ from tests.operator.process import operator_processes as start_processes
 from tests.operator.runner import OperatorThread, running_operator
 from tests.polling import wait_for as wait_for  # the operator tests import it from here
 
-pytestmark = [pytest.mark.cluster, pytest.mark.authserver]
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs the control plane; those that use `ns` (or an operator) the
+    authorization server too. (A `pytestmark` in a conftest marks nothing.)"""
+    here = Path(__file__).parent
+    for item in items:
+        if here not in Path(str(item.fspath)).parents:
+            continue
+        item.add_marker(pytest.mark.cluster)
+        fixtures = getattr(item, "fixturenames", ())
+        if {"ns", "operator", "operator_factory", "authserver"} & set(fixtures):
+            item.add_marker(pytest.mark.authserver)
+
 
 RESOURCE_SCOPES = ["read"]
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import pytest
+
+from oauth2_token_operator.token_secret import parse_rfc3339
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -72,6 +76,32 @@ def test_renewed_before_expiry_and_never_expired(ns: Namespace, operator: Operat
     assert "Renewed" not in reasons, "a routine renewal posts no Event"
 
 
+def renewal_delay(ns: Namespace, name: str) -> float:
+    """Seconds from the held token's issue to its planned renewal (whole seconds, as the
+    status keeps them)."""
+    status = (ns.get("accesstokenrequests", name) or {})["status"]
+    return parse_rfc3339(status["renewalTime"]) - parse_rfc3339(status["issuedAt"])
+
+
+def test_the_renewal_time_follows_the_rule_and_the_spec(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """20 s tokens, 5 s lead (the `operator` fixture): by default at 2/3 of the lifetime
+    less up to 10 % of it (11.3-13.3 s); `renewBeforePercentage` and `renewBefore` reach
+    the operator and move it (10 s, 8 s); none is later than the lead allows (15 s)."""
+    ns.client("idp", ns.authserver.clients["renewal_ttl"])
+    ns.request("default", "idp")
+    ns.request("percentage", "idp", renewBeforePercentage=50)
+    ns.request("before", "idp", renewBefore="12s")
+    ns.request("too-late", "idp", renewBefore="1s")
+    for name in ("default", "percentage", "before", "too-late"):
+        ns.wait_ready(name)
+    assert 20 * (2 / 3 - 0.1) - 1 <= renewal_delay(ns, "default") <= 20 * 2 / 3 + 1
+    assert renewal_delay(ns, "percentage") == pytest.approx(10, abs=1)
+    assert renewal_delay(ns, "before") == pytest.approx(8, abs=1)
+    assert renewal_delay(ns, "too-late") == pytest.approx(15, abs=1), "the lead wins"
+
+
 def test_deleting_the_request_revokes_and_removes_the_secret(
     ns: Namespace, operator: OperatorThread
 ) -> None:
@@ -117,3 +147,47 @@ def test_a_secret_it_does_not_own_is_never_touched(ns: Namespace, operator: Oper
     ready = ns.wait_ready("billing", status="False", reason="SecretConflict")
     assert "not owned" in ready["message"]
     assert ns.token_secret("billing") == {"mine": "keep me"}
+
+
+def test_the_client_says_when_its_credentials_are_refused_and_when_accepted(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread]
+) -> None:
+    """Issue 21: the OAuth2Client showed Ready=True while every request failed on its
+    credentials. Ready says what it means (metadata discovered); `Authenticated` says what
+    the server made of the credentials at the last token request. A fixed credential is
+    used within seconds, whatever the backoff (it waited up to 5 minutes)."""
+    # Backoff from a minute: only noticing the fixed Secret makes it Ready within seconds.
+    operator_factory(retry_base_delay=60.0, min_renewal_lead=5.0)
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.core.patch_namespaced_secret(
+        "idp-credentials", ns.name, {"stringData": {"client-secret": "wrong"}}
+    )
+    ns.request("billing", "idp")
+    ns.wait_ready("billing", status="False", reason="InvalidClient")
+    ready = ns.wait_ready("idp", plural="oauth2clients")
+    assert "metadata discovered" in ready["message"]
+    wait_for(
+        "Authenticated=False",
+        lambda: (
+            (ns.condition("idp", "Authenticated", plural="oauth2clients") or {}).get("reason")
+            == "InvalidClient"
+        ),
+        timeout=10,
+    )
+    refused = ns.condition("idp", "Authenticated", plural="oauth2clients") or {}
+    assert refused["status"] == "False"
+    assert f"AccessTokenRequest {ns.name}/billing" in refused["message"]
+
+    secret = ns.authserver.clients["client_secret_basic"].client_secret
+    ns.core.patch_namespaced_secret(
+        "idp-credentials", ns.name, {"stringData": {"client-secret": secret}}
+    )
+    ns.wait_ready("billing", timeout=20)  # 10 s reads at most, plus the 5 s cache
+    wait_for(
+        "Authenticated=True",
+        lambda: (
+            (ns.condition("idp", "Authenticated", plural="oauth2clients") or {}).get("status")
+            == "True"
+        ),
+        timeout=10,
+    )

@@ -37,19 +37,24 @@ def test_namespace_deletion_completes_when_revocation_hangs(
         assert took < 20
         revocation = [r.getMessage() for r in caplog.records if "revocation" in r.getMessage()]
         assert any("no answer within 5s" in m for m in revocation), revocation
+        # A terminating namespace takes no Events: that is said once, never an ERROR loop.
+        errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= 40]
+        assert errors == [], errors
 
 
 def test_other_namespaces_are_denied_unless_allowed(
-    ns: Namespace, operator: OperatorThread, counters: object
+    ns: Namespace, operator: OperatorThread, counters: Counters
 ) -> None:
     server = ns.authserver
     client = server.clients["client_secret_basic"]
     ns.client("shared", client)
+    issued = counters.delta("client=cs-basic /token")
     other = ns.sibling("team-a")
     other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
     denied = other.wait_ready("billing", status="False", reason="ClientNotAllowed")
     assert ns.name in denied["message"]
     assert other.token_secret("billing") is None
+    assert counters.delta("client=cs-basic /token") == issued, "no token for a denied request"
 
     ns.patch("oauth2clients", "shared", {"spec": {"allowedNamespaces": {"names": [other.name]}}})
     other.wait_ready("billing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -199,3 +200,58 @@ def test_a_secret_name_naming_the_refresh_token_secret_stops_all_work(
     wait_for("the Event", lambda: "SecretConflict" in {r for r, _ in ns.events("api")}, 10)
     assert ns.token_secret("user-grant") == {"refresh_token": original}
     assert counters.delta("client=cs-basic /token") == tokens, "no refresh was made"
+
+
+def test_a_rejected_refresh_token_is_not_sent_again_after_a_restart(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread], counters: Counters
+) -> None:
+    """Issue 21: the rejection is kept in status (a digest of the token), so a restarted
+    operator does not send it again; a new refresh token in the Secret is used."""
+    first = operator_factory(min_renewal_lead=5.0, revocation_deadline=5.0)
+    ns.secret("user-grant", {"refresh_token": "not-a-refresh-token"})
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.refresh_request("api", "idp", "user-grant")
+    ns.wait_ready("api", status="False", reason="RefreshTokenRejected")
+    status = (ns.get("accesstokenrequests", "api") or {})["status"]
+    assert len(status["rejectedRefreshToken"]) == 16
+    first.stop()
+    sent = counters.delta("client=cs-basic /token")
+
+    # Looks again every 3 s: it would have sent the refused token by now.
+    operator_factory(retry_max_delay=3.0, credentials_cache_ttl=0.0)
+    time.sleep(7)
+    assert counters.delta("client=cs-basic /token") == sent, "the refused token was sent"
+    ns.wait_ready("api", status="False", reason="RefreshTokenRejected")
+
+    granted = ns.authserver.password_grant(
+        ns.authserver.clients["client_secret_basic"], ["read"], resource=ns.authserver.resource
+    )
+    ns.core.patch_namespaced_secret(
+        "user-grant", ns.name, {"stringData": {"refresh_token": granted["refresh_token"]}}
+    )
+    ns.wait_ready("api", timeout=15)
+    assert "rejectedRefreshToken" not in (ns.get("accesstokenrequests", "api") or {})["status"]
+
+
+def test_the_subject_introspection_names_is_in_status(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """Issue 21: `status.subject` was never set, though introspection says `sub`."""
+    ns.user_grant("client_secret_basic")
+    ns.patch("oauth2clients", "idp", {"spec": {"introspection": {"minInterval": "1s"}}})
+    ns.request(
+        "api", "idp", grant="refresh_token", introspection={"interval": "1s"},
+        refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
+    )  # fmt: skip
+    ns.wait_ready("api")
+    access = (ns.token_secret("api") or {})["access_token"]
+    expected = introspect(ns.authserver, access, ns.authserver.clients["client_secret_basic"])
+    assert expected["sub"]
+    wait_for(
+        "status.subject",
+        lambda: (
+            ((ns.get("accesstokenrequests", "api") or {}).get("status") or {}).get("subject")
+            == expected["sub"]
+        ),
+        timeout=10,
+    )

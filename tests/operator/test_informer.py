@@ -122,7 +122,8 @@ async def test_the_views_the_reconcilers_read(
         assert listed is not None
         assert listed["kind"] == "AccessTokenRequest"
         assert "managedFields" not in listed["metadata"]
-        assert (first(views.namespace_labels, kube_namespace) or {}).get("team") == "a"
+        assert (views.namespace_labels(kube_namespace) or {}).get("team") == "a"
+        assert views.terminating(kube_namespace) is False
         assert views.requests_by_client[(kube_namespace, "idp")] == ((kube_namespace, "listed"),)
 
         create_request("watched", "idp")

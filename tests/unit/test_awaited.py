@@ -13,6 +13,7 @@ import pytest
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError, SecretData, SecretKey
+from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.awaited import CLIENT, REQUEST, Awaited
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.request_types import Resolved
@@ -162,3 +163,18 @@ async def test_a_failed_issuance_waits_where_the_key_is(setup: Setup) -> None:
     assert not setup.awaited.issuance_failed(request, same, missing("unrelated", "secret"))
     await asyncio.sleep(0.05)
     assert set(setup.cluster.reads) == {("Secret", "idp", "creds"), ("Secret", "team", "rt")}
+
+
+async def test_a_refused_value_wakes_its_waiter_only_once_replaced(setup: Setup) -> None:
+    """A refresh token the server refused: the request waits for another one there."""
+    request = ("apps", "billing")
+    setup.cluster.objects[("Secret", "apps", "grant")] = {"refresh_token": "refused\n"}
+    key = SecretKey("Secret", "grant", "refresh_token")
+    setup.awaited.awaiting_change((REQUEST, request), "apps", key, grants.digest("refused"))
+    await asyncio.sleep(0.2)
+    assert setup.poked_requests == [], "the same value (as read: one line break dropped)"
+    setup.cluster.objects[("Secret", "apps", "grant")] = {"refresh_token": "new"}
+    await asyncio.sleep(0.2)
+    assert setup.poked_requests == [request]
+    assert setup.awaited.take_retry(request)
+    assert len(setup.awaited) == 0

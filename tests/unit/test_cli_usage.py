@@ -195,7 +195,7 @@ def test_run_help_shows_every_default(
     parser = run_parser()
     formatter = parser._get_formatter()
     options = [action for action in parser._actions if action.dest != "help"]
-    assert len(options) == 12
+    assert len(options) == 13
     for action in options:
         shown = formatter._expand_help(action)
         assert "default" in shown, f"{action.option_strings} does not say its default"
@@ -213,6 +213,7 @@ def test_run_help_shows_every_default(
         "--metrics-port PORT port of the Prometheus metrics, 0: off (default: 8080)",
         "/healthz, 0: off (default: 8081)",
         "into volumes (default: 90)",
+        "assumedLifetime overrides it (default: 300)",
         "with an Event (default: 30)",
         "(default: $POD_NAMESPACE, else default)",
         "(default: oauth2-token-operator)",
@@ -225,6 +226,7 @@ def test_run_help_shows_every_default(
     config = OperatorConfig()
     assert (args.metrics_port, args.health_port) == (config.metrics_port, config.health_port)
     assert args.min_renewal_lead == config.min_renewal_lead
+    assert args.assumed_token_lifetime == config.assumed_token_lifetime
     assert args.revocation_deadline == config.revocation_deadline
     assert (args.log_format, args.log_level) == (config.log_format, config.log_level)
     assert (args.lease_namespace, args.lease_name) == (config.lease_namespace, config.lease_name)

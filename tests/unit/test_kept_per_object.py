@@ -41,8 +41,9 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small(
         *(wrapped(close, str(i), closed) for i, close in enumerate(memo.ctx.closing))
     ]
     await cast(Callable[..., Awaitable[None]], handlers.stop)(memo=memo)
-    # The heap trimmer, the informers, the transport, the API client and the watches' own.
-    assert closed == ["0", "1", "2", "3", "4"]
+    # The stop flag raised, the Event gate, the heap trimmer, the informers, the
+    # transport, the API client and the watches' own.
+    assert closed == ["0", "1", "2", "3", "4", "5", "6"]
 
 
 def wrapped(

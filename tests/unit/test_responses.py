@@ -1,7 +1,14 @@
+import base64
+import json
+
 import pytest
 
 from oauth2_token_operator.oauth2.errors import MalformedResponseError
-from oauth2_token_operator.oauth2.responses import parse_introspection, parse_token_response
+from oauth2_token_operator.oauth2.responses import (
+    parse_introspection,
+    parse_token_response,
+    unverified_subject,
+)
 
 
 def parse(body: object, requested: frozenset[str] | None = None):  # type: ignore[no-untyped-def]
@@ -91,3 +98,30 @@ def test_inactive_introspection_discards_everything_else() -> None:
 def test_malformed_introspection(body: object) -> None:
     with pytest.raises(MalformedResponseError):
         parse_introspection(body, endpoint="introspection_endpoint")
+
+
+def _jwt(payload: object) -> str:
+    def part(value: object) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'at+jwt'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("token", "subject"),
+    [
+        (_jwt({"sub": "alice", "iat": 1}), "alice"),
+        (_jwt({"sub": "a" * 256}), None),  # too long to show
+        (_jwt({"sub": 42}), None),
+        (_jwt(["not", "an", "object"]), None),
+        (_jwt({"client_id": "svc"}), None),
+        ("opaque-token-value", None),
+        ("a.%%%.c", None),
+        ("a..c", None),
+    ],
+)
+def test_the_subject_of_a_jwt_access_token_is_read_for_display(
+    token: str, subject: str | None
+) -> None:
+    assert unverified_subject(token) == subject

@@ -176,4 +176,8 @@ class AccessTokenRequestStatus(ApiModel):
     """Failed issuances since the last success."""
     last_failure_time: datetime | None = None
     """When the last issuance failed."""
+    rejected_refresh_token: str | None = None
+    """A digest of the refresh token the server refused (SHA-256, 16 hex digits; never
+    the token): it is not sent again, across restarts too. A new refresh token in the
+    Secret is tried at the next look."""
     last_introspection: LastIntrospection | None = None

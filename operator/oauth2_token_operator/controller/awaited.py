@@ -92,6 +92,8 @@ class Awaited:
         """Per missing object, who waits for which key of it, until when."""
         self._delays: dict[ObjectRef, float] = {}
         """Per missing object, the delay before its next read."""
+        self._unwanted: dict[tuple[ObjectRef, Waiter, str], str] = {}
+        """A value some waiters wait to see replaced (its digest; see `awaiting_change`)."""
         self._retry: set[RequestKey] = set()
         """Requests poked to try at once (`retry_now`), until their next look."""
         self.poller: Scheduler[ObjectRef] = Scheduler(
@@ -108,6 +110,12 @@ class Awaited:
         if self.poller.when(ref) is None:
             self._delays[ref] = self._first
             self.poller.schedule(ref, self._clock() + self._first)
+
+    def awaiting_change(self, waiter: Waiter, namespace: str, key: SecretKey, digest: str) -> None:
+        """`waiter` cannot use the value `key` holds (digest `digest`: a refresh token the
+        server refused): wake it when another value is there."""
+        self._unwanted[((key.kind, namespace, key.name), waiter, key.key)] = digest
+        self.missing(waiter, namespace, key)
 
     def missing_reference(self, waiter: Waiter, namespace: str, exc: BaseException) -> bool:
         """`exc` (a `ClientConfigError` naming what is missing) came from reading keys
@@ -177,8 +185,10 @@ class Awaited:
             found = {}
         waiting = self._waiting.get(ref, {})
         for waiter, key in list(waiting):
-            if _present(SecretKey(kind, name, key), found):
+            unwanted = self._unwanted.get((ref, waiter, key))
+            if _present(SecretKey(kind, name, key), found, unwanted):
                 del waiting[(waiter, key)]
+                self._unwanted.pop((ref, waiter, key), None)
                 log.info("%s %s/%s is there: poking %s %s/%s", kind, namespace, name,
                          waiter[0], *waiter[1])  # fmt: skip
                 self._wake(waiter)
@@ -190,6 +200,8 @@ class Awaited:
         self.poller.schedule(ref, self._clock() + delay)
 
     def _forget(self, ref: ObjectRef) -> None:
+        for entry in [entry for entry in self._unwanted if entry[0] == ref]:
+            del self._unwanted[entry]
         self._waiting.pop(ref, None)
         self._delays.pop(ref, None)
         self.poller.cancel(ref)
@@ -199,10 +211,13 @@ class Awaited:
         return len(self._waiting)
 
 
-def _present(key: SecretKey, found: dict[tuple[str, str], SecretData | None]) -> bool:
-    """Whether `key` now holds a value, exactly as the waiter's own read will judge."""
+def _present(
+    key: SecretKey, found: dict[tuple[str, str], SecretData | None], unwanted: str | None = None
+) -> bool:
+    """Whether `key` now holds a value (other than the `unwanted` one), exactly as the
+    waiter's own read will judge."""
     try:
-        collect_values([key], found)
+        values = collect_values([key], found)
     except ClientConfigError:
         return False
-    return True
+    return unwanted is None or grants.digest(values[key].strip()) != unwanted

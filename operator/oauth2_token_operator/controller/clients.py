@@ -26,6 +26,9 @@ from oauth2_token_operator.token_secret import rfc3339
 
 log = logging.getLogger(__name__)
 
+AUTHENTICATED = "Authenticated"
+"""The client condition that says whether its server accepted its credentials."""
+
 METADATA_RECHECK = 3600.0
 """Discovery is checked again this often (the library's metadata cache refresh)."""
 
@@ -37,6 +40,25 @@ class ClientReconciler:
         self._generations: dict[RequestKey, int | None] = {}
         self._revoke_all_asked: dict[RequestKey, float | None] = {}
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
+        self._authenticated: dict[RequestKey, ConditionUpdate] = {}
+        """Per client, what its requests' last token requests said of its credentials."""
+
+    def authentication(self, key: RequestKey, accepted: bool, message: str) -> None:
+        """A request's token request through client `key` succeeded (`accepted`) or the
+        server refused the client's credentials: the client's `Authenticated` condition
+        says so (Ready only means its server's metadata was discovered)."""
+        condition = (
+            ConditionUpdate(
+                AUTHENTICATED, "True", "Accepted",
+                "the server accepted the credentials at the last token request",
+            )
+            if accepted
+            else ConditionUpdate(AUTHENTICATED, "False", "InvalidClient", message)
+        )  # fmt: skip
+        if self._authenticated.get(key) != condition:
+            self._authenticated[key] = condition
+            if self.ctx.client_scheduler is not None:
+                self.ctx.client_scheduler.poke(key)
 
     async def reconcile_key(self, key: RequestKey) -> None:
         body = first(self.ctx.views.clients, key)
@@ -87,7 +109,13 @@ class ClientReconciler:
                     f"; note: the server does not advertise {spec.authentication.method}"
                     f" (it lists {', '.join(advertised)})"
                 )
-            ready = ConditionUpdate(READY, "True", "Ready", f"discovered {spec.issuer}{note}")
+            ready = ConditionUpdate(
+                READY,
+                "True",
+                "Ready",
+                f"metadata discovered from {spec.issuer}{note}; the credentials are checked at"
+                " each token request (condition Authenticated)",
+            )
             updates = {
                 "endpoints": {k: v for k, v in endpoints.items() if v},
                 "authMethodsSupported": advertised,
@@ -97,8 +125,12 @@ class ClientReconciler:
             ):
                 updates["metadataFetchedAt"] = rfc3339(self.ctx.clock())
 
+        authenticated = self._authenticated.get(key)
         conditions = set_conditions(
-            status.get("conditions"), [ready], now=self.ctx.clock(), generation=generation
+            status.get("conditions"),
+            [ready] if authenticated is None else [ready, authenticated],
+            now=self.ctx.clock(),
+            generation=generation,
         )
         patch = {k: v for k, v in updates.items() if status.get(k) != v}
         if conditions != status.get("conditions"):
@@ -155,6 +187,7 @@ class ClientReconciler:
     def forget(self, key: RequestKey) -> None:
         self._generations.pop(key, None)
         self._revoke_all_asked.pop(key, None)
+        self._authenticated.pop(key, None)
         self.seen.forget(key)
         if self.ctx.client_scheduler is not None:
             self.ctx.client_scheduler.cancel(key)

@@ -49,8 +49,18 @@ class Views:
     """(namespace, name) → AccessTokenRequest."""
     requests_by_client: Index
     """(client namespace, client name) → (namespace, name) of each request using it."""
-    namespace_labels: Index
-    """namespace name → its labels."""
+    namespaces: Index
+    """namespace name → `{"labels": …, "terminating": bool}` (see `namespace_labels`)."""
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's labels; `None` while the namespace is unknown."""
+        facts = first(self.namespaces, namespace)
+        return None if facts is None else dict(facts.get("labels") or {})
+
+    def terminating(self, namespace: str) -> bool:
+        """Is the namespace being deleted? (It then takes no new objects, Events included.)"""
+        facts = first(self.namespaces, namespace)
+        return facts is not None and bool(facts.get("terminating"))
 
 
 class EventSink(Protocol):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Awaitable, Callable
 from types import FunctionType
 from typing import Any, cast
 
@@ -27,6 +29,7 @@ from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.context import OperatorContext, first
 from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.events import EventGate
 from oauth2_token_operator.controller.health import answering_alive
 from oauth2_token_operator.controller.heap import HeapTrimmer
 from oauth2_token_operator.controller.metrics import Metrics
@@ -36,7 +39,6 @@ from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.oauth2 import OAuth2Transport
-from oauth2_token_operator.policies.conditions import bounded
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     transport = OAuth2Transport(observer=metrics.observe_oauth2_call)
     credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
     heap = HeapTrimmer(config.heap_trim_interval)
+    events = EventGate(watches.views)
     ctx = OperatorContext(
         config=config,
         kube=kube,
@@ -158,8 +161,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         refresh_tokens=refresh_tokens,
         credentials=credentials,
         views=watches.views,
-        post_event=_post_event,
+        post_event=events.post,
         closing=[
+            raising(memo.pop("stop_flag", None)),
+            events.close,
             heap.stop,
             watches.stop,
             transport.aclose,
@@ -171,6 +176,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     credentials.on_change = ctx.manager.forget_client
     requests = RequestReconciler(ctx, finalizer=FINALIZER)
     clients = ClientReconciler(ctx)
+    requests.client_authentication = clients.authentication
     ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
     ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
     ctx.awaited = Awaited(
@@ -235,8 +241,22 @@ def load_configuration() -> k8s.Configuration:
     return configuration
 
 
-def _post_event(body: Any, *, type: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type, reason=reason, message=bounded(message))
+LEAVING_GRACE = 10.0
+"""Seconds past the revocation deadline a deleted client waits for requests that are
+being deleted too, before its finalizer fails (and is retried)."""
+LEAVING_POLL = 0.2
+
+
+def raising(flag: object) -> Callable[[], Awaitable[None]]:
+    """Raises the stop flag `run.serve` gave kopf. Stopped by a signal kopf caught itself,
+    kopf still waits on that flag, in a task of its own that nothing else ends, and only
+    cancels it as "hung" 5 s later: raised at cleanup, an idle operator exits at once."""
+
+    async def raise_flag() -> None:
+        if isinstance(flag, asyncio.Event | threading.Event):
+            flag.set()
+
+    return raise_flag
 
 
 # -- AccessTokenRequest ----------------------------------------------------------------
@@ -292,10 +312,26 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         requests: RequestReconciler = memo.requests
         await requests.revoke_all(key)
         return
-    leaving = all(
-        ((first(ctx.views.requests, user) or {}).get("metadata") or {}).get("deletionTimestamp")
-        for user in ctx.views.requests_by_client.get(key) or ()
-    )
+
+    def going(user: tuple[str, str]) -> bool:
+        """Is the user being deleted, or in a namespace being deleted?"""
+        meta = (first(ctx.views.requests, user) or {}).get("metadata") or {}
+        return bool(meta.get("deletionTimestamp")) or ctx.views.terminating(user[0])
+
+    def all_leaving() -> bool:
+        return all(going(user) for user in ctx.views.requests_by_client.get(key) or ())
+
+    # Every user is being deleted (a namespace going, say): they need this client to
+    # revoke their tokens and will be gone within the revocation deadline. Wait here
+    # rather than fail: kopf logs each temporary failure at ERROR.
+    deadline = ctx.clock() + ctx.config.revocation_deadline + LEAVING_GRACE
+    while all_leaving() and ctx.views.requests_by_client.get(key):
+        if ctx.clock() >= deadline:
+            break
+        await asyncio.sleep(LEAVING_POLL)
+    if not ctx.views.requests_by_client.get(key):
+        return
+    leaving = all_leaving()
     raise kopf.TemporaryError(
         f"still used by AccessTokenRequest {', '.join(users[:10])}"
         + (f" and {len(users) - 10} more" if len(users) > 10 else "")

@@ -8,6 +8,7 @@ import logging
 from oauth2_token_operator.controller.context import OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Outcome, Request, Resolved
+from oauth2_token_operator.oauth2.responses import MAX_SUBJECT
 from oauth2_token_operator.token_secret import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ async def introspect_if_due(
     if not info.active:
         held = Held(token=dataclasses.replace(held.token, active=False), record=held.record)
         ctx.ledger.hold(request.key, held)
-    return held, Outcome(
-        status={"lastIntrospection": {"active": info.active, "time": rfc3339(now)}},
-        wake_at=now + interval,
-    )
+    status: dict[str, object] = {"lastIntrospection": {"active": info.active, "time": rfc3339(now)}}
+    if info.active and info.sub and len(info.sub) <= MAX_SUBJECT:
+        status["subject"] = info.sub
+    return held, Outcome(status=status, wake_at=now + interval)

@@ -49,6 +49,12 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.revocations = Counter(
+            f"{PREFIX}_revocations_total",
+            "Tokens the operator revoked (RFC 7009) or tried to, by outcome (revoked, failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.write_loops = Counter(
             f"{PREFIX}_write_loops_total",
             "Requests held back for writing more than the write guard allows (a bug).",

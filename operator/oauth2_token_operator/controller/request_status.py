@@ -16,6 +16,8 @@ from oauth2_token_operator.controller.request_types import (
     not_ready,
     time_or_unknown,
 )
+from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.oauth2.responses import unverified_subject
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.conditions import (
     ISSUING,
@@ -82,20 +84,19 @@ def settled(
             " lose it",
         )
         wake_at = min(wake_at, now + REFRESH_TOKEN_RETRY)
-    return Outcome(
-        status={
-            "observedGeneration": request.generation,
-            "secretName": resolved.secret_name,
-            "tokenType": token.token_type,
-            "grantedScopes": sorted(token.scopes),
-            "subject": token.claims.sub if token.claims is not None else None,
-            "issuedAt": rfc3339(held.record.issued_at),
-            "expiresAt": None if token.expires_at is None else rfc3339(token.expires_at),
-            "renewalTime": None if renewal_time is None else rfc3339(renewal_time),
-        },
-        conditions=[ready, issuing],
-        wake_at=wake_at,
-    )
+    status = {
+        "observedGeneration": request.generation,
+        "secretName": resolved.secret_name,
+        "tokenType": token.token_type,
+        "grantedScopes": sorted(token.scopes),
+        "issuedAt": rfc3339(held.record.issued_at),
+        "expiresAt": None if token.expires_at is None else rfc3339(token.expires_at),
+        "renewalTime": None if renewal_time is None else rfc3339(renewal_time),
+    }
+    subject = subject_of(token)
+    if subject is not None:  # else what introspection last said stands
+        status["subject"] = subject
+    return Outcome(status=status, conditions=[ready, issuing], wake_at=wake_at)
 
 
 def waiting(
@@ -134,6 +135,15 @@ def unpersisted_refresh_token(ctx: OperatorContext, resolved: Resolved) -> str |
         return None
     location = grants.parse_refresh_subject(subject)
     return None if location is None else f"{location[0]}/{location[1]}"
+
+
+def subject_of(token: AccessToken) -> str | None:
+    """Whose token: the `sub` the server stated (introspection, registration), else that of
+    a JWT access token; `None` when unknown (the status then keeps what introspection
+    last said)."""
+    if token.claims is not None and token.claims.sub:
+        return token.claims.sub
+    return unverified_subject(token.value)
 
 
 def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:

@@ -13,13 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, cast
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
-from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.client_config import (
+    ClientConfigError,
+    SecretKey,
+    collect_values,
+    referenced_keys,
+)
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt
+from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.facts import (
     desired_token_secret,
@@ -55,6 +62,7 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.errors import InvalidGrantError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
@@ -84,6 +92,8 @@ class RequestReconciler:
         self._server_asked: dict[RequestKey, float] = {}
         """Per request whose last failed issuance carried the server's `Retry-After`: when
         it ends. It holds for a new spec too (see `_backoff_until`); in memory only."""
+        self.client_authentication: Callable[[RequestKey, bool, str], None] | None = None
+        """Told whether the server accepted a client's credentials (`ClientReconciler`)."""
         self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
         """Holds back a request that writes in a loop (a bug; see `write_guard`)."""
         views = ctx.views
@@ -235,6 +245,7 @@ class RequestReconciler:
             wake_at = now + self.ctx.config.retry_max_delay
             return Outcome(conditions=[not_ready(blocked.reason, blocked.message)], wake_at=wake_at)
 
+        self._await_new_refresh_token(request, resolved)
         secret = self._secret(request.namespace, resolved.secret_name)
         if secret is not None and not is_owned_by(secret, request.uid):
             return self._conflict(request, resolved.secret_name)
@@ -340,16 +351,37 @@ class RequestReconciler:
         trigger: checks.Verdict,
         now: float,
     ) -> Outcome:
+        source_value = resolved.source_value
         try:
+            if resolved.identity.grant == "refresh_token":
+                source = grants.source_ref(resolved.spec)
+                assert source is not None
+                source_value = await grants.read_source(
+                    self.ctx.credentials, request.namespace, source
+                )
+                rejected = request.status.get("rejectedRefreshToken")
+                if rejected is not None and rejected == grants.digest(source_value):
+                    return self._still_rejected(request, held, now)
             issuer, client = await self.ctx.credentials.configs(
                 resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
             )
-            token = await self._obtain(resolved, issuer, client, held, trigger, now, request)
+            token = await self._obtain(resolved, issuer, client, held, trigger, now, source_value)
         except Exception as exc:
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
                 self.ctx.awaited.issuance_failed(request.key, resolved, exc)
-            return self._failed(request, resolved, held, trigger, classify(exc), now)
+            failure = classify(exc)
+            if failure.reason == "InvalidClient":
+                self._client_authenticated(request, resolved, False, failure.message)
+                await self._await_new_credentials(request, resolved)
+            failed = self._failed(request, resolved, held, trigger, failure, now)
+            if isinstance(exc, InvalidGrantError) and source_value is not None:
+                # Remembered in status: not sent again, after a restart either.
+                rejected = grants.digest(source_value)
+                failed.status["rejectedRefreshToken"] = rejected
+                self._await_new_refresh_token(request, resolved, rejected)
+            return failed
         self._server_asked.pop(request.key, None)
+        self._client_authenticated(request, resolved, True, "")
 
         revision = int(request.status.get("revision") or 0) + 1
         record = TokenRecord(
@@ -400,7 +432,10 @@ class RequestReconciler:
             self.ctx, request, resolved, new, None, self.ctx.clock(), secret_intact=True
         )
         outcome = settled(self.ctx, request, resolved, new, facts)
-        outcome.status.update(revision=revision, failedAttempts=0, lastFailureTime=None)
+        outcome.status.update(
+            revision=revision, failedAttempts=0, lastFailureTime=None, rejectedRefreshToken=None
+        )
+        outcome.status.setdefault("subject", None)  # a new token: the old one's is stale
         # The new token's first introspection: no later event would plan it (this
         # reconcile's own writes come back as echoes).
         return outcome.merge(Outcome(wake_at=introspection_due(request, resolved, new)))
@@ -413,7 +448,7 @@ class RequestReconciler:
         held: Held | None,
         trigger: checks.Verdict,
         now: float,
-        request: Request,
+        source_value: str | None,
     ) -> AccessToken:
         min_remaining = 0.0
         if held is not None and trigger.reason in ("Renewing", "RenewalRequested"):
@@ -421,11 +456,6 @@ class RequestReconciler:
             policy = self.ctx.manager.config.validity
             min_remaining = renewal_min_remaining(held.token, now, policy)
         identity = resolved.identity
-        source_value = resolved.source_value
-        if identity.grant == "refresh_token":
-            source = grants.source_ref(resolved.spec)
-            assert source is not None
-            source_value = await grants.read_source(self.ctx.credentials, request.namespace, source)
         return await grants.obtain(
             self.ctx.manager,
             grant=identity.grant,
@@ -494,6 +524,62 @@ class RequestReconciler:
             conditions=[
                 ready,
                 ConditionUpdate(ISSUING, "True", failure.reason, message),
+            ],
+            wake_at=retry_at if expiry is None else min(retry_at, expiry),
+        )
+
+    def _client_authenticated(
+        self, request: Request, resolved: Resolved, accepted: bool, message: str
+    ) -> None:
+        if self.client_authentication is not None:
+            client = (resolved.client_namespace, resolved.spec.client_ref.name)
+            where = f"{message} (AccessTokenRequest {request.namespace}/{request.name})"
+            self.client_authentication(client, accepted, where if message else "")
+
+    async def _await_new_credentials(self, request: Request, resolved: Resolved) -> None:
+        """The server refused the client's credentials: a change to any Secret key they
+        come from is looked for every few seconds (`awaited`), so a fixed credential is
+        used within seconds, not after the failure's backoff."""
+        if self.ctx.awaited is None:
+            return
+        namespace = resolved.client_namespace
+        keys = [key for key in referenced_keys(resolved.client_spec) if key.kind == "Secret"]
+        try:
+            values = collect_values(keys, await self.ctx.credentials.objects(namespace, keys))
+        except (ClientConfigError, KubeApiError):
+            return  # then it is missing, and waited for as such
+        for key in keys:
+            digest = grants.digest(values[key].strip())
+            self.ctx.awaited.awaiting_change((REQUEST, request.key), namespace, key, digest)
+
+    def _await_new_refresh_token(
+        self, request: Request, resolved: Resolved, rejected: str | None = None
+    ) -> None:
+        """While the server's refusal of the refresh token in the Secret stands, a new
+        one there is looked for every few seconds (`awaited`), not at the next backoff."""
+        rejected = rejected or request.status.get("rejectedRefreshToken")
+        source = grants.source_ref(resolved.spec)
+        if rejected and self.ctx.awaited is not None and resolved.identity.grant == "refresh_token":
+            assert source is not None
+            key = SecretKey("Secret", source.name, source.key)
+            self.ctx.awaited.awaiting_change(
+                (REQUEST, request.key), request.namespace, key, rejected
+            )
+
+    def _still_rejected(self, request: Request, held: Held | None, now: float) -> Outcome:
+        """The Secret still holds the refresh token the server refused (`status` says so,
+        across restarts): it is not sent again, and is looked at rarely for a new one."""
+        retry_at = math.ceil(now + self.ctx.config.retry_max_delay)
+        message = (
+            "the server refused the refresh token in the Secret, and it is not sent again;"
+            " this needs a change: a new refresh token there (used within seconds)"
+        )
+        expiry = self._expiry_wake(held)
+        return Outcome(
+            status={"renewalTime": rfc3339(retry_at), "observedGeneration": request.generation},
+            conditions=[
+                not_ready("RefreshTokenRejected", message),
+                ConditionUpdate(ISSUING, "True", "RefreshTokenRejected", message),
             ],
             wake_at=retry_at if expiry is None else min(retry_at, expiry),
         )

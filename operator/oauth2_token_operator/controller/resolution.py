@@ -51,7 +51,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         client_name=spec.client_ref.name,
         allowed=client_spec.allowed_namespaces,
         request_namespace=request.namespace,
-        request_namespace_labels=first(ctx.views.namespace_labels, request.namespace),
+        request_namespace_labels=ctx.views.namespace_labels(request.namespace),
     )
     if not decision.allowed:
         raise Blocked(decision.reason, decision.message)

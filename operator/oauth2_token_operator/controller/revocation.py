@@ -65,6 +65,7 @@ async def revoke_held(
         failure = str(exc) if not isinstance(exc, ValidationError) else "the client is invalid"
     finally:
         await ctx.manager.store.delete_access_token(issuer_url, held.token.value)
+    ctx.metrics.revocations.labels("revoked" if revoked else "failed").inc()
     if revoked:
         ctx.post_event(body, type="Normal", reason="Revoked", message=f"token revoked ({why})")
     else:

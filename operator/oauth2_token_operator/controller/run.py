@@ -70,6 +70,7 @@ async def serve(
 ) -> None:
     """The operator: with leader election, only once this replica leads."""
     memo = memo if memo is not None else kopf.Memo(config=config)
+    memo.stop_flag = stop_flag  # raised at cleanup (`handlers.raising`), then dropped
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
     if not config.leader_election:
         await _operator(config, memo, liveness, stop_flag, ready_flag)

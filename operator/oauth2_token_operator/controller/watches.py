@@ -144,7 +144,7 @@ class Watches:
             clients=self.clients,
             requests=self.requests,
             requests_by_client=self.users,
-            namespace_labels=self.namespaces,
+            namespaces=self.namespaces,
         )
 
     def informers(self) -> list[Informer]:
@@ -167,6 +167,15 @@ class Watches:
 
     async def stop(self) -> None:
         await asyncio.gather(*(informer.stop() for informer in self.informers()))
+
+
+def namespace_facts(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator needs of a namespace: its labels (who may use a client) and
+    whether it is being deleted (it then takes no Events)."""
+    meta = body.get("metadata") or {}
+    return {"labels": dict(meta.get("labels") or {}), "terminating": bool(
+        meta.get("deletionTimestamp") or (body.get("status") or {}).get("phase") == "Terminating"
+    )}  # fmt: skip
 
 
 def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watches:
@@ -218,7 +227,7 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
             "namespaces",
             paths.lister("/api/v1/namespaces"),
             key=lambda body: (body.get("metadata") or {}).get("name") or "",
-            keep=lambda body: dict((body.get("metadata") or {}).get("labels") or {}),
+            keep=namespace_facts,
         ),
         users=users,
     )

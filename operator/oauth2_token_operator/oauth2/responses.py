@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,3 +148,22 @@ def parse_introspection(body: object, *, endpoint: str) -> Introspection:
         jti=text("jti"),
         extra={k: v for k, v in body.items() if k not in _INTROSPECTION_FIELDS},
     )
+
+
+MAX_SUBJECT = 255
+"""Characters of a `sub` shown in status; a longer one is not shown."""
+
+
+def unverified_subject(access_token: str) -> str | None:
+    """The `sub` claim of a JWT access token (RFC 9068), read without verifying it: only
+    shown (`status.subject`), never used to decide anything. `None` for an opaque token,
+    or a claim that is not a short string."""
+    parts = access_token.split(".")
+    if len(parts) != 3 or not parts[1] or len(parts[1]) > 16_384:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    sub = payload.get("sub") if isinstance(payload, dict) else None
+    return sub if isinstance(sub, str) and 0 < len(sub) <= MAX_SUBJECT else None
