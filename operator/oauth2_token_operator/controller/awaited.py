@@ -9,8 +9,9 @@ within seconds of the missing object's creation, not at its next failure backoff
 
 - **An OAuth2Client** is watched: the client reconciler pokes the requests that name
   it when it is new (its status has no Ready condition yet, so a restarted operator,
-  which sees every client again, pokes nobody) and when it becomes Ready
-  (`ClientReconciler.reconcile`), in its namespace or any other (`clientRef.namespace`).
+  which sees every client again, pokes nobody), and tells them to try at once when it
+  becomes Ready again (`ClientReconciler.reconcile`), in its namespace or any other
+  (`clientRef.namespace`).
 - **A referenced Secret or ConfigMap** is not watched. The operator watches only its
   own token Secrets: a watch of every Secret in the cluster would hold all of them in
   memory, and a watch per referenced object would hold a connection and a thread each

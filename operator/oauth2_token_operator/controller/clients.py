@@ -1,7 +1,7 @@
 """Reconciles one OAuth2Client: its credentials can be read, its server's metadata is
-discovered, and its status says so. Requests using it are poked when it changes, and
-told to try at once when it is new (they may have named it before it existed) or
-becomes Ready (see `awaited`). A Secret or ConfigMap it names that is missing is read
+discovered, and its status says so. Requests using it are poked when it changes or is
+new (they may have named it before it existed), and told to try at once, whatever
+their backoff, when it becomes Ready again (see `awaited`). A Secret or ConfigMap it names that is missing is read
 again soon (`awaited`), and the client looked at again once it is there."""
 
 from __future__ import annotations
@@ -139,10 +139,15 @@ class ClientReconciler:
             patch["observedGeneration"] = generation
         if patch:
             before = _ready_status(status)
-            if before is None or (ready.status == "True" and before != "True"):
-                # New (requests may have named it before it existed; a restarted operator
-                # finds its Ready condition and pokes nobody), or usable again: the
-                # requests using it try at once, not after a backoff it caused.
+            if before is None:
+                # New: requests may have named it before it existed (blocked, with no
+                # backoff to skip); a restarted operator finds its Ready condition and
+                # pokes nobody. A poke, not a retry: a request's own failure meanwhile
+                # (its Secret write, say) keeps its backoff.
+                self.poke_requests(key)
+            elif ready.status == "True" and before != "True":
+                # Usable again: the requests using it try at once, not after a backoff
+                # their failures through it caused.
                 self.poke_requests(key, retry=True)
             elif ready.status != before:
                 self.poke_requests(key)  # no longer usable
