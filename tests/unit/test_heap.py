@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from oauth2_token_operator.controller import heap
+from tests.polling import until
 
 needs_glibc = pytest.mark.skipif(heap.glibc() is None, reason="the C library is not glibc")
 
@@ -83,7 +84,7 @@ async def test_the_trimmer_trims_every_interval_until_stopped() -> None:
     loop = asyncio.get_running_loop()
     trimmer = heap.HeapTrimmer(0.02, trim_heaps=lambda: calls.append(loop.time()))
     trimmer.start()
-    await asyncio.sleep(0.15)
+    await until(lambda: len(calls) >= 3)
     await trimmer.stop()
     stopped = len(calls)
     await asyncio.sleep(0.06)
@@ -111,7 +112,7 @@ async def test_a_failing_trim_is_logged_and_tried_again(caplog: pytest.LogCaptur
     trimmer = heap.HeapTrimmer(0.02, trim_heaps=failing)
     with caplog.at_level(logging.WARNING, logger=heap.__name__):
         trimmer.start()
-        await asyncio.sleep(0.1)
+        await until(lambda: len(calls) >= 2)
         await trimmer.stop()
     assert len(calls) >= 2
     assert "Could not return freed memory" in caplog.text
