@@ -1,8 +1,9 @@
 """Reconciles one OAuth2Client: its credentials can be read, its server's metadata is
 discovered, and its status says so. Requests using it are poked when it changes or is
 new (they may have named it before it existed), and told to try at once, whatever
-their backoff, when it becomes Ready again (see `awaited`). A Secret or ConfigMap it names that is missing is read
-again soon (`awaited`), and the client looked at again once it is there."""
+their backoff, when it becomes Ready again (see `awaited`). A Secret or ConfigMap it
+names that is missing is read again soon (`awaited`), and the client looked at again
+once it is there."""
 
 from __future__ import annotations
 
