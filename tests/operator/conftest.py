@@ -4,6 +4,7 @@ authorization server, and the operator running in a thread."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,30 @@ def operator_processes(
 @pytest.fixture
 def operator(operator_factory: Callable[..., OperatorThread]) -> OperatorThread:
     return operator_factory(min_renewal_lead=5.0, revocation_deadline=5.0)
+
+
+QUIET_WINDOW = 2.0
+"""How long a "nothing more happens" check watches once the operator has settled (see
+`settle`). The echoes of the operator's own writes come back within milliseconds, so what
+they would cause happens well within it; the check proves nothing beyond it."""
+
+
+def settle(
+    operator: OperatorThread, ns: Namespace, name: str, *, window: float = QUIET_WINDOW
+) -> None:
+    """Until the operator is done with request `name` by its own account (not reconciling
+    it, and nothing planned for it within `window`), then for `window`: a check after it
+    sees whatever the operator would still do in that window."""
+    key = (ns.name, name)
+    scheduler = operator.ctx.request_scheduler
+    locks = operator.memo.requests._locks._locks  # held while a reconcile runs
+
+    def idle() -> bool:
+        planned = scheduler.when(key) if scheduler is not None else None
+        return key not in locks and (planned is None or planned > time.time() + window)
+
+    wait_for(f"the operator to settle {ns.name}/{name}", idle, timeout=30, every=0.05)
+    time.sleep(window)
 
 
 def introspect(authserver: AuthServer, token: str, client: TestClient) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import httpx
 
 from tests.authserver.fixtures import client_auth
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, introspect, wait_for
+from tests.operator.conftest import Namespace, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 
@@ -57,7 +57,7 @@ def test_a_rejected_refresh_token_is_a_condition_not_a_loop(
     ready = ns.wait_ready("api", status="False", reason="RefreshTokenRejected")
     assert "needs a change" in ready["message"]
     attempts = (ns.get("accesstokenrequests", "api") or {})["status"]["failedAttempts"]
-    time.sleep(3)
+    settle(operator, ns, "api")  # its next look is 5 minutes away
     assert (ns.get("accesstokenrequests", "api") or {})["status"]["failedAttempts"] == attempts
 
 
@@ -154,7 +154,7 @@ def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThre
         lambda: (ns.token_secret("billing") or {}).get("access_token") != token,
         timeout=10,
     )
-    time.sleep(2)
+    settle(operator, ns, "billing")
     assert (ns.get("accesstokenrequests", "billing") or {})["status"]["revision"] == 2
     assert "Renewed" in {reason for reason, _ in ns.events("billing")}, "asked for: an Event"
 

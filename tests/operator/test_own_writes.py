@@ -16,7 +16,7 @@ import pytest
 
 from oauth2_token_operator.controller.request_types import Outcome, Request
 from oauth2_token_operator.controller.requests import RequestReconciler
-from tests.operator.conftest import Namespace, wait_for
+from tests.operator.conftest import Namespace, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 RENEW_REQUESTED_AT = "oauth2.token-operator.io/renew-requested-at"
@@ -46,7 +46,7 @@ def test_an_issuance_or_a_renewal_is_reconciled_once_not_again_for_its_own_write
     ns.wait_ready("idp", plural="oauth2clients")  # its Ready pokes its requests: none yet
     ns.request("billing", "idp")
     ns.wait_ready("billing")
-    time.sleep(2)  # the Secret's and the status's events have come back
+    settle(operator, ns, "billing")  # the Secret's and the status's events have come back
     # Served once the finalizer is on it: one reconcile issues, writes the Secret and the
     # status; their events find their own writes (3 reconciles before).
     assert counts[(ns.name, "billing")] == 1
@@ -61,7 +61,7 @@ def test_an_issuance_or_a_renewal_is_reconciled_once_not_again_for_its_own_write
         lambda: (ns.token_secret("billing") or {}).get("access_token") != token,
         timeout=10,
     )
-    time.sleep(2)
+    settle(operator, ns, "billing")
     assert counts[(ns.name, "billing")] == 2, "the annotation's event, and nothing for the echoes"
 
 
@@ -72,6 +72,6 @@ def test_watch_events_log_no_success_line_per_event(
     ns.client("idp", ns.authserver.clients["client_secret_basic"])
     ns.request("billing", "idp")
     ns.wait_ready("billing")
-    time.sleep(2)
+    settle(operator, ns, "billing")
     lines: list[Any] = [r.getMessage() for r in caplog.records if r.name == "kopf.objects"]
     assert not [line for line in lines if line.endswith("_event' succeeded.")], lines

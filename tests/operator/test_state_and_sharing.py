@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 
 from tests.cluster.apiserver_metrics import request_counts
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, introspect, wait_for
+from tests.operator.conftest import Namespace, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 BASIC = "client_secret_basic"
@@ -141,11 +141,15 @@ def test_one_issuance_costs_three_api_writes(
         ),
         timeout=120,
     )
-    time.sleep(1)
+    # A client's first accepted token request sets its Authenticated condition once (one
+    # client write for its lifetime, not one per issuance): made before counting.
+    ns.request("first", "idp", scopes=["write"])
+    ns.wait_ready("first")
+    settle(operator, ns, "first")
     before = write_counts(kube_admin)
     ns.request("billing", "idp")
     ns.wait_ready("billing")
-    time.sleep(2)  # let any late bookkeeping land
+    settle(operator, ns, "billing")  # and any late bookkeeping
     delta = {k: v - before.get(k, 0) for k, v in write_counts(kube_admin).items()}
     # kube-controller-manager renews its leader-election Lease all the time: not ours.
     delta = {k: v for k, v in delta.items() if v and k[1] != "leases"}
