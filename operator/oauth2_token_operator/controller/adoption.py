@@ -1,41 +1,92 @@
 """Adoption: after a restart, take over the token already in a request's Secret
-instead of issuing a new one."""
+instead of issuing a new one.
+
+Whatever a tenant can write, it cannot choose where an adopted token goes. A Secret's
+annotation and ownerReference are the tenant's to write (any user who may create
+Secrets in the namespace), so the token's place in the shared store (its `TokenKey`:
+issuer, subject, client id, and the OAuth2Client as partition) comes from the client
+the request resolves to now, never from the annotation. A record naming another
+partition (another namespace's client, say) is not adopted: otherwise the token a
+tenant planted would be handed to every request sharing that partition at its next
+renewal, and revoked with that client's credentials.
+"""
 
 from __future__ import annotations
 
-from oauth2_token_operator.controller.context import Body, OperatorContext
+from pydantic import ValidationError
+
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
+from oauth2_token_operator.policies.identity import TokenIdentity
 from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord, decode_data
 
 
-async def adopt(ctx: OperatorContext, request: Request, secret: Body | None) -> Held | None:
-    """Take over the token already in the request's Secret, if it is ours and sound,
-    and put it in the manager's store so identical requests share it."""
-    held = held_from_secret(secret) if secret is not None else None
+async def adopt(
+    ctx: OperatorContext, request: Request, secret: Body | None, key: TokenKey | None
+) -> Held | None:
+    """Take over the token already in the request's Secret, if it is sound and was
+    obtained for `key` (where the request's token belongs now), and put it in the
+    manager's store so identical requests share it."""
+    if secret is None or key is None:
+        return None
+    held = held_from_secret(secret, key)
     if held is not None:
         ctx.ledger.hold(request.key, held)
         await ctx.manager.store.put_access_token(held.token)
     return held
 
 
-def held_from_secret(secret: Body) -> Held | None:
-    """The token in one of our Secrets, with its recorded facts; `None` if unusable."""
+def key_of(identity: TokenIdentity) -> TokenKey:
+    """Where a token of `identity` belongs in the manager's store."""
+    subject = CLIENT_CREDENTIALS if identity.subject is None else identity.subject
+    return TokenKey(identity.issuer, subject, identity.client_id, identity.client)
+
+
+def key_for_spec(
+    ctx: OperatorContext, request: Request, spec: AccessTokenRequestSpec | None
+) -> TokenKey | None:
+    """`key_of` for a request that cannot be resolved in full (being deleted): from its
+    spec and its client as the informer sees it; `None` without a usable client."""
+    if spec is None:
+        return None
+    client_namespace = spec.client_ref.namespace or request.namespace
+    body = first(ctx.views.clients, (client_namespace, spec.client_ref.name))
+    if body is None:
+        return None
+    try:
+        client = OAuth2ClientSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    subject = grants.subject_of(spec, request.namespace)
+    return TokenKey(
+        client.issuer,
+        CLIENT_CREDENTIALS if subject is None else subject,
+        client.client_id,
+        f"{client_namespace}/{spec.client_ref.name}",
+    )
+
+
+def held_from_secret(secret: Body, key: TokenKey) -> Held | None:
+    """The token in one of our Secrets, with its recorded facts, if it was obtained for
+    `key`; `None` if unusable or obtained for anything else."""
     annotations = secret.get("metadata", {}).get("annotations") or {}
     record = TokenRecord.from_annotation(annotations.get(TOKEN_ANNOTATION, ""))
     data = decode_data(secret.get("data"))
     if record is None or not data or not data.get("access_token"):
         return None
+    recorded_subject = CLIENT_CREDENTIALS if record.subject is None else record.subject
+    if (record.issuer, recorded_subject, record.client_id, record.client) != (
+        key.issuer, key.subject, key.client_id, key.partition,
+    ):  # fmt: skip
+        return None
     token = AccessToken(
         value=data["access_token"],
         token_type=data.get("token_type") or "Bearer",
-        key=TokenKey(
-            record.issuer,
-            CLIENT_CREDENTIALS if record.subject is None else record.subject,
-            record.client_id,
-            record.client,  # the token partition: its OAuth2Client
-        ),
+        key=key,
         scopes=frozenset((data.get("scope") or "").split()),
         obtained_at=record.issued_at,
         expires_at=record.expires_at,

@@ -25,7 +25,7 @@ from oauth2_token_operator.client_config import (
     referenced_keys,
 )
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.adoption import adopt
+from oauth2_token_operator.controller.adoption import adopt, key_for_spec, key_of
 from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.facts import (
@@ -249,7 +249,9 @@ class RequestReconciler:
         secret = self._secret(request.namespace, resolved.secret_name)
         if secret is not None and not is_owned_by(secret, request.uid):
             return self._conflict(request, resolved.secret_name)
-        held = self.ctx.ledger.current(request.key) or await adopt(self.ctx, request, secret)
+        held = self.ctx.ledger.current(request.key) or await adopt(
+            self.ctx, request, secret, key_of(resolved.identity)
+        )
 
         await self._retry_refresh_token(resolved)
         if held is not None:
@@ -614,7 +616,9 @@ class RequestReconciler:
             secret = self._secret(request.namespace, secret_name)
             owned = secret is not None and is_owned_by(secret, request.uid)
             held = self.ctx.ledger.current(request.key) or (
-                await adopt(self.ctx, request, secret) if owned else None
+                await adopt(self.ctx, request, secret, key_for_spec(self.ctx, request, spec))
+                if owned
+                else None
             )
             self.ctx.ledger.release(request.key)
             if held is not None and not self.ctx.ledger.is_held(held):
