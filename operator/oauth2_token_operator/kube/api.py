@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,13 +91,21 @@ def api_error(exc: ApiException, what: str) -> KubeApiError:
     return KubeApiError(message, status=exc.status, retry_after=_retry_after(exc))
 
 
+MAX_RETRY_AFTER = 3600.0
+"""A `Retry-After` longer than an hour (or not a finite number) is read as an hour."""
+
+
 def _retry_after(exc: ApiException) -> float | None:
-    """`Retry-After` in seconds (the API server sends no HTTP dates)."""
+    """`Retry-After` in seconds (the API server sends no HTTP dates); `None` if absent or
+    unreadable, never an exception."""
     value = (exc.headers or {}).get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        seconds = float(value) if value is not None else None
+    except (TypeError, ValueError):
         return None
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 class KubeApi:

@@ -94,18 +94,26 @@ class RetryPolicy:
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
 
 
+MAX_RETRY_AFTER = 3600.0
+"""A server's ``Retry-After`` is honoured up to an hour: a longer (or absurd) one is read
+as an hour, so no server can push a time out of range into a schedule or a status."""
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), at most
+    ``MAX_RETRY_AFTER``; ``None`` when absent or unreadable (a hostile server's header is
+    ignored, never an exception)."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)  # a thousand digits: inf, then an hour
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = when.timestamp() - now
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - now)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
