@@ -201,3 +201,17 @@ def test_revoke_all_never_publishes_a_token_it_superseded(
         assert introspect(ns.authserver, old, client)["active"] is False
     assert introspect(ns.authserver, latest, client)["active"] is True
     assert (ns.get("accesstokenrequests", "a") or {})["status"]["revision"] == 3
+
+
+def test_a_request_refused_a_client_does_not_keep_it_from_being_deleted(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """Issue 22: a tenant who may not use a client could keep it from ever being deleted
+    by naming it in a request of their own namespace."""
+    ns.client("shared", ns.authserver.clients["client_secret_basic"])
+    other = ns.sibling("squatter")
+    other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
+    other.wait_ready("billing", status="False", reason="ClientNotAllowed")
+    ns.delete("oauth2clients", "shared")
+    wait_for("the client to go", lambda: ns.get("oauth2clients", "shared") is None, timeout=15)
+    other.wait_ready("billing", status="False", reason="ClientNotFound")

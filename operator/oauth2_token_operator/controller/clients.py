@@ -20,6 +20,7 @@ from oauth2_token_operator.controller.context import Body, OperatorContext, firs
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.kube.api import KubeApiError
+from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
 from oauth2_token_operator.policies.failures import classify
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
@@ -178,6 +179,28 @@ class ClientReconciler:
             if asked is not None:
                 self.poke_requests(key)
         return pending_at(value, now)
+
+    def users(self, key: RequestKey, body: Body) -> list[RequestKey]:
+        """The requests a deletion of client `key` must wait for: those naming it that
+        may use it, and any that still holds a token through it (its revocation needs the
+        client). A request refused the client (`ClientNotAllowed`) that holds nothing
+        does not keep it."""
+        try:
+            allowed = OAuth2ClientSpec.model_validate(body.get("spec") or {}).allowed_namespaces
+        except ValidationError:
+            allowed = None
+        users = []
+        for request in self.ctx.views.requests_by_client.get(key) or ():
+            decision = client_access(
+                client_namespace=key[0],
+                client_name=key[1],
+                allowed=allowed,
+                request_namespace=request[0],
+                request_namespace_labels=self.ctx.views.namespace_labels(request[0]),
+            )
+            if decision.allowed or self.ctx.ledger.current(request) is not None:
+                users.append(request)
+        return users
 
     def poke_requests(self, client_key: RequestKey, *, retry: bool = False) -> None:
         """Every request naming the client, in any namespace, looks again; with `retry`,

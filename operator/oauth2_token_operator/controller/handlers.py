@@ -305,7 +305,8 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     their tokens first."""
     key = (body.metadata.namespace or "", body.metadata.name or "")
     ctx: OperatorContext = memo.ctx
-    users = sorted(f"{ns}/{name}" for ns, name in ctx.views.requests_by_client.get(key) or ())
+    clients: ClientReconciler = memo.clients
+    users = sorted(f"{ns}/{name}" for ns, name in clients.users(key, dict(body)))
     if not users:
         return
     if body.metadata.annotations.get(REVOKE_ALL_ON_DELETE) == "true":
@@ -319,17 +320,17 @@ async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return bool(meta.get("deletionTimestamp")) or ctx.views.terminating(user[0])
 
     def all_leaving() -> bool:
-        return all(going(user) for user in ctx.views.requests_by_client.get(key) or ())
+        return all(going(user) for user in clients.users(key, dict(body)))
 
     # Every user is being deleted (a namespace going, say): they need this client to
     # revoke their tokens and will be gone within the revocation deadline. Wait here
     # rather than fail: kopf logs each temporary failure at ERROR.
     deadline = ctx.clock() + ctx.config.revocation_deadline + LEAVING_GRACE
-    while all_leaving() and ctx.views.requests_by_client.get(key):
+    while all_leaving() and clients.users(key, dict(body)):
         if ctx.clock() >= deadline:
             break
         await asyncio.sleep(LEAVING_POLL)
-    if not ctx.views.requests_by_client.get(key):
+    if not clients.users(key, dict(body)):
         return
     leaving = all_leaving()
     raise kopf.TemporaryError(
