@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from oauth2_token_operator.cli_client import Client, UsageError, add_client_arguments, load_client
@@ -112,8 +113,17 @@ def _token_command(commands: Any, name: str, *, help: str, description: str) -> 
     parser.add_argument(
         "token",
         metavar="TOKEN|-",
-        help="the token, or - to read it from stdin (which keeps it out of the process"
-        " list); a token that begins with - goes last, after --",
+        nargs="?",
+        default="-",
+        help="the token; by default (or -) read from stdin, which keeps it out of the"
+        " process list (a token given here is visible there); a token that begins with -"
+        " goes last, after --",
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="read the token from this file instead (surrounding whitespace ignored)",
     )
     add_client_arguments(parser)
     return parser
@@ -137,7 +147,7 @@ def run_token_command(
     """Carry out `get`, `introspect` or `revoke`; return the exit code."""
     try:
         client = load_client(args, environ)
-        token = None if args.command == "get" else _token_argument(args.token, stdin)
+        token = None if args.command == "get" else _token_argument(args, stdin, stderr)
     except UsageError as exc:
         print(f"oauth2-token-operator {args.command}: error: {exc}", file=stderr)
         return EXIT_USAGE
@@ -156,10 +166,30 @@ def run_token_command(
     return EXIT_OK
 
 
-def _token_argument(value: str, stdin: IO[str]) -> str:
-    token = stdin.read().strip() if value == "-" else value
+def _token_argument(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> str:
+    """The token to introspect or revoke: from stdin (the default), a file, or, visible
+    in the process list and so warned about, the command line."""
+    value: str = args.token
+    token_file: Path | None = args.token_file
+    if token_file is not None:
+        if value != "-":
+            raise UsageError("give the token as an argument or with --token-file, not both")
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--token-file: cannot read {token_file}: {exc}") from None
+        where = f" (in {token_file})"
+    elif value == "-":
+        token, where = stdin.read().strip(), " (nothing on stdin)"
+    else:
+        print(
+            "warning: a token on the command line is visible in the process list;"
+            " pass it on stdin or with --token-file",
+            file=stderr,
+        )
+        token, where = value, ""
     if not token:
-        raise UsageError("the token is empty" + (" (nothing on stdin)" if value == "-" else ""))
+        raise UsageError("the token is empty" + where)
     return token
 
 

@@ -271,3 +271,37 @@ def test_introspecting_an_unknown_token_says_inactive(
     authserver: AuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert introspect(capsys, authserver, "no-such-token") == {"active": False}
+
+
+def test_the_token_to_revoke_comes_from_stdin_by_default_or_a_file(
+    authserver: AuthServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Issue 22: a token on the command line is in the process list (`ps`): stdin is the
+    default, --token-file the alternative, and the command line is warned about."""
+    client = authserver.clients["client_secret_post"]
+    assert client.client_secret is not None
+    monkeypatch.setenv("CLI_TEST_POST_SECRET", client.client_secret)
+    secret_flags = [*flags(authserver, client), "--client-secret-env", "CLI_TEST_POST_SECRET"]
+    tokens = []
+    for _ in range(3):
+        code, out, _ = run(capsys, "get", *secret_flags, "-q")
+        assert code == 0
+        tokens.append(out.strip())
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(tokens[0] + "\n"))
+    code, _, err = run(capsys, "revoke", *secret_flags)  # no token argument: stdin
+    assert (code, "warning" in err) == (0, False), err
+    (tmp_path / "token").write_text(tokens[1] + "\n")
+    code, _, err = run(capsys, "revoke", *secret_flags, "--token-file", str(tmp_path / "token"))
+    assert (code, "warning" in err) == (0, False), err
+    code, _, err = run(capsys, "revoke", *secret_flags, "--", tokens[2])
+    assert code == 0
+    assert "visible in the process list" in err
+    for token in tokens:
+        assert introspect(capsys, authserver, token) == {"active": False}
+    code, _, err = run(capsys, "revoke", *secret_flags, "--token-file", str(tmp_path / "none"))
+    assert code != 0
+    assert "cannot read" in err
