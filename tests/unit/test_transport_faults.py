@@ -213,7 +213,7 @@ async def test_error_body_on_401_is_parsed_and_carries_no_secret() -> None:
         with pytest.raises(InvalidClientError) as caught:
             await authorization_server.client_credentials(frozenset({"read"}))
         await t.aclose()
-    assert str(caught.value) == "token_endpoint: invalid_client: client auth failed (HTTP 401)"
+    assert str(caught.value) == "token_endpoint: invalid_client (HTTP 401)"
     assert SECRET not in str(caught.value)
 
 

@@ -109,11 +109,10 @@ class OAuth2ErrorResponse(OAuth2Error):
         self.status_code = status_code
         self.error = error
         self.error_description = sanitize_server_text(error_description)
+        """The server's words: for a debug log, never in the message (which reaches
+        status and Events, where a server must not be able to write what it likes)."""
         self.error_uri = sanitize_server_text(error_uri)
-        text = sanitize_server_text(error) or "unknown_error"
-        if self.error_description:
-            text = f"{text}: {self.error_description}"
-        super().__init__(f"{text} (HTTP {status_code})", endpoint=endpoint)
+        super().__init__(f"{describe_error_code(error)} (HTTP {status_code})", endpoint=endpoint)
 
 
 class InvalidRequestError(OAuth2ErrorResponse):
@@ -175,6 +174,21 @@ _BY_CODE: dict[str, type[OAuth2ErrorResponse]] = {
 
 KNOWN_ERROR_CODES = frozenset(_BY_CODE)
 """The RFC 6749 §5.2 / RFC 7009 / RFC 8707 codes given their own class (and metric label)."""
+
+REGISTERED_ERROR_CODES = KNOWN_ERROR_CODES | {
+    "server_error",  # RFC 6749 §4.1.2.1
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_token",  # RFC 6750 §3.1
+    "insufficient_scope",
+}
+"""Error codes the RFCs register: named in messages. Any other is the server's text."""
+
+
+def describe_error_code(error: str | None) -> str:
+    """A registered error code as it is; any other, our own words (a message reaches
+    status and Events: a server's free text, or a probe's answer, is not repeated)."""
+    return error if error in REGISTERED_ERROR_CODES else "an error code the RFCs do not define"
 
 
 def error_response(

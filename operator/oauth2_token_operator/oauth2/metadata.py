@@ -234,9 +234,10 @@ class MetadataCache:
                 failures.append(f"{url} did not answer a JSON object")
                 continue
             if document.get("issuer") != config.issuer:
+                # The issuer it names is the server's text: not repeated (it would reach
+                # status and Events), only that it differs.
                 raise IssuerMismatchError(
-                    f"{url} names issuer {str(document.get('issuer'))[:200]!r}, "
-                    f"expected exactly {config.issuer!r}",
+                    f"{url} names another issuer than this one: expected exactly {config.issuer!r}",
                     endpoint="discovery",
                 )
             return document

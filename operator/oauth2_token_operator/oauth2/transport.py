@@ -43,7 +43,7 @@ from oauth2_token_operator.oauth2.errors import (
     DeadlineExceededError,
     NoResponseError,
     UnexpectedStatusError,
-    sanitize_server_text,
+    describe_error_code,
 )
 from oauth2_token_operator.oauth2.proxy import ProxySettings
 from oauth2_token_operator.oauth2.tls import TLSConfig, system_trust_context
@@ -500,7 +500,7 @@ def _error_code_suffix(response: httpx.Response) -> str:
     except ValueError:
         return ""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return f" ({sanitize_server_text(body['error'])})"
+        return f" ({describe_error_code(body['error'])})"
     return ""
 
 
