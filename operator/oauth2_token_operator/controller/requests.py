@@ -688,8 +688,8 @@ class RequestReconciler:
         assert source is not None
         try:
             return await grants.read_source(self.ctx.credentials, request.namespace, source)
-        except ClientConfigError:
-            return None  # the user's Secret is gone: nothing to revoke it from
+        except (ClientConfigError, KubeApiError):
+            return None  # the user's Secret is gone (or unreadable): the access token only
 
     def _revoke_on_delete(self, spec: AccessTokenRequestSpec | None, held: Held) -> bool:
         if spec is not None and spec.revoke_on_delete is not None:
