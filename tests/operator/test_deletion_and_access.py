@@ -215,3 +215,22 @@ def test_a_request_refused_a_client_does_not_keep_it_from_being_deleted(
     ns.delete("oauth2clients", "shared")
     wait_for("the client to go", lambda: ns.get("oauth2clients", "shared") is None, timeout=15)
     other.wait_ready("billing", status="False", reason="ClientNotFound")
+
+
+def test_a_namespace_no_longer_allowed_loses_the_token(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """Issue 22: a token given to a namespace stayed in its Secret after the client's
+    allowedNamespaces dropped it. Now it turns ClientNotAllowed, its Secret goes, and the
+    token is revoked (nobody else holds it)."""
+    client = ns.authserver.clients["client_secret_basic"]
+    other = ns.sibling("tenant")
+    ns.client("shared", client, allowedNamespaces={"names": [other.name]})
+    other.request("billing", "shared", clientRef={"name": "shared", "namespace": ns.name})
+    other.wait_ready("billing")
+    token = (other.token_secret("billing") or {})["access_token"]
+    ns.patch("oauth2clients", "shared", {"spec": {"allowedNamespaces": None}})
+    other.wait_ready("billing", status="False", reason="ClientNotAllowed")
+    wait_for("the Secret to go", lambda: other.token_secret("billing") is None, timeout=15)
+    assert introspect(ns.authserver, token, client)["active"] is False
+    assert "TokenWithdrawn" in {reason for reason, _ in other.events("billing")}

@@ -45,6 +45,7 @@ from oauth2_token_operator.controller.request_status import (
     write_status,
 )
 from oauth2_token_operator.controller.request_types import (
+    CLIENT_NOT_ALLOWED,
     SECRET_CONFLICT,
     Blocked,
     Outcome,
@@ -241,6 +242,8 @@ class RequestReconciler:
         except Blocked as blocked:
             if blocked.reason == SECRET_CONFLICT:
                 return self._conflict(request, "", blocked.message)
+            if blocked.reason == CLIENT_NOT_ALLOWED:
+                await self._withdraw(request)
             # Poked when what it misses comes (`awaited`), and looked at again now and then.
             wake_at = now + self.ctx.config.retry_max_delay
             return Outcome(conditions=[not_ready(blocked.reason, blocked.message)], wake_at=wake_at)
@@ -700,6 +703,34 @@ class RequestReconciler:
             return True
         revoke = (client_body.get("spec") or {}).get("revokeOnDelete", True)
         return bool(revoke)
+
+    async def _withdraw(self, request: Request) -> None:
+        """The request's namespace may no longer use its client (its `allowedNamespaces`
+        changed): the token is no longer served to it. Its Secret goes, and the token is
+        revoked once no request that may still use it holds it."""
+        spec = spec_or_none(request.body)
+        secret_name = (spec.secret_name if spec else None) or request.name
+        secret = self._secret(request.namespace, secret_name)
+        owned = secret is not None and is_owned_by(secret, request.uid)
+        held = self.ctx.ledger.current(request.key) or (
+            await adopt(self.ctx, request, secret, key_for_spec(self.ctx, request, spec))
+            if owned
+            else None
+        )
+        if held is None and not owned:
+            return
+        self.ctx.ledger.release(request.key)
+        why = "its namespace may no longer use the OAuth2Client"
+        if held is not None and not self.ctx.ledger.is_held(held):
+            await revoke_held(self.ctx, request.body, held, why=why)
+        if owned and secret is not None:
+            await self.ctx.kube.delete_secret(
+                request.namespace, secret_name, uid=secret["metadata"]["uid"]
+            )
+            self.ctx.post_event(
+                request.body, type="Warning", reason="TokenWithdrawn",
+                message=f"Secret {secret_name} deleted: {why}",
+            )  # fmt: skip
 
     def _conflict(self, request: Request, secret_name: str, message: str | None = None) -> Outcome:
         """A SecretConflict: said once in an Event when it begins, and in the conditions."""

@@ -12,6 +12,9 @@ from oauth2_token_operator.api.oauth2client import (
     LabelSelectorRequirement,
 )
 
+CLIENT_NOT_ALLOWED = "ClientNotAllowed"
+"""The reason a request may not use the client it names."""
+
 
 @dataclass(frozen=True)
 class AccessDecision:
@@ -41,14 +44,14 @@ def client_access(
         if request_namespace_labels is None:
             return AccessDecision(
                 False,
-                "ClientNotAllowed",
+                CLIENT_NOT_ALLOWED,
                 f"the labels of namespace {request_namespace} are not known yet",
             )
         if selector_matches(allowed.selector, request_namespace_labels):
             return AccessDecision(True, "NamespaceSelected", "the client's selector admits it")
     return AccessDecision(
         False,
-        "ClientNotAllowed",
+        CLIENT_NOT_ALLOWED,
         f"OAuth2Client {client_namespace}/{client_name} does not allow requests from namespace"
         f" {request_namespace} (see its spec.allowedNamespaces)",
     )
