@@ -50,6 +50,11 @@ INVALID_CLIENTS = [
     Invalid("no-client-id", _with(VALID_CLIENT, clientId=_DELETE), "clientId"),
     Invalid("empty-client-id", _with(VALID_CLIENT, clientId=""), "clientId"),
     Invalid(
+        "hasty-introspection",
+        _with(VALID_CLIENT, introspection={"minInterval": "1s"}),
+        "at least 10s",
+    ),
+    Invalid(
         "http-issuer", _with(VALID_CLIENT, issuer="http://login.example.com"), "allowInsecureHTTP"
     ),
     Invalid(
@@ -181,5 +186,11 @@ INVALID_REQUESTS = [
         "bad-introspection-interval",
         _with(VALID_REQUEST, introspection={"interval": "1d"}),
         "interval",
+    ),
+    # One tenant cannot make the operator introspect in a tight loop (issue 22).
+    Invalid(
+        "hasty-introspection",
+        _with(VALID_REQUEST, introspection={"interval": "5s"}),
+        "at least 10s",
     ),
 ]

@@ -103,8 +103,8 @@ def test_introspection_finds_a_revoked_token_and_replaces_it(
 ) -> None:
     server = ns.authserver
     client = server.clients["client_secret_basic"]
-    ns.client("idp", client, introspection={"minInterval": "1s"})
-    ns.request("watched", "idp", introspection={"interval": "2s"})
+    ns.client("idp", client, introspection={"minInterval": "10s"})  # the least allowed
+    ns.request("watched", "idp", introspection={"interval": "10s"})
     ns.wait_ready("watched")
     token = (ns.token_secret("watched") or {})["access_token"]
     wait_for(
@@ -112,7 +112,7 @@ def test_introspection_finds_a_revoked_token_and_replaces_it(
         lambda: ((ns.get("accesstokenrequests", "watched") or {}).get("status") or {}).get(
             "lastIntrospection"
         ),
-        timeout=10,
+        timeout=20,
     )
     # Someone revokes the token behind the operator's back.
     headers, auth = client_auth(client, audience=server.issuer)
@@ -125,7 +125,7 @@ def test_introspection_finds_a_revoked_token_and_replaces_it(
     wait_for(
         "a new token",
         lambda: (ns.token_secret("watched") or {}).get("access_token") not in (None, token),
-        timeout=15,
+        timeout=25,
     )
     new = (ns.token_secret("watched") or {})["access_token"]
     assert introspect(server, new, client)["active"] is True
@@ -238,9 +238,9 @@ def test_the_subject_introspection_names_is_in_status(
 ) -> None:
     """Issue 21: `status.subject` was never set, though introspection says `sub`."""
     ns.user_grant("client_secret_basic")
-    ns.patch("oauth2clients", "idp", {"spec": {"introspection": {"minInterval": "1s"}}})
+    ns.patch("oauth2clients", "idp", {"spec": {"introspection": {"minInterval": "10s"}}})
     ns.request(
-        "api", "idp", grant="refresh_token", introspection={"interval": "1s"},
+        "api", "idp", grant="refresh_token", introspection={"interval": "10s"},
         refreshTokenSecretRef={"name": "user-grant", "key": "refresh_token"},
     )  # fmt: skip
     ns.wait_ready("api")
@@ -253,5 +253,5 @@ def test_the_subject_introspection_names_is_in_status(
             ((ns.get("accesstokenrequests", "api") or {}).get("status") or {}).get("subject")
             == expected["sub"]
         ),
-        timeout=10,
+        timeout=25,
     )

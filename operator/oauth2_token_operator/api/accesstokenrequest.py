@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from oauth2_token_operator.api.durations import Duration
-from oauth2_token_operator.api.oauth2client import ScopeToken
+from oauth2_token_operator.api.oauth2client import MIN_INTROSPECTION_INTERVAL, ScopeToken
 from oauth2_token_operator.api.references import (
     CONDITIONS_LIST,
     ApiModel,
@@ -51,9 +51,23 @@ class SecretTemplate(ApiModel):
 class RequestIntrospection(ApiModel):
     """Periodic introspection (RFC 7662) of the token in the Secret."""
 
+    model_config = CelRule.config(
+        CelRule(
+            "!has(self.interval) || duration(self.interval) >= duration('10s')",
+            "interval must be at least 10s",
+        )
+    )
+
     interval: Duration | None = None
     """Introspect the token this often (RFC 7662); an inactive token is replaced at once.
-    Never more often than the client's `introspection.minInterval`. Default: never."""
+    Never more often than the client's `introspection.minInterval`, nor than every 10s.
+    Default: never."""
+
+    @model_validator(mode="after")
+    def _floor(self) -> RequestIntrospection:
+        if self.interval is not None and self.interval < MIN_INTROSPECTION_INTERVAL:
+            raise ValueError("interval must be at least 10s")
+        return self
 
 
 class AccessTokenRequestSpec(ApiModel):

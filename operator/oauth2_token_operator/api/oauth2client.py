@@ -141,14 +141,32 @@ class TLS(ApiModel):
         return self
 
 
+MIN_INTROSPECTION_INTERVAL = timedelta(seconds=10)
+"""No tenant makes the operator introspect more often than this (one server call per
+token per interval)."""
+
+
 class ClientIntrospection(ApiModel):
     """Introspection (RFC 7662) through this client."""
+
+    model_config = CelRule.config(
+        CelRule(
+            "!has(self.minInterval) || duration(self.minInterval) >= duration('10s')",
+            "minInterval must be at least 10s",
+        )
+    )
 
     min_interval: Duration = Field(
         default=timedelta(seconds=30), json_schema_extra={"default": "30s"}
     )
     """Introspection answers younger than this are reused; requests cannot introspect
-    more often."""
+    more often. At least 10s."""
+
+    @model_validator(mode="after")
+    def _floor(self) -> ClientIntrospection:
+        if self.min_interval < MIN_INTROSPECTION_INTERVAL:
+            raise ValueError("minInterval must be at least 10s")
+        return self
 
 
 class LabelSelectorRequirement(ApiModel):
