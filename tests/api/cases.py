@@ -55,6 +55,11 @@ INVALID_CLIENTS = [
         "at least 10s",
     ),
     Invalid(
+        "too-many-namespaces",
+        _with(VALID_CLIENT, allowedNamespaces={"names": [f"n{i}" for i in range(257)]}),
+        "names",
+    ),
+    Invalid(
         "http-issuer", _with(VALID_CLIENT, issuer="http://login.example.com"), "allowInsecureHTTP"
     ),
     Invalid(
@@ -186,6 +191,11 @@ INVALID_REQUESTS = [
         "bad-introspection-interval",
         _with(VALID_REQUEST, introspection={"interval": "1d"}),
         "interval",
+    ),
+    Invalid(
+        "too-many-labels",
+        _with(VALID_REQUEST, secretTemplate={"labels": {f"l{i}": "v" for i in range(65)}}),
+        "labels",
     ),
     # One tenant cannot make the operator introspect in a tight loop (issue 22).
     Invalid(

@@ -8,7 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from oauth2_token_operator.api.durations import Duration
-from oauth2_token_operator.api.oauth2client import MIN_INTROSPECTION_INTERVAL, ScopeToken
+from oauth2_token_operator.api.oauth2client import (
+    MIN_INTROSPECTION_INTERVAL,
+    LabelValue,
+    ScopeToken,
+)
 from oauth2_token_operator.api.references import (
     CONDITIONS_LIST,
     ApiModel,
@@ -42,9 +46,11 @@ class SecretTemplate(ApiModel):
 
     type: SecretType = "Opaque"
     """The Secret's `type`."""
-    labels: dict[str, str] | None = None
+    labels: Annotated[dict[str, LabelValue], Field(max_length=64)] | None = None
     """Labels added to the Secret (beside the operator's own)."""
-    annotations: dict[str, str] | None = None
+    annotations: (
+        Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
+    ) = None
     """Annotations added to the Secret (beside the operator's own)."""
 
 

@@ -26,6 +26,7 @@ SigningAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
     "ES256", "ES384", "ES512", "EdDSA",
 ]  # fmt: skip
+LabelValue = Annotated[str, Field(max_length=63)]
 ScopeToken = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#-\[\]-~]+$")]
 """An RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\\`."""
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
@@ -176,16 +177,18 @@ class LabelSelectorRequirement(ApiModel):
     """The label's key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the label's value relates to `values`."""
-    values: list[Annotated[str, Field(max_length=63)]] | None = None
+    values: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] | None = (
+        None
+    )
     """Values for `In` and `NotIn`; empty for `Exists` and `DoesNotExist`."""
 
 
 class LabelSelector(ApiModel):
     """A Kubernetes label selector (`matchLabels` and `matchExpressions`, ANDed)."""
 
-    match_labels: dict[str, str] | None = None
+    match_labels: Annotated[dict[str, LabelValue], Field(max_length=64)] | None = None
     """Labels a namespace must carry with exactly these values."""
-    match_expressions: list[LabelSelectorRequirement] | None = None
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] | None = None
     """Requirements a namespace's labels must meet."""
 
 
@@ -194,7 +197,7 @@ class AllowedNamespaces(ApiModel):
     namespace always may. A namespace is admitted when it is listed or matches the
     selector."""
 
-    names: list[NamespaceName] | None = None
+    names: Annotated[list[NamespaceName], Field(max_length=256)] | None = None
     """Namespaces by name."""
     selector: LabelSelector | None = None
     """Namespaces by label; an empty selector admits every namespace."""
