@@ -8,6 +8,7 @@ stalls. Every OAuth2 behaviour is tested against the real oidc-provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import threading
@@ -49,7 +50,25 @@ class Trickle:
     length: int = 10_000
 
 
-Action = Respond | Drop | Stall | Trickle
+@dataclass(frozen=True)
+class RawRespond:
+    """Answer these exact body bytes (with ``headers``, e.g. a Content-Encoding): what a
+    hostile server can send that no real one would, such as a gzip bomb."""
+
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class Endless:
+    """A 200 whose chunked body never ends (``chunk`` after ``chunk``) until the client
+    hangs up."""
+
+    chunk: bytes = b" " * 16_384
+
+
+Action = Respond | Drop | Stall | Trickle | RawRespond | Endless
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,24 @@ class FaultServer(LoopbackServer):
                 writer.write(b" ")
                 await writer.drain()
                 await asyncio.sleep(action.interval)
+        elif isinstance(action, RawRespond):
+            extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())
+            writer.write(
+                f"HTTP/1.1 {action.status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(action.body)}\r\nConnection: close\r\n{extra}\r\n".encode()
+                + action.body
+            )
+            await writer.drain()
+        elif isinstance(action, Endless):
+            writer.write(
+                b"HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = f"{len(action.chunk):x}\r\n".encode() + action.chunk + b"\r\n"
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100_000):  # bounded: 1.6 GB at most, far past any cap
+                    writer.write(chunk)
+                    await writer.drain()
         elif isinstance(action, Respond):
             payload = json.dumps(action.body).encode()
             extra = "".join(f"{k}: {v}\r\n" for k, v in action.headers.items())

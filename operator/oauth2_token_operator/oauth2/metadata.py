@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from oauth2_token_operator.oauth2.bounded import MAX_DOCUMENT
 from oauth2_token_operator.oauth2.errors import (
     ConfigurationError,
     IssuerMismatchError,
@@ -220,7 +221,12 @@ class MetadataCache:
         failures: list[str] = []
         for url in discovery_urls(config.issuer):
             response = await self._transport.request(
-                "GET", url, endpoint="discovery", tls=config.tls, replay=Replay.SAFE
+                "GET",
+                url,
+                endpoint="discovery",
+                tls=config.tls,
+                replay=Replay.SAFE,
+                max_body=MAX_DOCUMENT,
             )
             if response.status_code != 200:
                 failures.append(f"{url} answered HTTP {response.status_code}")

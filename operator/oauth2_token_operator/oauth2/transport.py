@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from oauth2_token_operator.oauth2.bounded import ACCEPT_ENCODING, MAX_RESPONSE, read_bounded
 from oauth2_token_operator.oauth2.errors import (
     DeadlineExceededError,
     NoResponseError,
@@ -285,8 +286,12 @@ class OAuth2Transport:
         replay: Replay,
         data: Mapping[str, str | list[str]] | None = None,
         headers: Mapping[str, str] | None = None,
+        max_body: int = MAX_RESPONSE,
     ) -> httpx.Response:
         """Send with retries within the deadline; return the final response whatever its status.
+
+        The body is read whole, but never more than ``max_body`` bytes after
+        decompression (``ResponseTooLargeError``, see ``bounded``).
 
         Raises ``NoResponseError`` when no answer came (``DeadlineExceededError``
         when the deadline cut the call short), and ``UnexpectedStatusError`` when
@@ -299,7 +304,9 @@ class OAuth2Transport:
             if self._retired:
                 await self._close_idle_retired()
             with self.deadline() as when:
-                return await self._send(pool, method, url, endpoint, replay, data, headers, when)
+                return await self._send(
+                    pool, method, url, endpoint, replay, data, headers, when, max_body
+                )
         finally:
             pool.users -= 1
             if pool.users == 0 and any(p is pool for p in self._retired):
@@ -315,6 +322,7 @@ class OAuth2Transport:
         data: Mapping[str, str | list[str]] | None,
         headers: Mapping[str, str] | None,
         when: float,
+        max_body: int,
     ) -> httpx.Response:
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -324,7 +332,9 @@ class OAuth2Transport:
             scope = asyncio.timeout_at(when)
             try:
                 async with scope, pool.slots:
-                    response = await pool.client.request(method, url, data=data, headers=headers)
+                    response = await _fetch(
+                        pool.client, method, url, data, headers, max_body, endpoint
+                    )
             except TimeoutError:
                 if not scope.expired():
                     raise
@@ -382,6 +392,33 @@ class OAuth2Transport:
                 endpoint, status, delay, attempt, self.retry.attempts,
             )  # fmt: skip
             await self._sleep(delay)
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    data: Mapping[str, str | list[str]] | None,
+    headers: Mapping[str, str] | None,
+    max_body: int,
+    endpoint: str,
+) -> httpx.Response:
+    """One exchange, its body streamed in with a cap (`bounded`); the response returned
+    holds the decoded body."""
+    request = client.build_request(
+        method, url, data=data, headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+    )
+    streamed = await client.send(request, stream=True)
+    try:
+        body = await read_bounded(streamed, max_body, endpoint=endpoint)
+    finally:
+        await streamed.aclose()
+    kept = [
+        (name, value)
+        for name, value in streamed.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(streamed.status_code, headers=kept, content=body, request=request)
 
 
 class _ProxyRouter(httpx.AsyncBaseTransport):

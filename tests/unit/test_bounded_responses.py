@@ -1,0 +1,133 @@
+"""A hostile authorization server cannot exhaust the operator's memory (issue 22, item 2).
+
+A gzip bomb or an endless body comes from the scripted server: no real authorization
+server answers so. Every body is streamed and decompressed with a cap (`oauth2.bounded`):
+64 KiB for token, introspection and revocation answers, 1 MiB for metadata; the call
+fails with an error naming the cap, never the content, and memory stays flat (measured
+with tracemalloc: everything the body costs is Python allocations)."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+
+import pytest
+
+from oauth2_token_operator.oauth2 import OAuth2Transport, Timeouts
+from oauth2_token_operator.oauth2.bounded import MAX_RESPONSE, ResponseTooLargeError
+from oauth2_token_operator.oauth2.errors import MalformedResponseError
+from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
+from oauth2_token_operator.oauth2.tls import TLSConfig
+from oauth2_token_operator.oauth2.transport import Replay
+from tests.faults import Endless, RawRespond, fault_server
+
+MiB = 1024 * 1024
+BOMB = gzip.compress(b"\0" * (200 * MiB), compresslevel=9)  # some 200 KB on the wire
+
+
+async def post(t: OAuth2Transport, url: str) -> bytes:
+    response = await t.request(
+        "POST", url, endpoint="token_endpoint", tls=TLSConfig(), replay=Replay.SAFE, data={}
+    )
+    return response.content
+
+
+async def peak_of(call: object) -> int:
+    """Bytes of Python memory at the peak of awaiting `call`, above where it started."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await call  # type: ignore[misc]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "64 KiB" in str(caught.value) or "1024 KiB" in str(caught.value)
+    return peak - start
+
+
+async def test_a_gzip_bomb_fails_on_the_cap_with_flat_memory() -> None:
+    assert len(BOMB) < 300_000
+    async with fault_server(RawRespond(BOMB, {"Content-Encoding": "gzip"})) as server:
+        t = OAuth2Transport(timeouts=Timeouts(total=10.0))
+        try:
+            grown = await peak_of(post(t, f"{server.url}/token"))
+        finally:
+            await t.aclose()
+    print(
+        f"gzip bomb ({len(BOMB) // 1024} KB, 200 MiB inflated): {grown / MiB:.2f} MiB at the peak"
+    )
+    assert grown < 20 * MiB, f"{grown / MiB:.1f} MiB"
+
+
+async def test_an_endless_body_fails_on_the_cap() -> None:
+    async with fault_server(Endless()) as server:
+        t = OAuth2Transport(timeouts=Timeouts(total=10.0))
+        try:
+            grown = await peak_of(post(t, f"{server.url}/token"))
+        finally:
+            await t.aclose()
+    assert grown < 20 * MiB
+
+
+async def test_metadata_may_be_larger_but_not_a_bomb() -> None:
+    big = b'{"issuer": "x", "padding": "' + b"a" * (512 * 1024) + b'"}'
+    async with fault_server(RawRespond(BOMB, {"Content-Encoding": "gzip"})) as server:
+        t = OAuth2Transport(timeouts=Timeouts(total=10.0))
+        try:
+            config = IssuerConfig(server.url, allow_insecure_http=True)
+            grown = await peak_of(MetadataCache(t).get(config))
+        finally:
+            await t.aclose()
+    assert grown < 20 * MiB
+    # Half a megabyte of metadata passes the 1 MiB cap (but not the 64 KiB one).
+    async with fault_server(RawRespond(gzip.compress(big), {"Content-Encoding": "gzip"})) as s:
+        t = OAuth2Transport(timeouts=Timeouts(total=10.0))
+        try:
+            response = await t.request(
+                "GET", s.url, endpoint="discovery", tls=TLSConfig(), replay=Replay.SAFE,
+                max_body=1024 * 1024,
+            )  # fmt: skip
+            assert response.content == big
+            with pytest.raises(ResponseTooLargeError):
+                await post(t, s.url)
+        finally:
+            await t.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "expected"),
+    [
+        (b'{"a": 1}', None, b'{"a": 1}'),
+        (gzip.compress(b'{"a": 1}'), "gzip", b'{"a": 1}'),
+        (zlib.compress(b'{"a": 1}'), "deflate", b'{"a": 1}'),
+    ],
+)
+async def test_small_answers_are_read_as_sent(
+    body: bytes, encoding: str | None, expected: bytes
+) -> None:
+    headers = {"Content-Encoding": encoding} if encoding else {}
+    async with fault_server(RawRespond(body, headers)) as server:
+        t = OAuth2Transport()
+        try:
+            assert await post(t, server.url) == expected
+        finally:
+            await t.aclose()
+
+
+async def test_an_encoding_not_asked_for_or_a_damaged_stream_is_refused() -> None:
+    async with fault_server(
+        RawRespond(b"xx", {"Content-Encoding": "br"}),
+        RawRespond(b"not gzip at all", {"Content-Encoding": "gzip"}),
+    ) as server:
+        t = OAuth2Transport()
+        try:
+            with pytest.raises(MalformedResponseError, match="not asked for"):
+                await post(t, server.url)
+            with pytest.raises(MalformedResponseError, match="damaged"):
+                await post(t, server.url)
+        finally:
+            await t.aclose()
+    assert MAX_RESPONSE == 64 * 1024
