@@ -2,7 +2,8 @@
 
 ``discover`` fetches and validates an authorization server's metadata exactly
 as the operator does (RFC 8414, then OpenID Connect discovery; exact issuer
-match; https unless ``--allow-insecure-http``) and prints it as JSON. It is
+match; https unless ``--allow-insecure-http``) and prints, as JSON, the fields the
+operator uses. It is
 the first thing to try when an ``OAuth2Client`` reports a discovery error.
 
 ``get``, ``introspect`` and ``revoke`` call the token library for a client given as

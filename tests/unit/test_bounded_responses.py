@@ -17,7 +17,7 @@ import pytest
 from oauth2_token_operator.oauth2 import OAuth2Transport, Timeouts
 from oauth2_token_operator.oauth2.bounded import MAX_RESPONSE, ResponseTooLargeError
 from oauth2_token_operator.oauth2.errors import MalformedResponseError
-from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
+from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache, ServerMetadata
 from oauth2_token_operator.oauth2.tls import TLSConfig
 from oauth2_token_operator.oauth2.transport import Replay
 from tests.faults import Endless, RawRespond, fault_server
@@ -131,3 +131,35 @@ async def test_an_encoding_not_asked_for_or_a_damaged_stream_is_refused() -> Non
         finally:
             await t.aclose()
     assert MAX_RESPONSE == 64 * 1024
+
+
+def test_metadata_keeps_only_the_fields_the_operator_uses() -> None:
+    document = {"issuer": "https://as.example", "token_endpoint": "https://as.example/t",
+                "padding": "a" * 100_000, "x_vendor": {"deep": ["structure"]}}  # fmt: skip
+    metadata = ServerMetadata.model_validate(document)
+    assert metadata.model_extra in (None, {})
+    assert "padding" not in metadata.model_dump()
+
+
+async def test_the_metadata_cache_forgets_the_least_used_issuers() -> None:
+    """Issuers are tenants' choice: a thousand clients of a thousand issuers keep at most
+    `max_entries` documents."""
+    async with fault_server(
+        RawRespond(b"")  # unused: every issuer below skips discovery
+    ) as server:
+        t = OAuth2Transport()
+        try:
+            cache = MetadataCache(t, max_entries=3)
+            configs = [
+                IssuerConfig(f"{server.url}/tenant-{i}", allow_insecure_http=True, discovery=False)
+                for i in range(5)
+            ]
+            for config in configs:
+                await cache.get(config)
+            await cache.get(configs[2])  # used again: kept
+            await cache.get(configs[0])  # fetched again: the least used goes
+            kept = list(cache._entries)
+            assert len(kept) == 3
+            assert kept == [c.cache_key() for c in (configs[4], configs[2], configs[0])]
+        finally:
+            await t.aclose()

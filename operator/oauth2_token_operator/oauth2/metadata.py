@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,9 +38,10 @@ ENDPOINT_NAMES = ("token_endpoint", "introspection_endpoint", "revocation_endpoi
 
 
 class ServerMetadata(BaseModel):
-    """The RFC 8414 fields this project uses; every other field is kept as extra."""
+    """The RFC 8414 fields this project uses; every other field is dropped (a document
+    may be up to 1 MiB, and one is kept per issuer)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     issuer: str
     token_endpoint: str | None = None
@@ -144,15 +146,26 @@ class MetadataCache:
         refresh_interval: float = 3600.0,
         min_fetch_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 1024,
     ) -> None:
         self._transport = transport
         self.refresh_interval = refresh_interval
         self.min_fetch_interval = min_fetch_interval
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        """Per issuer configuration, least recently used first: issuers are tenants'
+        choice, so the cache forgets the least used beyond `max_entries`."""
 
     async def get(self, config: IssuerConfig) -> ServerMetadata:
-        entry = self._entries.setdefault(config.cache_key(), _Entry())
+        key = config.cache_key()
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)  # a caller holding it keeps its copy
+        else:
+            self._entries.move_to_end(key)
         if self._fresh(entry):
             assert entry.metadata is not None
             return entry.metadata
