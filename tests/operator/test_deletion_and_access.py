@@ -86,6 +86,14 @@ def test_a_client_in_use_waits_unless_told_to_revoke_all(
     ns.wait_ready("a")
     ns.wait_ready("b")
     tokens = [(ns.token_secret(name) or {})["access_token"] for name in ("a", "b")]
+    # kopf puts its finalizer on a client in a cycle of its own, which a loaded machine
+    # may run after the requests are served: until then nothing can hold the client back
+    # (a race noted in the session note of 2026-12-07, not what this test is about).
+    wait_for(
+        "the client's finalizer",
+        lambda: ((ns.get("oauth2clients", "idp") or {}).get("metadata") or {}).get("finalizers"),
+        timeout=30,
+    )
     ns.delete("oauth2clients", "idp")
     time.sleep(3)
     assert ns.get("oauth2clients", "idp") is not None, "deleted while requests use it"
