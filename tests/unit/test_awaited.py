@@ -16,9 +16,7 @@ from oauth2_token_operator.client_config import ClientConfigError, SecretData, S
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.awaited import CLIENT, REQUEST, Awaited
 from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.request_types import Resolved
 from oauth2_token_operator.controller.scheduler import Scheduler
-from oauth2_token_operator.policies.identity import TokenIdentity
 from tests.polling import until
 
 DELAYS = (0.02, 0.08)
@@ -117,7 +115,11 @@ async def test_a_registration_lapses_unless_renewed(setup: Setup) -> None:
     assert setup.poked_clients == []
 
 
-def resolved(request_namespace: str, client_namespace: str, secret: str) -> Resolved:
+def resolved(
+    request_namespace: str, client_namespace: str, secret: str
+) -> tuple[AccessTokenRequestSpec, str, OAuth2ClientSpec]:
+    """What a failed issuance tells `Awaited`: the request's spec, where its client is,
+    and the client's spec."""
     client = OAuth2ClientSpec.model_validate(
         {
             "issuer": "https://login.example.com",
@@ -135,32 +137,22 @@ def resolved(request_namespace: str, client_namespace: str, secret: str) -> Reso
             "refreshTokenSecretRef": {"name": secret, "key": "secret"},
         }
     )
-    identity = TokenIdentity(
-        issuer="https://login.example.com",
-        client_id="billing",
-        client=f"{client_namespace}/idp",
-        grant="refresh_token",
-        subject=None,
-        scopes=None,
-        resources=(),
-        audience=None,
-    )
-    return Resolved(spec, client_namespace, client, identity, "out")
+    return spec, client_namespace, client
 
 
 async def test_a_failed_issuance_waits_where_the_key_is(setup: Setup) -> None:
     request = ("team", "billing")
     # The client's key, in the client's namespace; the refresh token's, in the request's.
     assert setup.awaited.issuance_failed(
-        request, resolved("team", "idp", "rt"), missing("creds", "secret")
+        request, *resolved("team", "idp", "rt"), missing("creds", "secret")
     )
     assert setup.awaited.issuance_failed(
-        request, resolved("team", "idp", "rt"), missing("rt", "secret")
+        request, *resolved("team", "idp", "rt"), missing("rt", "secret")
     )
     # Named alike in both namespaces: which one is missing is unknown, so neither.
     same = resolved("team", "idp", "creds")
-    assert not setup.awaited.issuance_failed(request, same, missing("creds", "secret"))
-    assert not setup.awaited.issuance_failed(request, same, missing("unrelated", "secret"))
+    assert not setup.awaited.issuance_failed(request, *same, missing("creds", "secret"))
+    assert not setup.awaited.issuance_failed(request, *same, missing("unrelated", "secret"))
     expected = {("Secret", "idp", "creds"), ("Secret", "team", "rt")}
     await until(lambda: set(setup.cluster.reads) >= expected)
     assert set(setup.cluster.reads) == expected

@@ -36,8 +36,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
     ClientConfigError,
     SecretData,
@@ -48,9 +48,6 @@ from oauth2_token_operator.client_config import (
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from oauth2_token_operator.controller.request_types import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +123,22 @@ class Awaited:
         self.missing(waiter, namespace, exc.missing)
         return True
 
-    def issuance_failed(self, request: RequestKey, resolved: Resolved, exc: BaseException) -> bool:
+    def issuance_failed(
+        self,
+        request: RequestKey,
+        spec: AccessTokenRequestSpec,
+        client_namespace: str,
+        client_spec: OAuth2ClientSpec,
+        exc: BaseException,
+    ) -> bool:
         """A request's issuance failed with `exc`: if on a missing key, wait for it. It
         read its client's keys (in the client's namespace) and its grant's Secret (in
         its own); a key named the same in both namespaces is left to the backoff, as it
         cannot tell which one is missing."""
         if not isinstance(exc, ClientConfigError) or exc.missing is None:
             return False
-        places = [
-            resolved.client_namespace
-            for key in referenced_keys(resolved.client_spec)
-            if key == exc.missing
-        ]
-        source = grants.source_ref(resolved.spec)
+        places = [client_namespace for key in referenced_keys(client_spec) if key == exc.missing]
+        source = grants.source_ref(spec)
         if source is not None and SecretKey("Secret", source.name, source.key) == exc.missing:
             places.append(request[0])
         if len(set(places)) != 1:

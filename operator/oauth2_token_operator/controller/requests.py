@@ -373,7 +373,13 @@ class RequestReconciler:
             token = await self._obtain(resolved, issuer, client, held, trigger, now, source_value)
         except Exception as exc:
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
-                self.ctx.awaited.issuance_failed(request.key, resolved, exc)
+                self.ctx.awaited.issuance_failed(
+                    request.key,
+                    resolved.spec,
+                    resolved.client_namespace,
+                    resolved.client_spec,
+                    exc,
+                )
             failure = classify(exc)
             if failure.reason == "InvalidClient":
                 self._client_authenticated(request, resolved, False, failure.message)
@@ -614,15 +620,7 @@ class RequestReconciler:
         async with self._locks(request.key):
             if self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.cancel(request.key)
-            spec = spec_or_none(body)
-            secret_name = (spec.secret_name if spec else None) or request.name
-            secret = self._secret(request.namespace, secret_name)
-            owned = secret is not None and is_owned_by(secret, request.uid)
-            held = self.ctx.ledger.current(request.key) or (
-                await adopt(self.ctx, request, secret, key_for_spec(self.ctx, request, spec))
-                if owned
-                else None
-            )
+            spec, secret_name, secret, held = await self._leaving(request)
             self.ctx.ledger.release(request.key)
             if held is not None and not self.ctx.ledger.is_held(held):
                 if self._revoke_on_delete(spec, held):
@@ -635,7 +633,7 @@ class RequestReconciler:
                     await self.ctx.manager.store.delete_access_token(
                         held.token.key.issuer, held.token.value
                     )
-            if owned and secret is not None:
+            if secret is not None:
                 await self.ctx.kube.delete_secret(
                     request.namespace, secret_name, uid=secret["metadata"]["uid"]
                 )
@@ -704,26 +702,34 @@ class RequestReconciler:
         revoke = (client_body.get("spec") or {}).get("revokeOnDelete", True)
         return bool(revoke)
 
+    async def _leaving(
+        self, request: Request
+    ) -> tuple[AccessTokenRequestSpec | None, str, Body | None, Held | None]:
+        """For a request that lets its token go (deleted, or no longer allowed its client):
+        its spec (if valid), its Secret's name, that Secret if the request owns it, and
+        the token it holds, adopted from that Secret when the operator has none yet."""
+        spec = spec_or_none(request.body)
+        secret_name = (spec.secret_name if spec else None) or request.name
+        secret = self._secret(request.namespace, secret_name)
+        if secret is not None and not is_owned_by(secret, request.uid):
+            secret = None
+        held = self.ctx.ledger.current(request.key) or await adopt(
+            self.ctx, request, secret, key_for_spec(self.ctx, request, spec)
+        )
+        return spec, secret_name, secret, held
+
     async def _withdraw(self, request: Request) -> None:
         """The request's namespace may no longer use its client (its `allowedNamespaces`
         changed): the token is no longer served to it. Its Secret goes, and the token is
         revoked once no request that may still use it holds it."""
-        spec = spec_or_none(request.body)
-        secret_name = (spec.secret_name if spec else None) or request.name
-        secret = self._secret(request.namespace, secret_name)
-        owned = secret is not None and is_owned_by(secret, request.uid)
-        held = self.ctx.ledger.current(request.key) or (
-            await adopt(self.ctx, request, secret, key_for_spec(self.ctx, request, spec))
-            if owned
-            else None
-        )
-        if held is None and not owned:
+        _, secret_name, secret, held = await self._leaving(request)
+        if held is None and secret is None:
             return
         self.ctx.ledger.release(request.key)
         why = "its namespace may no longer use the OAuth2Client"
         if held is not None and not self.ctx.ledger.is_held(held):
             await revoke_held(self.ctx, request.body, held, why=why)
-        if owned and secret is not None:
+        if secret is not None:
             await self.ctx.kube.delete_secret(
                 request.namespace, secret_name, uid=secret["metadata"]["uid"]
             )
