@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"namespace of the Lease (default: $POD_NAMESPACE, else {defaults.lease_namespace})",
     )
     run.add_argument(
+        "--seal-secret",
+        type=_namespaced_name,
+        default=f"{os.environ.get('POD_NAMESPACE', defaults.seal_namespace)}/{defaults.seal_name}",
+        metavar="NAMESPACE/NAME",
+        help="the Secret holding the key that seals the token Secrets the operator writes, "
+        "created at its first start; in the operator's own namespace "
+        f"(default: %(default)s, from $POD_NAMESPACE, else {defaults.seal_namespace})",
+    )
+    run.add_argument(
         "--lease-name",
         default=defaults.lease_name,
         help="name of the Lease, one per installation (default: %(default)s)",
@@ -148,6 +157,13 @@ async def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _namespaced_name(text: str) -> tuple[str, str]:
+    namespace, _, name = text.partition("/")
+    if not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
 def _run(args: argparse.Namespace) -> int:
     from oauth2_token_operator.controller.run import run
 
@@ -163,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,
+        seal_namespace=args.seal_secret[0],
+        seal_name=args.seal_secret[1],
         identity=args.identity,
     )
     return run(config)

@@ -11,15 +11,27 @@ Keys (all always present, so a pod can project any of them into an env var):
 | `authorization` | `<token_type> <access_token>`, ready for an `Authorization` header |
 
 The Secret also carries the `app.kubernetes.io/managed-by` label, an ownerReference
-to its AccessTokenRequest (so it is garbage-collected with it) and one annotation
+to its AccessTokenRequest (so it is garbage-collected with it), one annotation
 holding the token's non-secret facts (issuer, client, scopes asked for, times,
-revision): after a restart the operator adopts the token from the Secret instead of
-requesting a new one.
+revision) and one holding its seal: after a restart the operator adopts the token from
+the Secret instead of requesting a new one, if the seal shows that the operator wrote it.
+
+Why a seal. Everything on a Secret is the namespace tenant's to write: its labels, the
+ownerReference, the annotation, the data, and even `managedFields` (the field manager's
+name is whatever the writer sends). A forged record would put the tenant's chosen token
+into the partition of the shared store that it names, for every request sharing it.
+So the record and the data are sealed with an HMAC-SHA256 under a key only the operator
+holds (`controller/seal.py`: a Secret in the operator's own namespace, so a restarted
+or second replica verifies what the first wrote), bound to the Secret's namespace and
+name and to the request's UID: a seal copied to another Secret, or kept over data or a
+record changed by anyone else, does not verify, and such a token is never adopted.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -33,6 +45,8 @@ from oauth2_token_operator.policies.checks import SecretFacts
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "oauth2-token-operator"
 TOKEN_ANNOTATION = f"{GROUP}/token"
+SEAL_ANNOTATION = f"{GROUP}/seal"
+SEAL_VERSION = "v1"
 DATA_KEYS = ("access_token", "token_type", "expires_at", "scope", "authorization")
 
 
@@ -128,10 +142,19 @@ def desired_secret(
     template: Template,
     data: Mapping[str, str],
     record: TokenRecord,
+    seal_key: bytes,
 ) -> dict[str, Any]:
-    """The whole Secret object as the operator writes it."""
+    """The whole Secret object as the operator writes it, sealed with `seal_key`."""
     labels = {**(template.labels or {}), MANAGED_BY_LABEL: MANAGED_BY}
-    annotations = {**(template.annotations or {}), TOKEN_ANNOTATION: record.to_annotation()}
+    record_text = record.to_annotation()
+    annotations = {
+        **(template.annotations or {}),
+        TOKEN_ANNOTATION: record_text,
+        SEAL_ANNOTATION: seal(
+            seal_key, namespace=namespace, name=name, owner_uid=owner.uid,
+            record=record_text, data=data,
+        ),
+    }  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -154,6 +177,41 @@ def desired_secret(
         },
         "data": encode_data(data),
     }
+
+
+def seal(
+    key: bytes, *, namespace: str, name: str, owner_uid: str, record: str, data: Mapping[str, str]
+) -> str:
+    """The seal of a token Secret's record and (unencoded) data, bound to where it is and
+    whose it is."""
+    if len(key) < 32:
+        raise ValueError("a seal key has at least 32 bytes")
+    message = json.dumps(
+        [SEAL_VERSION, namespace, name, owner_uid, record, sorted(data.items())],
+        separators=(",", ":"),
+    ).encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return f"{SEAL_VERSION}.{base64.urlsafe_b64encode(digest).decode('ascii').rstrip('=')}"
+
+
+def is_sealed(secret: Mapping[str, Any], key: bytes, owner_uid: str) -> bool:
+    """Did the operator write this Secret's record and data, for the request `owner_uid`,
+    where the Secret is now? (Anything else about it may have been written by anyone.)"""
+    metadata = secret.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    record, stated = annotations.get(TOKEN_ANNOTATION), annotations.get(SEAL_ANNOTATION)
+    data = decode_data(secret.get("data"))
+    if not isinstance(record, str) or not isinstance(stated, str) or data is None:
+        return False
+    expected = seal(
+        key,
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        owner_uid=owner_uid,
+        record=record,
+        data=data,
+    )
+    return hmac.compare_digest(expected.encode(), stated.encode())
 
 
 def encode_data(data: Mapping[str, str]) -> dict[str, str]:

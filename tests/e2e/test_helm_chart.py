@@ -99,8 +99,9 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_re
         "namespaces",
         "customresourcedefinitions",
     }
-    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    ours = [d for d in docs if d["metadata"]["name"] == OPERATOR_NAME]
+    roles = {d["metadata"]["namespace"]: d for d in ours if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in ours if d["kind"] == "RoleBinding"}
     assert sorted(roles) == sorted(bindings) == ["team-a", "team-b"]
     everywhere = render()["ClusterRole", OPERATOR_NAME]["rules"]
     for namespace, role in roles.items():
@@ -114,6 +115,26 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_re
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": OPERATOR_NAME, "namespace": OPERATOR_NAMESPACE}
         ]
+
+
+SEAL = f"{OPERATOR_NAME}-seal"
+
+
+def test_the_seal_key_lives_in_the_release_namespace() -> None:
+    """The operator is told where its seal key is; serving only some namespaces, it is
+    granted that one Secret (and creating it) in its own namespace, and no other."""
+    everywhere = render()
+    assert f"--seal-secret={OPERATOR_NAMESPACE}/{SEAL}" in _container(everywhere)["args"]
+    assert ("Role", SEAL) not in everywhere  # the ClusterRole covers it
+    scoped = render("watchNamespaces={team-a}")
+    role, binding = scoped["Role", SEAL], scoped["RoleBinding", SEAL]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [SEAL], "verbs": ["get"]},
+    ]
+    assert binding["roleRef"]["name"] == SEAL
+    assert binding["subjects"][0]["namespace"] == OPERATOR_NAMESPACE
 
 
 def test_values_metrics_and_service_monitor() -> None:

@@ -26,7 +26,7 @@ def test_an_operator_serving_one_namespace_needs_only_the_charts_role_there(
 ) -> None:
     docs = helm_template(f"watchNamespaces={{{ns.name}}}")
     (cluster_role,) = (d for d in docs if d["kind"] == "ClusterRole")
-    (role,) = (d for d in docs if d["kind"] == "Role")
+    (role,) = (d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == ns.name)
     assert role["metadata"]["namespace"] == ns.name
     identity = kube_cluster.service_account(
         unique_name("scoped-operator"),
@@ -34,7 +34,10 @@ def test_an_operator_serving_one_namespace_needs_only_the_charts_role_there(
         rules=role["rules"],
         cluster_rules=cluster_role["rules"],
     )
-    operator_factory(configuration=identity.configuration(), namespaces=(ns.name,))
+    # Its seal key where its Role reaches (the chart's seal Role is for its own namespace).
+    operator_factory(
+        configuration=identity.configuration(), namespaces=(ns.name,), seal_namespace=ns.name
+    )
 
     server = ns.authserver
     ns.client("idp", server.clients["client_secret_basic"])

@@ -62,6 +62,7 @@ def desired(
         template=Template(type=type_),
         data={"access_token": token},
         record=RECORD,
+        seal_key=bytes(32),
     )
 
 

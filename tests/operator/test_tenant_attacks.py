@@ -10,6 +10,7 @@ attacker's request revoked it with the victim's client credentials.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOK
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, wait_for
+from tests.operator.conftest import Namespace, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 PLANTED = "planted-by-the-attacker"
@@ -153,3 +154,73 @@ def test_a_tenant_cannot_plant_a_token_in_another_tenants_partition(
     attacker_ns.delete("accesstokenrequests", "evil")
     wait_for("the request to go", lambda: attacker_ns.get("accesstokenrequests", "evil") is None)
     assert counters.delta(f"client={victim_client.client_id} /token/revocation") == revocations
+
+
+def test_a_tenant_cannot_hand_its_own_token_to_those_sharing_its_partition(
+    kube_cluster: KubeCluster, ns: Namespace, operator_factory: Callable[..., OperatorThread]
+) -> None:
+    """A client shared with the attacker's namespace: the attacker's request and the
+    victim's share one partition of the store, rightly. The attacker rewrites its own
+    token Secret (its to write: data and record) while the operator is away; the restarted
+    operator must not adopt it, or the victim's request would be served the attacker's
+    token from the store. Only a Secret the operator sealed is adopted."""
+    attacker_ns = ns.sibling("attacker")
+    attacker = kube_cluster.service_account(
+        unique_name("tenant"), attacker_ns.name, rules=TENANT_RULES
+    )
+    ns.client("shared", ns.authserver.clients["client_secret_basic"],
+              allowedNamespaces={"names": [attacker_ns.name]})  # fmt: skip
+    spec = {"clientRef": {"name": "shared", "namespace": ns.name}, "scopes": ["read"],
+            "resources": [ns.authserver.resource]}  # fmt: skip
+    first = operator_factory()
+    with attacker.client() as api:
+        custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, attacker_ns.name, "accesstokenrequests",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AccessTokenRequest",
+             "metadata": {"name": "evil"}, "spec": spec},
+        )  # fmt: skip
+        attacker_ns.wait_ready("evil")
+        first.stop()
+        metadata = core.read_namespaced_secret("evil", attacker_ns.name).metadata
+        assert metadata is not None
+        record = json.loads((metadata.annotations or {})[TOKEN_ANNOTATION])
+        outliving = {**record, "expires_at": 4102444800.0}
+        core.patch_namespaced_secret(
+            "evil", attacker_ns.name,
+            {"metadata": {"annotations": {TOKEN_ANNOTATION: json.dumps(outliving)}},
+             "stringData": {"access_token": PLANTED, "authorization": f"Bearer {PLANTED}",
+                            "expires_at": "2100-01-01T00:00:00Z"}},
+        )  # fmt: skip
+    second = operator_factory()
+    settle(second, attacker_ns, "evil")
+
+    ns.create("accesstokenrequests", "victim", spec)
+    ns.wait_ready("victim")
+    assert (ns.token_secret("victim") or {})["access_token"] != PLANTED
+    # The attacker's own request got a token of the operator's again, too.
+    wait_for(
+        "the attacker's Secret to be rewritten",
+        lambda: (attacker_ns.token_secret("evil") or {}).get("access_token") != PLANTED,
+    )
+
+
+def test_the_seal_key_is_made_once_and_kept(
+    kube_cluster: KubeCluster, ns: Namespace, operator_factory: Callable[..., OperatorThread]
+) -> None:
+    """Where there is none, the operator makes its seal key; restarted, it reads the same
+    one back (and so still adopts the tokens it sealed before)."""
+    where = {"seal_namespace": ns.name, "seal_name": "seal"}
+    first = operator_factory(**where)
+    made = ns.core.read_namespaced_secret("seal", ns.name).data
+    assert made is not None
+    assert len(base64.b64decode(made["key"])) == 32
+    ns.client("idp", ns.authserver.clients["client_secret_basic"])
+    ns.request("billing", "idp")
+    ns.wait_ready("billing")
+    issued = (ns.token_secret("billing") or {})["access_token"]
+    first.stop()
+    second = operator_factory(**where)
+    settle(second, ns, "billing")
+    assert ns.core.read_namespaced_secret("seal", ns.name).data == made
+    assert (ns.token_secret("billing") or {})["access_token"] == issued  # adopted

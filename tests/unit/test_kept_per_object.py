@@ -28,7 +28,11 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small(
     async def listed(self: object) -> None:
         started.append(True)
 
+    async def seal_key(*args: object) -> bytes:
+        return bytes(32)
+
     monkeypatch.setattr(watches.Watches, "start", listed)
+    monkeypatch.setattr(handlers, "load_seal_key", seal_key)
     configuration = k8s.Configuration(host="https://127.0.0.1:1")
     memo = kopf.Memo(kube_configuration=configuration, config=OperatorConfig(metrics_port=None))
     await cast(Callable[..., Awaitable[None]], handlers.start)(

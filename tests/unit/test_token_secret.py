@@ -12,15 +12,19 @@ import pytest
 from oauth2_token_operator.token_secret import (
     DATA_KEYS,
     MANAGED_BY_LABEL,
+    SEAL_ANNOTATION,
     TOKEN_ANNOTATION,
     Owner,
     Template,
     TokenRecord,
     decode_data,
     desired_secret,
+    encode_data,
     inspect_secret,
     is_owned_by,
+    is_sealed,
     render_data,
+    seal,
 )
 
 RECORD = TokenRecord(
@@ -37,6 +41,7 @@ RECORD = TokenRecord(
     revision=3,
 )
 OWNER = Owner(kind="AccessTokenRequest", name="billing", uid="uid-1")
+KEY = bytes(range(32))
 
 
 def desired(template: Template | None = None) -> dict[str, Any]:
@@ -53,6 +58,7 @@ def desired(template: Template | None = None) -> dict[str, Any]:
         template=template or Template(labels={"team": "billing"}),
         data=data,
         record=RECORD,
+        seal_key=KEY,
     )
 
 
@@ -155,3 +161,61 @@ def test_records_read_back_share_the_values_their_tokens_repeat() -> None:
     assert first == second == RECORD
     for name in ("issuer", "client_id", "client", "requested_scopes"):
         assert getattr(first, name) is getattr(second, name), name
+
+
+def test_the_operator_verifies_the_seal_of_what_it_wrote() -> None:
+    secret = desired()
+    assert is_sealed(secret, KEY, OWNER.uid)
+    assert "tok-123" not in secret["metadata"]["annotations"][SEAL_ANNOTATION]
+
+
+def forged(change: str) -> dict[str, Any]:
+    """A sealed Secret with one thing changed as a tenant could change it."""
+    secret = copy.deepcopy(desired())
+    meta = secret["metadata"]
+    if change == "data":
+        data = decode_data(secret["data"]) or {}
+        secret["data"] = encode_data({**data, "access_token": "planted"})
+    elif change == "record":
+        record = json.loads(meta["annotations"][TOKEN_ANNOTATION])
+        meta["annotations"][TOKEN_ANNOTATION] = json.dumps({**record, "client": "victim/idp"})
+    elif change == "name":
+        meta["name"] = "another-secret"
+    elif change == "namespace":
+        meta["namespace"] = "another-namespace"
+    elif change == "seal":
+        del meta["annotations"][SEAL_ANNOTATION]
+    elif change == "garbage seal":
+        meta["annotations"][SEAL_ANNOTATION] = "v1.AAAA"
+    elif change == "bad base64":
+        secret["data"]["access_token"] = "%%%"
+    return secret
+
+
+@pytest.mark.parametrize(
+    "change", ["data", "record", "name", "namespace", "seal", "garbage seal", "bad base64"]
+)
+def test_a_changed_or_moved_secret_does_not_verify(change: str) -> None:
+    assert not is_sealed(forged(change), KEY, OWNER.uid)
+
+
+def test_the_seal_binds_the_request_and_the_key() -> None:
+    secret = desired()
+    assert not is_sealed(secret, KEY, "another-request-uid")
+    assert not is_sealed(secret, bytes(32), OWNER.uid)
+
+
+def test_a_tenant_cannot_seal_with_what_it_can_read() -> None:
+    """A seal made without the key (say with an empty one, or the data itself) fails."""
+    secret = desired()
+    data = decode_data(secret["data"]) or {}
+    record = secret["metadata"]["annotations"][TOKEN_ANNOTATION]
+    where = {"namespace": "apps", "name": "billing-token", "owner_uid": OWNER.uid}
+    guess = seal(b"\0" * 32, record=record, data=data, **where)
+    secret["metadata"]["annotations"][SEAL_ANNOTATION] = guess
+    assert not is_sealed(secret, KEY, OWNER.uid)
+
+
+def test_a_short_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        seal(b"short", namespace="a", name="b", owner_uid="c", record="{}", data={})

@@ -9,9 +9,16 @@ the request resolves to now, never from the annotation. A record naming another
 partition (another namespace's client, say) is not adopted: otherwise the token a
 tenant planted would be handed to every request sharing that partition at its next
 renewal, and revoked with that client's credentials.
+
+Nor can a tenant hand the operator a token of its own choosing for its own partition (a
+client it is allowed to share): only a Secret whose seal verifies is adopted, i.e. one
+whose record and data the operator wrote there itself for this very request
+(`token_secret`, "Why a seal").
 """
 
 from __future__ import annotations
+
+import logging
 
 from pydantic import ValidationError
 
@@ -22,7 +29,14 @@ from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.policies.identity import TokenIdentity
-from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord, decode_data
+from oauth2_token_operator.token_secret import (
+    TOKEN_ANNOTATION,
+    TokenRecord,
+    decode_data,
+    is_sealed,
+)
+
+log = logging.getLogger(__name__)
 
 
 async def adopt(
@@ -33,7 +47,7 @@ async def adopt(
     manager's store so identical requests share it."""
     if secret is None or key is None:
         return None
-    held = held_from_secret(secret, key)
+    held = held_from_secret(secret, key, seal_key=ctx.seal_key, owner_uid=request.uid)
     if held is not None:
         ctx.ledger.hold(request.key, held)
         await ctx.manager.store.put_access_token(held.token)
@@ -70,9 +84,20 @@ def key_for_spec(
     )
 
 
-def held_from_secret(secret: Body, key: TokenKey) -> Held | None:
-    """The token in one of our Secrets, with its recorded facts, if it was obtained for
-    `key`; `None` if unusable or obtained for anything else."""
+def held_from_secret(
+    secret: Body, key: TokenKey, *, seal_key: bytes, owner_uid: str
+) -> Held | None:
+    """The token in one of our Secrets, with its recorded facts, if the operator wrote it
+    there for the request `owner_uid` (its seal verifies) and obtained it for `key`;
+    `None` if unusable, written by anyone else, or obtained for anything else."""
+    if not is_sealed(secret, seal_key, owner_uid):
+        if TOKEN_ANNOTATION in (secret.get("metadata", {}).get("annotations") or {}):
+            metadata = secret.get("metadata", {})
+            log.warning(
+                "Secret %s/%s holds a token record the operator did not seal: not adopted",
+                metadata.get("namespace"), metadata.get("name"),
+            )  # fmt: skip
+        return None
     annotations = secret.get("metadata", {}).get("annotations") or {}
     record = TokenRecord.from_annotation(annotations.get(TOKEN_ANNOTATION, ""))
     data = decode_data(secret.get("data"))

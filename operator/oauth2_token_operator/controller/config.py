@@ -42,6 +42,10 @@ class OperatorConfig(BaseModel):
     lease_namespace: str = "default"
     """Where the Lease lives (the operator's own namespace in a Deployment)."""
     lease_name: str = "oauth2-token-operator"
+    seal_namespace: str = "default"
+    seal_name: str = "oauth2-token-operator-seal"
+    """The Secret holding the key that seals token Secrets (`seal`): in the operator's
+    own namespace, where no tenant reaches."""
     identity: str = ""
     """This replica's name in the Lease (default: the host name, i.e. the pod's name)."""
     lease_duration: float = Field(default=15.0, gt=0)

@@ -75,6 +75,8 @@ class OperatorContext:
     credentials: CredentialReader
     views: Views
     post_event: EventSink
+    seal_key: bytes
+    """Seals the token Secrets the operator writes (`token_secret.seal`)."""
     ledger: TokenLedger = field(default_factory=TokenLedger)
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)

@@ -53,7 +53,7 @@ def request_facts(
     if secret_intact:
         secret_facts = checks.SecretFacts(exists=True, data_intact=True, metadata_intact=True)
     else:
-        desired = None if held is None else desired_token_secret(request, resolved, held)
+        desired = None if held is None else desired_token_secret(ctx, request, resolved, held)
         secret_facts = inspect_secret(secret, desired)
     return checks.Facts(
         now=now,
@@ -101,7 +101,9 @@ def revocation_requested(resolved: Resolved, held: Held, now: float) -> bool:
     return asks_for_newer(resolved.revoke_all_requested_at, held.record.issued_at, now)
 
 
-def desired_token_secret(request: Request, resolved: Resolved, held: Held) -> dict[str, Any]:
+def desired_token_secret(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held
+) -> dict[str, Any]:
     token = held.token
     template = resolved.spec.secret_template
     return desired_secret(
@@ -118,4 +120,5 @@ def desired_token_secret(request: Request, resolved: Resolved, held: Held) -> di
             scopes=token.scopes,
         ),
         record=held.record,
+        seal_key=ctx.seal_key,
     )

@@ -36,6 +36,7 @@ from oauth2_token_operator.controller.metrics import Metrics
 from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
 from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.controller.seal import load_seal_key
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.oauth2 import OAuth2Transport
@@ -145,6 +146,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
     heap = HeapTrimmer(config.heap_trim_interval)
     events = EventGate(watches.views)
+    seal_key = await load_seal_key(kube, config.seal_namespace, config.seal_name)
     ctx = OperatorContext(
         config=config,
         kube=kube,
@@ -162,6 +164,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         credentials=credentials,
         views=watches.views,
         post_event=events.post,
+        seal_key=seal_key,
         closing=[
             raising(memo.pop("stop_flag", None)),
             events.close,

@@ -760,7 +760,7 @@ class RequestReconciler:
     async def _write_secret(
         self, request: Request, resolved: Resolved, held: Held, secret: Body | None
     ) -> None:
-        desired = desired_token_secret(request, resolved, held)
+        desired = desired_token_secret(self.ctx, request, resolved, held)
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
         self.write_guard.wrote(request.key, f"Secret {resolved.secret_name}")
         self.secrets_seen.wrote((request.namespace, resolved.secret_name), written)
