@@ -160,18 +160,25 @@ async def fault_server(
 
 
 @contextmanager
-def stalled_server() -> Iterator[str]:
-    """For synchronous tests: an endpoint URL that accepts connections and never answers
-    (a hung peer, which the real server cannot be made to be), served from its own thread."""
+def threaded_server(*actions: Action) -> Iterator[FaultServer]:
+    """For synchronous tests: a `FaultServer` served from its own thread."""
     loop = asyncio.new_event_loop()
-    server = FaultServer(Stall(seconds=3600))
+    server = FaultServer(*actions)
     loop.run_until_complete(server.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"{server.url}/hung"
+        yield server
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    """For synchronous tests: an endpoint URL that accepts connections and never answers
+    (a hung peer, which the real server cannot be made to be), served from its own thread."""
+    with threaded_server(Stall(seconds=3600)) as server:
+        yield f"{server.url}/hung"

@@ -56,9 +56,16 @@ async def read_bounded(response: httpx.Response, limit: int, *, endpoint: str) -
         if inflate is not None:
             body += inflate.flush()
     except zlib.error:
+        body.clear()
         raise MalformedResponseError(
             "the answer's compressed body is damaged", endpoint=endpoint
         ) from None
+    except BaseException:
+        # The traceback keeps this frame, and so `body`, alive until the cyclic garbage
+        # collector finds it (it counts objects, not bytes): a megabyte per failed read
+        # piled up while a hostile server was asked again and again. Dropped at once.
+        body.clear()
+        raise
     if len(body) > limit:
         raise ResponseTooLargeError(
             f"the answer is larger than {limit // KiB} KiB", endpoint=endpoint

@@ -8,7 +8,9 @@ characters so a hostile server cannot forge log lines.
 
 from __future__ import annotations
 
+import copy
 import re
+from typing import Any, Self
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_SERVER_TEXT = 300
@@ -33,6 +35,23 @@ class OAuth2Error(Exception):
     def __init__(self, message: str, *, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
         super().__init__(f"{endpoint}: {message}" if endpoint else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copies (and pickles) of every subclass, whatever its __init__ asks for.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+    def detached(self) -> Self:
+        """The same error without its traceback and chained exceptions: one to keep. A
+        kept error that had been raised holds every frame it passed through alive, and
+        their locals (a response body, a reconcile's whole state) with them."""
+        return copy.copy(self)
+
+
+def _rebuilt(cls: type[OAuth2Error], args: tuple[Any, ...], state: dict[str, Any]) -> OAuth2Error:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(OAuth2Error):

@@ -179,7 +179,7 @@ class MetadataCache:
             try:
                 metadata = await self._load(config)
             except OAuth2Error as exc:
-                entry.last_error = exc
+                entry.last_error = exc.detached()
                 return self._stale_or_raise(entry, config)
             if entry.warned:
                 log.info("metadata of %s fetched again", config.issuer)
@@ -203,7 +203,7 @@ class MetadataCache:
                 )
             return entry.metadata
         if entry.last_error is not None:
-            raise entry.last_error
+            raise entry.last_error.detached()  # the kept one stays without a traceback
         raise MetadataError(f"metadata of {config.issuer} not fetched yet", endpoint="discovery")
 
     async def _load(self, config: IssuerConfig) -> ServerMetadata:
