@@ -209,5 +209,7 @@ def test_a_detached_error_is_the_same_error_without_its_past() -> None:
     assert (str(kept), kept.status_code, kept.endpoint, kept.retryable) == (
         str(raised), 503, "token_endpoint", raised.retryable,
     )  # fmt: skip
-    assert raised.__traceback__ is not None and raised.__context__ is not None
-    assert kept.__traceback__ is None and kept.__context__ is None
+    assert raised.__traceback__ is not None
+    assert raised.__context__ is not None
+    assert kept.__traceback__ is None
+    assert kept.__context__ is None
