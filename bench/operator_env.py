@@ -165,6 +165,7 @@ class OperatorProcess:
         argv = [sys.executable, "-m", "oauth2_token_operator.cli", "run"]
         argv += [f"--namespace={ns}" for ns in namespaces]
         argv += [f"--metrics-port={self.metrics_port}", f"--health-port={self.health_port}"]
+        argv += ["--deny-cidr="]  # oidc-provider listens on 127.0.0.1: no address denied
         self.log = log
         self._log_file = log.open("ab")
         self.started = time.monotonic()

@@ -480,6 +480,7 @@ def in_process_setup(prefix: str) -> Iterator[tuple[Bench, KubeCluster, str, Ope
             health_port=None,
             min_renewal_lead=5.0,
             revocation_deadline=5.0,
+            deny_cidrs=(),  # oidc-provider listens on 127.0.0.1
         )
         yield bench, cluster, namespace, config
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from oauth2_token_operator import __version__
 from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command
 from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED, parse_host_pattern, parse_network
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
@@ -62,6 +64,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         default=defaults.health_port,
         help="port of the liveness endpoint /healthz, 0: off (default: %(default)s)",
+    )
+    run.add_argument(
+        "--metrics-bind-address",
+        type=_address,
+        metavar="ADDRESS",
+        default=defaults.metrics_bind_address,
+        help="address the metrics listen on, e.g. :: for IPv6 (default: %(default)s)",
+    )
+    run.add_argument(
+        "--health-bind-address",
+        type=_address,
+        metavar="ADDRESS",
+        default=defaults.health_bind_address,
+        help="address /healthz listens on; the kubelet probes the pod's IP (default: %(default)s)",
+    )
+    run.add_argument(
+        "--deny-cidr",
+        action="append",
+        type=_network,
+        metavar="CIDR",
+        help="no OAuth2 call connects to an address in this block, checked after name"
+        " resolution (repeat; given, it replaces the default list; --deny-cidr= alone"
+        f" denies nothing) (default: {', '.join(defaults.deny_cidrs)})",
+    )
+    run.add_argument(
+        "--allow-issuer",
+        action="append",
+        default=[],
+        type=_host_pattern,
+        metavar="PATTERN",
+        help="a host (login.example.com) or *.domain every URL the operator calls must"
+        " match: issuer, discovered and configured endpoints (repeat; default: every host)",
+    )
+    run.add_argument(
+        "--forbid-insecure-http",
+        action="store_true",
+        help="refuse OAuth2Clients that set allowInsecureHTTP (IssuerNotAllowed)"
+        " (default: off, allowed where a client sets it)",
     )
     run.add_argument(
         "--log-format",
@@ -164,13 +204,43 @@ def _namespaced_name(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def _run(args: argparse.Namespace) -> int:
-    from oauth2_token_operator.controller.run import run
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
-    config = OperatorConfig(
+
+def _network(text: str) -> str:
+    """A CIDR block, or "" (`--deny-cidr=`: an empty list, given explicitly)."""
+    if not text.strip():
+        return ""
+    try:
+        return str(parse_network(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_pattern(text: str) -> str:
+    try:
+        return parse_host_pattern(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def operator_config(args: argparse.Namespace) -> OperatorConfig:
+    """The operator's configuration from `run`'s arguments."""
+    return OperatorConfig(
         namespaces=tuple(args.namespace),
         metrics_port=args.metrics_port or None,
         health_port=args.health_port or None,
+        metrics_bind_address=args.metrics_bind_address,
+        health_bind_address=args.health_bind_address,
+        deny_cidrs=DEFAULT_DENIED
+        if args.deny_cidr is None
+        else tuple(cidr for cidr in args.deny_cidr if cidr),
+        allow_issuers=tuple(args.allow_issuer),
+        forbid_insecure_http=args.forbid_insecure_http,
         log_format=args.log_format,
         log_level=args.log_level,
         min_renewal_lead=args.min_renewal_lead,
@@ -183,7 +253,12 @@ def _run(args: argparse.Namespace) -> int:
         seal_name=args.seal_secret[1],
         identity=args.identity,
     )
-    return run(config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from oauth2_token_operator.controller.run import run
+
+    return run(operator_config(args))
 
 
 def parse_arguments(

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s
 
+from oauth2_token_operator.cli import build_parser, operator_config, parse_arguments
+from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
 from tests.e2e.ship import (
     CHART,
     CRDS,
@@ -221,3 +225,124 @@ def test_more_replicas_or_asking_turns_leader_election_on(values: tuple[str, ...
 def test_release_name_prefixes_objects() -> None:
     names = {name for _, name in render(release="tokens")}
     assert names == {"tokens-oauth2-token-operator", "tokens-oauth2-token-operator-metrics"}
+
+
+EGRESS_FLAGS = ("--deny-cidr", "--allow-issuer", "--forbid-insecure-http",
+                "--metrics-bind-address", "--health-bind-address")  # fmt: skip
+
+
+def _operator_config(rendered: dict[tuple[str, str], dict[str, Any]]) -> OperatorConfig:
+    """What the operator makes of the rendered arguments (its own parser)."""
+    return operator_config(parse_arguments(build_parser(), ["run", *_container(rendered)["args"]]))
+
+
+def test_values_egress_and_bind_addresses() -> None:
+    """No egress values: no flags, so the operator's own defaults (deploy/ says the same);
+    each value becomes the flag the operator reads as meant."""
+    defaults = render()
+    assert not [a for a in _container(defaults)["args"] if a.startswith(EGRESS_FLAGS)]
+    assert _operator_config(defaults).deny_cidrs == DEFAULT_DENIED
+    config = _operator_config(
+        render(
+            "egress.denyCIDRs={169.254.0.0/16,fd00:ec2::254/128}",
+            "egress.allowIssuers={*.example.com,login.microsoftonline.com}",
+            "egress.forbidInsecureHTTP=true",
+            "metrics.bindAddress=::",
+            "healthBindAddress=10.1.2.3",
+        )
+    )
+    assert config.deny_cidrs == ("169.254.0.0/16", "fd00:ec2::254/128")
+    assert config.allow_issuers == ("*.example.com", "login.microsoftonline.com")
+    assert config.forbid_insecure_http
+    assert (config.metrics_bind_address, config.health_bind_address) == ("::", "10.1.2.3")
+    # An empty list, given: nothing denied (the tests' own servers are on loopback).
+    assert _operator_config(render("egress.denyCIDRs={}")).deny_cidrs == ()
+
+
+def _network_policy(*values: str) -> dict[str, Any]:
+    rendered = render("networkPolicy.enabled=true", *values)
+    policy: dict[str, Any] = rendered["NetworkPolicy", OPERATOR_NAME]
+    return policy
+
+
+def test_no_network_policy_unless_enabled() -> None:
+    assert not [key for key in render() if key[0] == "NetworkPolicy"]
+
+
+def test_the_network_policy_lets_out_dns_the_api_server_and_443_and_lets_in_no_one() -> None:
+    spec = _network_policy()["spec"]
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": OPERATOR_NAME,
+        "app.kubernetes.io/instance": OPERATOR_NAME,
+    }
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == []
+    dns, api_server, authorization_servers = spec["egress"]
+    assert dns == {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    assert api_server == {
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+    }
+    assert authorization_servers == {"ports": [{"protocol": "TCP", "port": 443}]}  # anywhere
+
+
+def test_the_network_policy_values() -> None:
+    spec = _network_policy(
+        "networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.team=monitoring",
+        "networkPolicy.apiServer.cidrs={172.18.0.2/32}",
+        "networkPolicy.apiServer.ports={6443}",
+        "networkPolicy.authorizationServers.cidrs={203.0.113.0/24,2001:db8::/32}",
+        "networkPolicy.extraEgress[0].ports[0].port=8443",
+        "metrics.port=9090",
+        "healthPort=9091",
+    )["spec"]
+    assert spec["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}],
+            "ports": [{"protocol": "TCP", "port": 9090}, {"protocol": "TCP", "port": 9091}],
+        }
+    ]
+    _, api_server, authorization_servers, extra = spec["egress"]
+    assert api_server == {
+        "ports": [{"protocol": "TCP", "port": 6443}],
+        "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}],
+    }
+    assert authorization_servers["to"] == [
+        {"ipBlock": {"cidr": "203.0.113.0/24"}},
+        {"ipBlock": {"cidr": "2001:db8::/32"}},
+    ]
+    assert extra == {"ports": [{"port": 8443}]}
+    without_metrics = _network_policy(
+        "metrics.enabled=false", "networkPolicy.ingressFrom[0].podSelector.matchLabels.a=b"
+    )
+    assert without_metrics["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8081}]
+
+
+@pytest.mark.cluster
+def test_the_api_server_accepts_the_network_policy(kube_admin: k8s.ApiClient) -> None:
+    """Its defaults and every value above, as the real API server validates them."""
+    for values in (
+        (),
+        (
+            "networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.team=monitoring",
+            "networkPolicy.apiServer.cidrs={172.18.0.2/32}",
+            "networkPolicy.authorizationServers.cidrs={203.0.113.0/24,2001:db8::/32}",
+            "networkPolicy.extraEgress[0].ports[0].port=8443",
+        ),
+    ):
+        policy = _network_policy(*values)
+        body = k8s.V1NetworkPolicy.model_validate({**policy, "metadata": {"name": "dry-run"}})
+        sent = kube_admin.sanitize_for_serialization(body)  # type: ignore[no-untyped-call]
+        assert sent["spec"] == policy["spec"]
+        k8s.NetworkingV1Api(kube_admin).create_namespaced_network_policy(
+            "default", body, dry_run="All"
+        )

@@ -16,14 +16,13 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object, unless_missing
 from tests.integration.conftest import Counters
 from tests.operator.process import OperatorProcess
 from tests.operator.process import operator_processes as start_processes
-from tests.operator.runner import OperatorThread, running_operator
+from tests.operator.runner import OperatorThread, loopback_config, running_operator
 from tests.polling import wait_for as wait_for  # the operator tests import it from here
 
 
@@ -245,7 +244,7 @@ def operator_factory(kube_cluster: KubeCluster) -> Iterator[Callable[..., Operat
         as the admin)."""
         context = running_operator(
             configuration or kube_cluster.configuration(),
-            OperatorConfig(**{"metrics_port": None, "health_port": None, **config}),
+            loopback_config(**{"metrics_port": None, "health_port": None, **config}),
             wait=wait,
         )
         operator = context.__enter__()

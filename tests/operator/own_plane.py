@@ -9,12 +9,11 @@ from collections.abc import Iterator
 
 from kubernetes import client as k8s
 
-from oauth2_token_operator.controller.config import OperatorConfig
 from tests.authserver.fixtures import AuthServer
 from tests.cluster.control_plane import ControlPlane
 from tests.cluster.fixtures import PROJECT_CRDS
 from tests.operator.conftest import Namespace, wait_for
-from tests.operator.runner import running_operator
+from tests.operator.runner import loopback_config, running_operator
 
 
 @contextlib.contextmanager
@@ -31,7 +30,7 @@ def operator_on_own_plane(
             k8s.V1Namespace.model_validate({"metadata": {"name": namespace}})
         )
         ns = Namespace(api, namespace, authserver)
-        config = OperatorConfig(metrics_port=None, health_port=None)
+        config = loopback_config(metrics_port=None, health_port=None)
         with running_operator(plane.configuration(), config):
             ns.client("idp", authserver.clients["client_secret_basic"])
             ns.request("before", "idp", scopes=["read"])

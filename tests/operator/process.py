@@ -19,6 +19,13 @@ from tests.cluster.kubeconfig import write_kubeconfig
 from tests.polling import wait_for
 
 
+def loopback_allowed(args: list[str]) -> list[str]:
+    """`args`, with an empty deny list unless they name one: oidc-provider listens on
+    127.0.0.1, which the operator's default list denies."""
+    named = any(arg.startswith("--deny-cidr") for arg in args)
+    return args if named else ["--deny-cidr=", *args]
+
+
 class OperatorProcess:
     """One `python -m oauth2_token_operator.cli run …`; its output goes to a file (a pipe
     nobody reads would fill up and block the operator)."""
@@ -34,7 +41,7 @@ class OperatorProcess:
                 "oauth2_token_operator.cli",
                 "run",
                 f"--health-port={self.health_port}",
-                *args,
+                *loopback_allowed(args),
             ],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=self._output,

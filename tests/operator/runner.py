@@ -16,6 +16,13 @@ from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.controller.run import serve
 
 
+def loopback_config(**config: Any) -> OperatorConfig:
+    """The operator's configuration with no address denied (unless `config` says
+    otherwise): the tests' authorization servers listen on 127.0.0.1, which its default
+    `deny_cidrs` refuses."""
+    return OperatorConfig(**{"deny_cidrs": (), **config})
+
+
 class OperatorThread:
     def __init__(self, configuration: k8s.Configuration, config: OperatorConfig) -> None:
         self.config = config
@@ -65,7 +72,7 @@ class OperatorThread:
 def running_operator(
     configuration: k8s.Configuration, config: OperatorConfig | None = None, *, wait: bool = True
 ) -> Iterator[OperatorThread]:
-    operator = OperatorThread(configuration, config or OperatorConfig(metrics_port=None))
+    operator = OperatorThread(configuration, config or loopback_config(metrics_port=None))
     operator.start(wait=wait)
     try:
         yield operator

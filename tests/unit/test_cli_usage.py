@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oauth2_token_operator.cli import build_parser, main, parse_arguments
+from oauth2_token_operator.cli import build_parser, main, operator_config, parse_arguments
 from oauth2_token_operator.cli_tokens import introspection_json, token_json, token_summary
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import Introspection
+from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
 from tests.api.cases import VALID_CLIENT
 
 ISSUER = ["--issuer", "https://login.example.com", "--client-id", "billing"]
@@ -195,7 +196,7 @@ def test_run_help_shows_every_default(
     parser = run_parser()
     formatter = parser._get_formatter()
     options = [action for action in parser._actions if action.dest != "help"]
-    assert len(options) == 14
+    assert len(options) == 19
     for action in options:
         shown = formatter._expand_help(action)
         assert "default" in shown, f"{action.option_strings} does not say its default"
@@ -219,6 +220,12 @@ def test_run_help_shows_every_default(
         "(default: oauth2-token-operator)",
         "(default: text)",
         "(default: INFO)",
+        "--metrics-bind-address ADDRESS address the metrics listen on, e.g. :: for IPv6"
+        " (default: 0.0.0.0)",
+        "probes the pod's IP (default: 0.0.0.0)",
+        "--deny-cidr= alone denies nothing) (default: 127.0.0.0/8, ::1/128, 0.0.0.0/8,",
+        "(repeat; default: every host)",
+        "(IssuerNotAllowed) (default: off, allowed where a client sets it)",
     ):
         assert expected in text
 
@@ -230,3 +237,48 @@ def test_run_help_shows_every_default(
     assert args.revocation_deadline == config.revocation_deadline
     assert (args.log_format, args.log_level) == (config.log_format, config.log_level)
     assert (args.lease_namespace, args.lease_name) == (config.lease_namespace, config.lease_name)
+
+
+def run_config(*argv: str) -> OperatorConfig:
+    return operator_config(parse_arguments(build_parser(), ["run", *argv]))
+
+
+def test_run_egress_flags() -> None:
+    """No --deny-cidr: the default list; given, it replaces it; `--deny-cidr=` alone is an
+    explicit empty list. Patterns and blocks are checked as the flags are read."""
+    default = run_config()
+    assert default.deny_cidrs == DEFAULT_DENIED == OperatorConfig().deny_cidrs
+    assert (default.allow_issuers, default.forbid_insecure_http) == ((), False)
+    assert default.egress().denied  # the operator's transport gets them
+    assert run_config("--deny-cidr=").deny_cidrs == ()
+    assert run_config("--deny-cidr=").egress().refuses_nothing
+    replaced = run_config("--deny-cidr=10.1.2.3/8", "--deny-cidr", "169.254.169.254")
+    assert replaced.deny_cidrs == ("10.0.0.0/8", "169.254.169.254/32")
+    assert run_config("--deny-cidr=", "--deny-cidr=fd00::/8").deny_cidrs == ("fd00::/8",)
+    allowed = run_config(
+        "--allow-issuer=Login.Example.com",
+        "--allow-issuer",
+        "*.corp.example",
+        "--forbid-insecure-http",
+    )
+    assert allowed.allow_issuers == ("login.example.com", "*.corp.example")
+    assert allowed.egress().forbid_insecure_http
+
+
+def test_run_bind_addresses() -> None:
+    config = run_config("--metrics-bind-address=127.0.0.1", "--health-bind-address", "::")
+    assert (config.metrics_bind_address, config.health_bind_address) == ("127.0.0.1", "::")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--deny-cidr=169.254.0.0/33"], "argument --deny-cidr: '169.254.0.0/33' is not an IP"),
+        (["--allow-issuer=*"], "argument --allow-issuer: '*' is not a host name or *.domain"),
+        (["--health-bind-address=localhost"], "'localhost' is not an IP address"),
+    ],
+)
+def test_run_refuses_wrong_egress_and_bind_values(
+    capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    assert said in usage_error(capsys, "run", *argv)

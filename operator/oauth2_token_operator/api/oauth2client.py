@@ -219,7 +219,10 @@ class OAuth2ClientSpec(ApiModel):
     issuer: Url
     """Issuer identifier of the authorization server. Its metadata is discovered from
     `/.well-known/oauth-authorization-server` (RFC 8414), then
-    `/.well-known/openid-configuration`; the issuer in it must match exactly."""
+    `/.well-known/openid-configuration`; the issuer in it must match exactly. The
+    operator's egress rules may refuse it, or an endpoint, with `IssuerNotAllowed`: an
+    address in its `--deny-cidr` (by default the pod itself and cloud metadata addresses),
+    a host outside its `--allow-issuer` patterns."""
     endpoints: Endpoints | None = None
     client_id: Annotated[str, Field(min_length=1, max_length=1024)]
     """The client identifier the authorization server registered."""
@@ -227,7 +230,8 @@ class OAuth2ClientSpec(ApiModel):
     tls: TLS | None = None
     allow_insecure_http: bool = Field(default=False, alias="allowInsecureHTTP")
     """Allow plain `http://` issuer and endpoints. Only for local testing: tokens and
-    credentials would cross the network unencrypted."""
+    credentials would cross the network unencrypted. An operator run with
+    `--forbid-insecure-http` refuses it (`IssuerNotAllowed`)."""
     default_scopes: Annotated[list[ScopeToken], Field(max_length=64)] | None = None
     """Scopes of requests that name none."""
     introspection: ClientIntrospection = Field(

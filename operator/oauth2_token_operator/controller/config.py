@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from oauth2_token_operator.oauth2.egress import (
+    DEFAULT_DENIED,
+    EgressPolicy,
+    parse_host_pattern,
+    parse_network,
+)
 
 
 class OperatorConfig(BaseModel):
@@ -37,6 +45,16 @@ class OperatorConfig(BaseModel):
     (`heap.HeapTrimmer`); 0: never."""
     metrics_port: int | None = Field(default=8080, ge=1, le=65535)
     health_port: int | None = Field(default=8081, ge=1, le=65535)
+    metrics_bind_address: str = "0.0.0.0"  # noqa: S104 - a pod's port
+    health_bind_address: str = "0.0.0.0"  # noqa: S104
+    """The addresses the metrics and liveness endpoints listen on (`::` for IPv6)."""
+    deny_cidrs: tuple[str, ...] = DEFAULT_DENIED
+    """No OAuth2 call connects to an address in these blocks (after name resolution);
+    empty: none denied."""
+    allow_issuers: tuple[str, ...] = ()
+    """Host patterns every URL the operator calls must match; empty: every host."""
+    forbid_insecure_http: bool = False
+    """An OAuth2Client's `allowInsecureHTTP: true` is refused (`IssuerNotAllowed`)."""
     leader_election: bool = False
     """Run as one of several replicas: only the holder of the Lease works."""
     lease_namespace: str = "default"
@@ -52,3 +70,24 @@ class OperatorConfig(BaseModel):
     lease_renew_interval: float = Field(default=5.0, gt=0)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("metrics_bind_address", "health_bind_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        return str(ipaddress.ip_address(value))
+
+    @field_validator("deny_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(parse_network(text)) for text in value)
+
+    @field_validator("allow_issuers")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(parse_host_pattern(text) for text in value)
+
+    def egress(self) -> EgressPolicy:
+        """The rules every OAuth2 call of the operator obeys."""
+        return EgressPolicy.parse(
+            self.deny_cidrs, self.allow_issuers, forbid_insecure_http=self.forbid_insecure_http
+        )

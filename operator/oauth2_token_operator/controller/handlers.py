@@ -141,8 +141,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     refresh_tokens = RefreshTokenWriter(kube)
     metrics = Metrics()
     if config.metrics_port is not None:
-        metrics.serve(config.metrics_port)
-    transport = OAuth2Transport(observer=metrics.observe_oauth2_call)
+        metrics.serve(config.metrics_port, config.metrics_bind_address)
+    egress = config.egress()
+    log.info(
+        "egress: connections to %s denied; issuer hosts allowed: %s; plain http %s",
+        ", ".join(map(str, egress.denied)) or "no address",
+        ", ".join(egress.allowed_hosts) or "all",
+        "forbidden" if egress.forbid_insecure_http else "where a client allows it",
+    )
+    transport = OAuth2Transport(observer=metrics.observe_oauth2_call, egress=egress)
     credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
     heap = HeapTrimmer(config.heap_trim_interval)
     events = EventGate(watches.views)
@@ -190,7 +197,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
         ttl=2 * max(config.retry_max_delay, config.client_retry_interval),
     )
     watches.on_secret_change(requests.secret_event)
-    async with answering_alive(config.health_port, b"starting"):
+    async with answering_alive(config.health_port, b"starting", config.health_bind_address):
         await watches.start()  # kopf watches nothing before `on.startup` is over
     # Only these three (and what the caller put there): kopf keeps a copy of the memo
     # for every object it has seen, and a dict of up to five entries is 88 bytes

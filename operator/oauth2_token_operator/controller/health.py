@@ -15,9 +15,13 @@ from collections.abc import AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def answering_alive(port: int | None, state: bytes) -> AsyncIterator[None]:
-    """Answer every request on `port` with 200 and `state` until the block ends (and the
-    port is free for kopf's endpoint)."""
+async def answering_alive(
+    port: int | None,
+    state: bytes,
+    address: str = "0.0.0.0",  # noqa: S104 - a pod's port
+) -> AsyncIterator[None]:
+    """Answer every request on `address`, `port` with 200 and `state` until the block ends
+    (and the port is free for kopf's endpoint)."""
     if port is None:
         yield
         return
@@ -35,7 +39,7 @@ async def answering_alive(port: int | None, state: bytes) -> AsyncIterator[None]
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "0.0.0.0", port, reuse_address=True)  # noqa: S104
+    server = await asyncio.start_server(answer, address, port, reuse_address=True)
     try:
         yield
     finally:

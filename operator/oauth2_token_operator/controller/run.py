@@ -71,7 +71,7 @@ async def serve(
     """The operator: with leader election, only once this replica leads."""
     memo = memo if memo is not None else kopf.Memo(config=config)
     memo.stop_flag = stop_flag  # raised at cleanup (`handlers.raising`), then dropped
-    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+    liveness = _liveness_url(config)
     if not config.leader_election:
         await _operator(config, memo, liveness, stop_flag, ready_flag)
         return
@@ -88,7 +88,7 @@ async def serve(
         ),
     )
     try:
-        async with answering_alive(config.health_port, b"standby"):
+        async with answering_alive(config.health_port, b"standby", config.health_bind_address):
             if not await _until(election.acquire(), stop_flag):
                 return  # stopped while standing by
         holding = asyncio.create_task(election.hold(), name="lease")
@@ -108,6 +108,14 @@ async def serve(
     finally:
         await election.release()
         await asyncio.to_thread(api_client.close)
+
+
+def _liveness_url(config: OperatorConfig) -> str | None:
+    """Where kopf serves `/healthz` (it listens on the URL's host and port)."""
+    if config.health_port is None:
+        return None
+    host = config.health_bind_address
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.health_port}/healthz"
 
 
 async def _operator(

@@ -3,10 +3,15 @@ introspection and revocation over httpx. No Kubernetes in here."""
 
 from oauth2_token_operator.oauth2.authorization_server import AuthorizationServer
 from oauth2_token_operator.oauth2.client_auth import AuthMethod, ClientConfig
+from oauth2_token_operator.oauth2.egress import EgressPolicy
 from oauth2_token_operator.oauth2.errors import (
+    AddressNotAllowedError,
     ConfigurationError,
     DeadlineExceededError,
+    EgressRefusedError,
+    HostNotAllowedError,
     InactiveTokenError,
+    InsecureHTTPForbiddenError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
@@ -39,12 +44,17 @@ from oauth2_token_operator.oauth2.transport import (
 )
 
 __all__ = [
+    "AddressNotAllowedError",
     "AuthMethod",
     "AuthorizationServer",
     "ClientConfig",
     "ConfigurationError",
     "DeadlineExceededError",
+    "EgressPolicy",
+    "EgressRefusedError",
+    "HostNotAllowedError",
     "InactiveTokenError",
+    "InsecureHTTPForbiddenError",
     "Introspection",
     "InvalidClientError",
     "InvalidGrantError",

@@ -108,6 +108,23 @@ class MalformedResponseError(OAuth2Error):
     """A success status with a body that does not follow the RFC."""
 
 
+class EgressRefusedError(OAuth2Error):
+    """The operator's egress rules (``egress.EgressPolicy``, its administrator's flags)
+    refuse the call: nothing was sent. The message names the rule, never a server's text."""
+
+
+class AddressNotAllowedError(EgressRefusedError):
+    """The host is, or resolves only to, addresses in the deny list (``--deny-cidr``)."""
+
+
+class HostNotAllowedError(EgressRefusedError):
+    """The host matches no allowed pattern (``--allow-issuer``)."""
+
+
+class InsecureHTTPForbiddenError(EgressRefusedError):
+    """Plain http, which the operator forbids (``--forbid-insecure-http``)."""
+
+
 class OAuth2ErrorResponse(OAuth2Error):
     """An RFC 6749 §5.2 (or RFC 7009 / RFC 8707) error response.
 

@@ -207,6 +207,8 @@ class MetadataCache:
         raise MetadataError(f"metadata of {config.issuer} not fetched yet", endpoint="discovery")
 
     async def _load(self, config: IssuerConfig) -> ServerMetadata:
+        egress = self._transport.egress
+        egress.check_issuer(config.issuer, allow_insecure_http=config.allow_insecure_http)
         check_url(config.issuer, allow_http=config.allow_insecure_http, what="issuer")
         if "issuer" in config.metadata_overrides:
             raise ConfigurationError("metadata overrides must not change the issuer")
@@ -228,6 +230,14 @@ class MetadataCache:
                 check_url(url, allow_http=config.allow_insecure_http, what=name)
         for name, url in (metadata.mtls_endpoint_aliases or {}).items():
             check_url(url, allow_http=config.allow_insecure_http, what=f"mtls alias {name}")
+        # Every endpoint the operator may call, mTLS aliases included: neither the spec
+        # nor the server's document may point it at a host its administrator did not allow.
+        for name in ENDPOINT_NAMES:
+            for mtls in (False, True):
+                url = metadata.endpoint(name, mtls=mtls)
+                if url is not None:
+                    what = f"mtls alias of the {name}" if mtls else name
+                    egress.check_endpoint(what, url, issuer=config.issuer)
         return metadata
 
     async def _discover(self, config: IssuerConfig) -> dict[str, Any]:

@@ -10,6 +10,10 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies.renewal import jitter_fraction
 
+ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
+"""The operator's egress rules (`--deny-cidr`, `--allow-issuer`, `--forbid-insecure-http`)
+refuse the client's issuer or one of its endpoints."""
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -43,6 +47,10 @@ def classify(exc: Exception) -> Failure:
         return Failure("TokenInactive", message, retry=False)
     if isinstance(exc, errors.NoTokenAvailableError):
         return Failure("NoRefreshToken", message, retry=False)
+    if isinstance(exc, errors.EgressRefusedError):
+        # The operator's own flags refuse the issuer: nothing was sent, and only a change
+        # of the client (or of the flags, a restart) helps.
+        return Failure(ISSUER_NOT_ALLOWED, message, retry=False)
     if isinstance(exc, errors.MetadataError):
         return Failure("DiscoveryFailed", message, retry=True)
     if isinstance(exc, errors.ConfigurationError):
