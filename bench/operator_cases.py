@@ -48,6 +48,7 @@ from bench.operator_env import (
     writes,
 )
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from oauth2_token_operator.policies.renewal import RenewalPolicy, renewal_time
 from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.authserver.fixtures import TestClient, basic_authorization
@@ -122,7 +123,10 @@ class Bench:
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": f"{name}-credentials"},
+            "metadata": {
+                "name": f"{name}-credentials",
+                "labels": {USABLE_BY_OPERATOR: USABLE_VALUE},
+            },
             "stringData": {"client-secret": test_client.client_secret},
         }
         self.http.post(f"/api/v1/namespaces/{namespace}/secrets", json=secret).raise_for_status()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from tests.e2e.cluster_authserver import deploy_authserver, publish_ca
 from tests.e2e.images import build_authserver_image, build_operator_image
 from tests.e2e.kind import (
@@ -116,7 +117,8 @@ def up() -> None:
                            server.ca_pem, server.username, server.password, "read",
                            server.resource)  # fmt: skip
             core.create_namespaced_secret(NAMESPACE, k8s.V1Secret.model_validate({
-                "metadata": {"name": "alice-refresh-token"},
+                "metadata": {"name": "alice-refresh-token",
+                             "labels": {USABLE_BY_OPERATOR: USABLE_VALUE}},
                 "stringData": {"refresh_token": grant["refresh_token"]}}))  # fmt: skip
             apply_documents(KUBECONFIG, NAMESPACE,
                             example_documents("refresh-token-request", server))  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from oauth2_token_operator.api.oauth2client import OAuth2ClientSpec
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import ConfigurationError
@@ -16,6 +17,37 @@ from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
 SecretData = Mapping[str, str]
 """A Secret's or ConfigMap's data, decoded."""
+
+SECRET_NOT_USABLE = "SecretNotUsable"  # noqa: S105 - a condition reason
+"""The reason for a referenced Secret that does not grant the operator its use."""
+
+
+@dataclass(frozen=True)
+class NotUsable:
+    """A Secret that exists but does not carry the opt-in label (`api.labels`): its data
+    was not even decoded, and nothing of it is used."""
+
+    namespace: str
+    name: str
+
+    @property
+    def message(self) -> str:
+        return not_usable_message(self.namespace, self.name)
+
+
+Found = SecretData | NotUsable | None
+"""What reading a referenced object found: its data, a Secret the operator may not use,
+or nothing."""
+
+
+def not_usable_message(namespace: str, name: str) -> str:
+    """Why a Secret is not used, and how whoever may write it grants its use."""
+    return (
+        f"Secret {namespace}/{name} does not carry the label {USABLE_BY_OPERATOR}="
+        f'"{USABLE_VALUE}": naming a Secret is no grant to use it, so the operator reads'
+        " and writes none of it. Whoever may write the Secret grants it with: kubectl label"
+        f" secret {name} -n {namespace} {USABLE_BY_OPERATOR}={USABLE_VALUE}"
+    )
 
 
 @dataclass(frozen=True)
@@ -32,7 +64,8 @@ class SecretKey:
 
 class ClientConfigError(Exception):
     """The client cannot be used as configured. `reason` is a condition reason;
-    `missing`, the key whose object or value is not there (its creation may fix it)."""
+    `missing`, the key whose object or value is not there, or whose Secret does not grant
+    its use (its creation, or the label, may fix it)."""
 
     def __init__(self, reason: str, message: str, *, missing: SecretKey | None = None) -> None:
         super().__init__(message)
@@ -113,15 +146,18 @@ def client_config(
 
 
 def collect_values(
-    keys: list[SecretKey], objects: Mapping[tuple[str, str], SecretData | None]
+    keys: list[SecretKey], objects: Mapping[tuple[str, str], Found]
 ) -> dict[SecretKey, str]:
-    """Pick each key's value from the decoded objects; explain what is missing."""
+    """Pick each key's value from the decoded objects; explain what is missing or not
+    to be used."""
     values: dict[SecretKey, str] = {}
     for key in keys:
         data = objects.get((key.kind, key.name))
         if data is None:
             message = f"{key.kind} {key.name!r} not found"
             raise ClientConfigError(f"{key.kind}NotFound", message, missing=key)
+        if isinstance(data, NotUsable):
+            raise ClientConfigError(SECRET_NOT_USABLE, data.message, missing=key)
         value = without_final_newline(data.get(key.key) or "")
         if not value:
             message = f"{key} is missing or empty"

@@ -203,4 +203,30 @@ INVALID_REQUESTS = [
         _with(VALID_REQUEST, introspection={"interval": "5s"}),
         "at least 10s",
     ),
+    # The token Secret is never one of Kubernetes' own types (issue 22, item 5): a
+    # service-account-token Secret would be filled with a ServiceAccount's token.
+    *(
+        Invalid(
+            f"template-type-{kind.rsplit('/', 1)[-1]}",
+            _with(VALID_REQUEST, secretTemplate={"type": kind}),
+            "Opaque or a type of your own",
+        )
+        for kind in (
+            "kubernetes.io/service-account-token",
+            "kubernetes.io/dockerconfigjson",
+            "kubernetes.io/tls",
+        )
+    ),
+    # Nor does the request grant the operator the use of the Secret it gets.
+    Invalid(
+        "template-grants-use",
+        _with(
+            VALID_REQUEST,
+            secretTemplate={"labels": {"oauth2.token-operator.io/usable-by-operator": "true"}},
+        ),
+        "only whoever may write a Secret grants",
+    ),
 ]
+
+ACCEPTED_TEMPLATE_TYPES = ["Opaque", "example.com/token", "kubernetes.io.example.com/token"]
+"""Secret types a request may choose for its token Secret."""

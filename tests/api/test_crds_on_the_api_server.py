@@ -13,7 +13,14 @@ from pydantic import BaseModel
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION, Kind
-from tests.api.cases import INVALID_CLIENTS, INVALID_REQUESTS, VALID_CLIENT, VALID_REQUEST, Invalid
+from tests.api.cases import (
+    ACCEPTED_TEMPLATE_TYPES,
+    INVALID_CLIENTS,
+    INVALID_REQUESTS,
+    VALID_CLIENT,
+    VALID_REQUEST,
+    Invalid,
+)
 from tests.cluster.harness import unique_name
 from tests.cluster.objects import json_object
 
@@ -90,6 +97,16 @@ def test_every_authentication_method_is_accepted(
         spec = dict(VALID_CLIENT, authentication=authentication)
         OAuth2ClientSpec.model_validate(spec)
         create(kube_admin, kube_namespace, OAUTH2_CLIENT, spec)
+
+
+def test_a_token_secret_of_opaque_or_a_type_of_ones_own_is_accepted(
+    kube_admin: k8s.ApiClient, kube_namespace: str
+) -> None:
+    for secret_type in ACCEPTED_TEMPLATE_TYPES:
+        spec = dict(VALID_REQUEST, secretTemplate={"type": secret_type, "labels": {"a": "b"}})
+        AccessTokenRequestSpec.model_validate(spec)
+        stored = create(kube_admin, kube_namespace, ACCESS_TOKEN_REQUEST, spec)["spec"]
+        assert stored["secretTemplate"]["type"] == secret_type
 
 
 def test_status_keeps_kopf_bookkeeping_and_refuses_unknown_fields(

@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from tests.cluster.kubeconfig import bearer_configuration
 from tests.cluster.objects import metadata
 from tests.e2e.cluster_authserver import ClusterAuthServer
@@ -152,7 +153,10 @@ def test_refresh_token_request(installed: Installed) -> None:
         installed.namespace,
         k8s.V1Secret.model_validate(
             {
-                "metadata": {"name": "alice-refresh-token"},
+                "metadata": {
+                    "name": "alice-refresh-token",
+                    "labels": {USABLE_BY_OPERATOR: USABLE_VALUE},
+                },
                 "stringData": {"refresh_token": grant["refresh_token"]},
             }
         ),

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object, unless_missing
@@ -40,6 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 RESOURCE_SCOPES = ["read"]
+USABLE = {USABLE_BY_OPERATOR: USABLE_VALUE}
+"""The label that grants the operator the use of a Secret a spec names."""
 
 
 @dataclass
@@ -69,13 +72,40 @@ class Namespace:
     def custom(self) -> k8s.CustomObjectsApi:
         return k8s.CustomObjectsApi(self.api)
 
-    def secret(self, name: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
-        body = k8s.V1Secret.model_validate({"metadata": {"name": name, **meta}, "stringData": data})
+    def secret(
+        self,
+        name: str,
+        data: dict[str, str],
+        *,
+        usable: bool = True,
+        type_: str | None = None,
+        **meta: Any,
+    ) -> dict[str, Any]:
+        """A Secret; `usable` (the default) grants the operator its use, as every Secret
+        a client or request references must (issue 22, item 5)."""
+        labels = {**(meta.pop("labels", None) or {}), **(USABLE if usable else {})}
+        body = k8s.V1Secret.model_validate(
+            {
+                "metadata": {"name": name, "labels": labels, **meta},
+                "stringData": data,
+                **({"type": type_} if type_ else {}),
+            }
+        )
         return self.core.create_namespaced_secret(self.name, body).to_dict()
 
-    def client(self, name: str, test_client: TestClient, **spec: Any) -> None:
+    def grant_use(self, secret: str) -> None:
+        """`kubectl label secret SECRET oauth2.token-operator.io/usable-by-operator=true`."""
+        self.core.patch_namespaced_secret(secret, self.name, {"metadata": {"labels": USABLE}})
+
+    def client(
+        self, name: str, test_client: TestClient, *, usable: bool = True, **spec: Any
+    ) -> None:
+        """OAuth2Client `name` for `test_client`, its secret in Secret `<name>-credentials`
+        (granting the operator its use unless not `usable`)."""
         assert test_client.client_secret is not None
-        self.secret(f"{name}-credentials", {"client-secret": test_client.client_secret})
+        self.secret(
+            f"{name}-credentials", {"client-secret": test_client.client_secret}, usable=usable
+        )
         full_spec = {
             "issuer": self.authserver.issuer,
             "clientId": test_client.client_id,
@@ -114,6 +144,12 @@ class Namespace:
         self.secret("user-grant", {"refresh_token": granted["refresh_token"]})
         self.client("idp", test_client)
         return str(granted["refresh_token"])
+
+    def external_token(self, test_client: TestClient) -> str:
+        """An access token (scope read) obtained outside the operator, e.g. to register."""
+        server = self.authserver
+        form = {"grant_type": "client_credentials", "scope": "read", "resource": server.resource}
+        return str(server.token_request(test_client, form)["access_token"])
 
     def register_request(self, name: str, client: str, secret: str) -> dict[str, Any]:
         """A register request for the token in key `token` of Secret `secret` (any scopes)."""

@@ -66,10 +66,7 @@ def test_register_tracks_and_revokes_an_external_token(
 ) -> None:
     server = ns.authserver
     client = server.clients["client_secret_basic"]
-    external = server.token_request(
-        client,
-        {"grant_type": "client_credentials", "scope": "read", "resource": server.resource},
-    )["access_token"]
+    external = ns.external_token(client)
     ns.secret("external", {"token": external})
     ns.client("idp", client)
     ns.register_request("tracked", "idp", "external")

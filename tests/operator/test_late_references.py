@@ -103,9 +103,7 @@ def test_grant_secrets_created_after_their_requests(
     time.sleep(3)
 
     granted = server.password_grant(client, ["read"], resource=server.resource)
-    external = server.token_request(
-        client, {"grant_type": "client_credentials", "scope": "read", "resource": server.resource}
-    )["access_token"]
+    external = ns.external_token(client)
     ns.secret("user-grant", {"refresh_token": granted["refresh_token"]})
     ns.secret("external", {"token": external})
     created = time.monotonic()

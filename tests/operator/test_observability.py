@@ -89,9 +89,7 @@ def test_no_secret_anywhere_after_a_full_run(
     secrets.add(grant["refresh_token"])
     secrets.add(grant["access_token"])
     ns.secret("user-grant", {"refresh_token": grant["refresh_token"]})
-    external = server.token_request(
-        basic, {"grant_type": "client_credentials", "scope": "read", "resource": server.resource}
-    )["access_token"]
+    external = ns.external_token(basic)
     secrets.add(external)
     ns.secret("external", {"token": external})
 

@@ -24,7 +24,7 @@ from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOK
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, settle, wait_for
+from tests.operator.conftest import USABLE, Namespace, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 PLANTED = "planted-by-the-attacker"
@@ -73,7 +73,10 @@ def test_a_tenant_cannot_plant_a_token_in_another_tenants_partition(
         core.create_namespaced_secret(
             attacker_ns.name,
             k8s.V1Secret.model_validate(
-                {"metadata": {"name": "idp-credentials"}, "stringData": {"client-secret": "x"}}
+                {
+                    "metadata": {"name": "idp-credentials", "labels": USABLE},
+                    "stringData": {"client-secret": "x"},
+                }
             ),
         )
         custom.create_namespaced_custom_object(

@@ -18,7 +18,14 @@ from oauth2_token_operator.api import (
     parse_duration,
 )
 from oauth2_token_operator.api.crd import KINDS, Kind, file_name, render, structural_schema
-from tests.api.cases import INVALID_CLIENTS, INVALID_REQUESTS, VALID_CLIENT, VALID_REQUEST, Invalid
+from tests.api.cases import (
+    ACCEPTED_TEMPLATE_TYPES,
+    INVALID_CLIENTS,
+    INVALID_REQUESTS,
+    VALID_CLIENT,
+    VALID_REQUEST,
+    Invalid,
+)
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -61,6 +68,12 @@ def test_pydantic_refuses_invalid_clients(case: Invalid) -> None:
 @pytest.mark.parametrize("case", INVALID_REQUESTS, ids=lambda c: c.id)
 def test_pydantic_refuses_invalid_requests(case: Invalid) -> None:
     assert case.message in _refused(AccessTokenRequestSpec, case)
+
+
+@pytest.mark.parametrize("secret_type", ACCEPTED_TEMPLATE_TYPES)
+def test_a_token_secret_may_be_opaque_or_of_a_type_of_ones_own(secret_type: str) -> None:
+    spec = dict(VALID_REQUEST, secretTemplate={"type": secret_type})
+    assert AccessTokenRequestSpec.model_validate(spec).secret_template.type == secret_type
 
 
 def test_plain_http_is_accepted_only_with_the_opt_in() -> None:

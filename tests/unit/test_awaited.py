@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
-from oauth2_token_operator.client_config import ClientConfigError, SecretData, SecretKey
+from oauth2_token_operator.client_config import (
+    ClientConfigError,
+    Found,
+    NotUsable,
+    SecretData,
+    SecretKey,
+)
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.awaited import CLIENT, REQUEST, Awaited
 from oauth2_token_operator.controller.ledger import RequestKey
@@ -26,12 +32,10 @@ DELAYS = (0.02, 0.08)
 class Cluster:
     """Objects by (kind, namespace, name), and the reads made of them."""
 
-    objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    objects: dict[tuple[str, str, str], SecretData | NotUsable] = field(default_factory=dict)
     reads: list[tuple[str, str, str]] = field(default_factory=list)
 
-    async def read(
-        self, namespace: str, keys: list[SecretKey]
-    ) -> dict[tuple[str, str], SecretData | None]:
+    async def read(self, namespace: str, keys: list[SecretKey]) -> dict[tuple[str, str], Found]:
         wanted = {(key.kind, key.name) for key in keys}
         self.reads.extend((kind, namespace, name) for kind, name in wanted)
         return {(k, n): self.objects.get((k, namespace, n)) for k, n in wanted}
@@ -101,6 +105,22 @@ async def test_waiters_are_told_once_the_key_is_there(setup: Setup) -> None:
     reads = len(setup.cluster.reads)
     await asyncio.sleep(0.2)
     assert len(setup.cluster.reads) == reads, "no more reads once it came"
+
+
+async def test_a_secret_without_the_opt_in_label_is_waited_for_until_it_has_it(
+    setup: Setup,
+) -> None:
+    """A Secret that does not grant its use (`SecretNotUsable`) is read again like a
+    missing one, and its waiter poked once the label is there (issue 22, item 5)."""
+    client = ("apps", "idp")
+    setup.cluster.objects[("Secret", "apps", "creds")] = NotUsable("apps", "creds")
+    refused = ClientConfigError("SecretNotUsable", "…", missing=SecretKey("Secret", "creds", "s"))
+    assert setup.awaited.missing_reference((CLIENT, client), "apps", refused)
+    await until(lambda: len(setup.cluster.reads) >= 3)
+    assert setup.poked_clients == []
+    setup.cluster.objects[("Secret", "apps", "creds")] = {"s": "s3cr3t"}  # labelled now
+    await until(lambda: setup.poked_clients == [client])
+    assert len(setup.awaited) == 0
 
 
 async def test_a_registration_lapses_unless_renewed(setup: Setup) -> None:

@@ -7,6 +7,7 @@ import pytest
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
     ClientConfigError,
+    NotUsable,
     SecretKey,
     client_config,
     collect_values,
@@ -78,6 +79,18 @@ def test_missing_secret_and_missing_key_are_named() -> None:
         collect_values(keys, {("Secret", "billing-client"): {"other": "x"}})
     assert no_key.value.reason == "SecretKeyMissing"
     assert "client-secret" in no_key.value.message
+
+
+def test_a_secret_that_does_not_grant_its_use_says_how_to_grant_it() -> None:
+    keys = referenced_keys(spec())
+    with pytest.raises(ClientConfigError) as refused:
+        collect_values(keys, {("Secret", "billing-client"): NotUsable("apps", "billing-client")})
+    assert refused.value.reason == "SecretNotUsable"
+    assert refused.value.missing == keys[0], "waited for like a missing Secret"
+    assert (
+        "kubectl label secret billing-client -n apps"
+        " oauth2.token-operator.io/usable-by-operator=true"
+    ) in refused.value.message
 
 
 def test_invalid_credentials_are_reported_without_their_value() -> None:

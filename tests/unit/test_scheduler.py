@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import kopf
 import pytest
 
-from oauth2_token_operator.client_config import SecretData, SecretKey
+from oauth2_token_operator.client_config import Found, SecretKey
 from oauth2_token_operator.controller import handlers
 from oauth2_token_operator.controller.awaited import Awaited
 from oauth2_token_operator.controller.ledger import RequestKey
@@ -149,9 +149,7 @@ async def test_handlers_start_one_task_from_each_objects_copy_of_the_memo() -> N
     async def action(key: object) -> None:
         return None
 
-    async def read(
-        namespace: str, keys: list[SecretKey]
-    ) -> dict[tuple[str, str], SecretData | None]:
+    async def read(namespace: str, keys: list[SecretKey]) -> dict[tuple[str, str], Found]:
         return {}
 
     memo = kopf.Memo()

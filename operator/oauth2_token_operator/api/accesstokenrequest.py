@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from oauth2_token_operator.api.durations import Duration
+from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR
 from oauth2_token_operator.api.oauth2client import (
     MIN_INTROSPECTION_INTERVAL,
     LabelValue,
@@ -41,17 +42,53 @@ class ClientReference(ApiModel):
     `allowedNamespaces` admits this request's namespace."""
 
 
+KUBERNETES_TYPES = "kubernetes.io/"
+"""Prefix of the Secret types Kubernetes itself gives a meaning (service account tokens,
+registry credentials, TLS): the operator neither writes a token Secret of such a type
+nor writes a rotated refresh token into one."""
+TEMPLATE_TYPE_MESSAGE = (
+    "secretTemplate.type must be Opaque or a type of your own, not one of Kubernetes'"
+    f" ({KUBERNETES_TYPES}*)"
+)
+TEMPLATE_LABEL_MESSAGE = (
+    f"secretTemplate.labels cannot carry {USABLE_BY_OPERATOR}: only whoever may write"
+    " a Secret grants the operator its use"
+)
+
+
 class SecretTemplate(ApiModel):
     """Extra metadata of the Secret the token is written to."""
 
+    model_config = CelRule.config(
+        CelRule(
+            f"!has(self.type) || !self.type.startsWith('{KUBERNETES_TYPES}')", TEMPLATE_TYPE_MESSAGE
+        ),
+        CelRule(
+            f"!has(self.labels) || !('{USABLE_BY_OPERATOR}' in self.labels)",
+            TEMPLATE_LABEL_MESSAGE,
+        ),
+    )
+
     type: SecretType = "Opaque"
-    """The Secret's `type`."""
+    """The Secret's `type`: `Opaque` or a type of your own. Not one of Kubernetes' own
+    (`kubernetes.io/…`): those mean something to the cluster (a
+    `kubernetes.io/service-account-token` Secret is filled with a ServiceAccount's token)."""
     labels: Annotated[dict[str, LabelValue], Field(max_length=64)] | None = None
-    """Labels added to the Secret (beside the operator's own)."""
+    """Labels added to the Secret (beside the operator's own); not
+    `oauth2.token-operator.io/usable-by-operator`, which only whoever may write a Secret
+    sets."""
     annotations: (
         Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
     ) = None
     """Annotations added to the Secret (beside the operator's own)."""
+
+    @model_validator(mode="after")
+    def _no_kubernetes_type_nor_grant(self) -> SecretTemplate:
+        if self.type.startswith(KUBERNETES_TYPES):
+            raise ValueError(TEMPLATE_TYPE_MESSAGE)
+        if USABLE_BY_OPERATOR in (self.labels or {}):
+            raise ValueError(TEMPLATE_LABEL_MESSAGE)
+        return self
 
 
 class RequestIntrospection(ApiModel):

@@ -21,8 +21,8 @@ from oauth2_token_operator.api.accesstokenrequest import (
     AccessTokenRequestStatus,
 )
 from oauth2_token_operator.api.oauth2client import OAuth2ClientSpec, OAuth2ClientStatus
+from oauth2_token_operator.api.references import GROUP as GROUP  # re-exported: its home of old
 
-GROUP = "oauth2.token-operator.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "oauth2"

@@ -20,7 +20,9 @@ within seconds of the missing object's creation, not at its next failure backoff
   on a schedule that backs off from 1 s to `POLL_DELAYS[1]` (10 s): one GET per
   missing object however many wait for it, and no status write or Event. A Secret
   created later is seen within about 15 s (the longest delay, plus the credentials
-  cache's 5 s), and whoever waits for it is poked. Registrations lapse after `ttl`
+  cache's 5 s), and whoever waits for it is poked. A Secret that exists without the
+  opt-in label (`SecretNotUsable`) is waited for the same way: the label added later is
+  seen as soon. Registrations lapse after `ttl`
   unless renewed: a waiter still blocked renews its own at each look (a failed
   issuance backs off at most `retry_max_delay`, a blocked request is looked at again
   that often, a client that is not Ready every `client_retry_interval`), so nothing
@@ -40,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
     ClientConfigError,
-    SecretData,
+    Found,
     SecretKey,
     collect_values,
     referenced_keys,
@@ -58,8 +60,9 @@ Waiter = tuple[str, RequestKey]
 """Who waits: (`CLIENT` or `REQUEST`, (namespace, name))."""
 ObjectRef = tuple[str, str, str]
 """A referenced object: (kind, namespace, name)."""
-Read = Callable[[str, list[SecretKey]], Awaitable[dict[tuple[str, str], SecretData | None]]]
-"""`CredentialReader.objects`: the decoded data of each object named (None if missing)."""
+Read = Callable[[str, list[SecretKey]], Awaitable[dict[tuple[str, str], Found]]]
+"""`CredentialReader.objects`: the decoded data of each object named (None if missing,
+`NotUsable` for a Secret without the opt-in label)."""
 
 POLL_DELAYS = (1.0, 10.0)
 """First and longest delay between two reads of a missing object."""
@@ -213,7 +216,7 @@ class Awaited:
 
 
 def _present(
-    key: SecretKey, found: dict[tuple[str, str], SecretData | None], unwanted: str | None = None
+    key: SecretKey, found: dict[tuple[str, str], Found], unwanted: str | None = None
 ) -> bool:
     """Whether `key` now holds a value (other than the `unwanted` one), exactly as the
     waiter's own read will judge."""

@@ -1,4 +1,9 @@
-"""Reads the Secrets and ConfigMaps an OAuth2Client references, with a short cache.
+"""Reads the Secrets and ConfigMaps an OAuth2Client (or a request's grant) references,
+with a short cache.
+
+A Secret is used only if it carries the opt-in label (`policies.secret_use`); one that
+does not is found as `NotUsable`, its data not even decoded, and the label added later is
+seen like a Secret created later (`awaited`).
 
 Read at issuance time (not watched): a rotated client secret or key takes effect at the
 next token request after `credentials_cache_ttl`, with no restart, and the operator
@@ -14,6 +19,8 @@ from collections.abc import Awaitable, Callable
 
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
+    Found,
+    NotUsable,
     SecretData,
     SecretKey,
     client_config,
@@ -24,6 +31,7 @@ from oauth2_token_operator.client_config import (
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.policies.secret_use import usable
 from oauth2_token_operator.token_secret import decode_data
 
 
@@ -39,8 +47,8 @@ class CredentialReader:
         self._kube = kube
         self._ttl = ttl
         self._clock = clock
-        self._cache: dict[tuple[str, str, str], tuple[float, SecretData | None]] = {}
-        self._reads: dict[tuple[str, str, str], asyncio.Task[SecretData | None]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, Found]] = {}
+        self._reads: dict[tuple[str, str, str], asyncio.Task[Found]] = {}
         self._last_known: dict[tuple[str, str, str], SecretData] = {}
         self.on_change = on_change
         self._in_use: dict[tuple[str, str], tuple[IssuerConfig, ClientConfig]] = {}
@@ -69,8 +77,9 @@ class CredentialReader:
 
     async def objects(
         self, namespace: str, keys: list[SecretKey], *, last_known: bool = False
-    ) -> dict[tuple[str, str], SecretData | None]:
-        """The decoded data of every object `keys` name (`None` for a missing one)."""
+    ) -> dict[tuple[str, str], Found]:
+        """The decoded data of every object `keys` name (`None` for a missing one,
+        `NotUsable` for a Secret that does not grant its use)."""
         wanted = sorted({(key.kind, key.name) for key in keys})
         found = await asyncio.gather(*(self._read(namespace, kind, name) for kind, name in wanted))
         if last_known:
@@ -90,7 +99,7 @@ class CredentialReader:
         for kind, name in names:
             self._last_known.pop((kind, namespace, name), None)
 
-    async def _read(self, namespace: str, kind: str, name: str) -> SecretData | None:
+    async def _read(self, namespace: str, kind: str, name: str) -> Found:
         cache_key = (kind, namespace, name)
         cached = self._cache.get(cache_key)
         if cached is not None and self._clock() - cached[0] < self._ttl:
@@ -102,15 +111,17 @@ class CredentialReader:
             task.add_done_callback(lambda _: self._reads.pop(cache_key, None))
         data = await asyncio.shield(task)
         self._cache[cache_key] = (self._clock(), data)
-        if data is not None:
+        if data is not None and not isinstance(data, NotUsable):
             self._last_known[cache_key] = data
         return data
 
-    async def _fetch(self, namespace: str, kind: str, name: str) -> SecretData | None:
+    async def _fetch(self, namespace: str, kind: str, name: str) -> Found:
         if kind == "ConfigMap":
             config_map = await self._kube.read_config_map(namespace, name)
             return None if config_map is None else dict(config_map.get("data") or {})
         secret = await self._kube.read_secret(namespace, name)
         if secret is None:
             return None
+        if not usable(secret):
+            return NotUsable(namespace, name)
         return decode_data(secret.get("data")) or {}

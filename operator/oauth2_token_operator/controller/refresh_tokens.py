@@ -6,6 +6,12 @@ that moment, so the operator publishes the access token only after the refresh t
 is safe. A write that conflicts with another writer is retried from a fresh read; one
 that cannot be made keeps the token in memory, is tried again later, and shows as
 `RefreshTokenNotPersisted` on the request.
+
+A Secret that does not grant the operator its use (no opt-in label), or of one of
+Kubernetes' own types, is never written (`policies.secret_use`): the token is kept in
+memory the same way, used for the next refresh (the rotated-away one, still in the
+Secret, is never sent again: `manager.spent`), and the request says `SecretNotUsable`.
+Only the key the spec names is written.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 from oauth2_token_operator.controller.grants import parse_refresh_subject
 from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError
 from oauth2_token_operator.manager import InMemoryTokenStore, RefreshToken
+from oauth2_token_operator.policies.secret_use import write_back_refusal
 from oauth2_token_operator.token_secret import decode_data, encode_data
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,8 @@ class RefreshTokenWriter:
         self._attempts = attempts
         self.unpersisted: dict[str, RefreshToken] = {}
         """Subject → a rotated refresh token not yet in its Secret."""
+        self.refused: dict[str, str] = {}
+        """Subject → why its Secret may not be written (while it may not)."""
 
     async def persist(self, token: RefreshToken) -> bool:
         """Write `token` into its subject's Secret key; False if it could not be."""
@@ -39,6 +48,9 @@ class RefreshTokenWriter:
                 secret = await self._kube.read_secret(namespace, name)
                 if secret is None:
                     raise KubeApiError(f"Secret {namespace}/{name} not found")
+                refusal = write_back_refusal(secret, namespace, name)
+                if refusal is not None:
+                    return self._refused(subject, token, refusal)
                 data = decode_data(secret.get("data")) or {}
                 if data.get(key) == token.value:
                     break
@@ -52,10 +64,19 @@ class RefreshTokenWriter:
                 raise KubeApiError(f"Secret {namespace}/{name}: conflicts on every write")
         except KubeApiError as exc:
             self.unpersisted[subject] = token
+            self.refused.pop(subject, None)
             log.error("a rotated refresh token could not be written back: %s", exc)
             return False
         self.unpersisted.pop(subject, None)
+        self.refused.pop(subject, None)
         return True
+
+    def _refused(self, subject: str, token: RefreshToken, refusal: str) -> bool:
+        self.unpersisted[subject] = token
+        if self.refused.get(subject) != refusal:  # said once, not at every retry
+            log.warning("a rotated refresh token is kept in memory, not written back: %s", refusal)
+        self.refused[subject] = refusal
+        return False
 
 
 class PersistingTokenStore(InMemoryTokenStore):

@@ -4,6 +4,7 @@ token (or one still being waited for), and writing only what changed."""
 from __future__ import annotations
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
+from oauth2_token_operator.client_config import SECRET_NOT_USABLE
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import renewal_schedule
@@ -75,14 +76,24 @@ def settled(
         )
     unpersisted = unpersisted_refresh_token(ctx, resolved)
     if unpersisted:
-        issuing = ConditionUpdate(
-            ISSUING,
-            "True",
-            "RefreshTokenNotPersisted",
-            "the rotated refresh token could not be written back to Secret "
-            f"{unpersisted}; it is kept in memory only and retried: a restart now would"
-            " lose it",
-        )
+        where, refusal = unpersisted
+        if refusal is None:
+            issuing = ConditionUpdate(
+                ISSUING,
+                "True",
+                "RefreshTokenNotPersisted",
+                "the rotated refresh token could not be written back to Secret "
+                f"{where}; it is kept in memory only and retried: a restart now would"
+                " lose it",
+            )
+        else:
+            issuing = ConditionUpdate(
+                ISSUING,
+                "True",
+                SECRET_NOT_USABLE,
+                f"the rotated refresh token is not written back: {refusal}. It is kept in"
+                " memory and used for the next renewal, but a restart now would lose it",
+            )
         wake_at = min(wake_at, now + REFRESH_TOKEN_RETRY)
     status = {
         "observedGeneration": request.generation,
@@ -127,14 +138,19 @@ def waiting(
     )
 
 
-def unpersisted_refresh_token(ctx: OperatorContext, resolved: Resolved) -> str | None:
-    """The Secret a rotated refresh token of this request still has to go to."""
+def unpersisted_refresh_token(
+    ctx: OperatorContext, resolved: Resolved
+) -> tuple[str, str | None] | None:
+    """The Secret a rotated refresh token of this request still has to go to, and why it
+    may not be written (`None`: a write failed)."""
     writer = ctx.refresh_tokens
     subject = resolved.identity.subject
     if writer is None or subject is None or subject not in writer.unpersisted:
         return None
     location = grants.parse_refresh_subject(subject)
-    return None if location is None else f"{location[0]}/{location[1]}"
+    if location is None:
+        return None
+    return f"{location[0]}/{location[1]}", writer.refused.get(subject)
 
 
 def subject_of(token: AccessToken) -> str | None:
