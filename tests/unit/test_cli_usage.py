@@ -195,7 +195,7 @@ def test_run_help_shows_every_default(
     parser = run_parser()
     formatter = parser._get_formatter()
     options = [action for action in parser._actions if action.dest != "help"]
-    assert len(options) == 13
+    assert len(options) == 15
     for action in options:
         shown = formatter._expand_help(action)
         assert "default" in shown, f"{action.option_strings} does not say its default"
@@ -228,5 +228,24 @@ def test_run_help_shows_every_default(
     assert args.min_renewal_lead == config.min_renewal_lead
     assert args.assumed_token_lifetime == config.assumed_token_lifetime
     assert args.revocation_deadline == config.revocation_deadline
+    assert (args.breaker_failures, args.breaker_cooldown) == (
+        config.breaker_failures,
+        config.breaker_cooldown,
+    )
     assert (args.log_format, args.log_level) == (config.log_format, config.log_level)
     assert (args.lease_namespace, args.lease_name) == (config.lease_namespace, config.lease_name)
+
+
+def test_run_passes_the_breaker_flags_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oauth2_token_operator.controller import run as run_module
+
+    started: list[OperatorConfig] = []
+
+    def run(config: OperatorConfig) -> int:
+        started.append(config)
+        return 0
+
+    monkeypatch.setattr(run_module, "run", run)
+    assert main(["run", "--breaker-failures=0", "--breaker-cooldown=2.5"]) == 0
+    (config,) = started
+    assert (config.breaker_failures, config.breaker_cooldown) == (0, 2.5)

@@ -32,6 +32,11 @@ class OperatorConfig(BaseModel):
     """How often a client that is not Ready (discovery failed, Secret missing) retries."""
     concurrency: int = Field(default=16, ge=1)
     """Scheduled reconciliations running at once."""
+    breaker_failures: int = Field(default=5, ge=0)
+    """Failed calls in a row (no answer, or HTTP 5xx) after which an endpoint gets no call
+    for a cool-down but one trial (`oauth2.breaker`); 0: never."""
+    breaker_cooldown: float = Field(default=10.0, gt=0)
+    """The first cool-down; doubled at each reopening, up to `retry_max_delay`."""
     heap_trim_interval: float = Field(default=30.0, ge=0)
     """How often memory freed inside the C library's heaps goes back to the system
     (`heap.HeapTrimmer`); 0: never."""

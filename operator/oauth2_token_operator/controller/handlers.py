@@ -154,6 +154,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             config=TokenManagerConfig(
                 min_introspect_interval=0,
                 unknown_expiry_lifetime=config.assumed_token_lifetime,
+                circuit_failures=config.breaker_failures,
+                circuit_cooldown=config.breaker_cooldown,
+                circuit_max_cooldown=config.retry_max_delay,
             ),
             transport=transport,
         ),

@@ -4,6 +4,7 @@ introspection and revocation over httpx. No Kubernetes in here."""
 from oauth2_token_operator.oauth2.authorization_server import AuthorizationServer
 from oauth2_token_operator.oauth2.client_auth import AuthMethod, ClientConfig
 from oauth2_token_operator.oauth2.errors import (
+    CircuitOpenError,
     ConfigurationError,
     DeadlineExceededError,
     InactiveTokenError,
@@ -41,6 +42,7 @@ from oauth2_token_operator.oauth2.transport import (
 __all__ = [
     "AuthMethod",
     "AuthorizationServer",
+    "CircuitOpenError",
     "ClientConfig",
     "ConfigurationError",
     "DeadlineExceededError",

@@ -10,6 +10,9 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies.renewal import jitter_fraction
 
+CIRCUIT_OPEN = "CircuitOpen"
+"""The reason of an attempt not made: the server's endpoint failed too often in a row."""
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -51,6 +54,10 @@ def classify(exc: Exception) -> Failure:
         # The API server refused what the operator wrote (a Secret too large, say): the
         # same input gets the same answer, so wait for a change.
         return Failure("SecretRejected", message, retry=False)
+    if isinstance(exc, errors.CircuitOpenError):
+        # Nothing was sent: the endpoint's last calls failed in a row. The next attempt
+        # waits for its circuit to let a call through again (and the usual backoff).
+        return Failure(CIRCUIT_OPEN, message, retry=True, retry_after=exc.retry_after)
     asked = getattr(exc, "retry_after", None)  # a server's Retry-After, either server's
     retry_after = asked if isinstance(asked, int | float) else None
     if isinstance(exc, errors.OAuth2Error) and not isinstance(exc, errors.OAuth2ErrorResponse):
