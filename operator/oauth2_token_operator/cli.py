@@ -121,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: %(default)g)",
     )
     run.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        default=defaults.concurrency,
+        help="scheduled reconciliations (renewals, retries) running at once (default: %(default)s)",
+    )
+    run.add_argument(
+        "--per-server-concurrency",
+        type=int,
+        metavar="N",
+        default=defaults.per_server_concurrency,
+        help="of those, at most this many for the requests of one authorization server (token"
+        " endpoint), so that a slow or hung server cannot hold up the others"
+        " (default: %(default)s)",
+    )
+    run.add_argument(
         "--breaker-failures",
         type=int,
         metavar="N",
@@ -176,6 +192,8 @@ def _run(args: argparse.Namespace) -> int:
         min_renewal_lead=args.min_renewal_lead,
         assumed_token_lifetime=args.assumed_token_lifetime,
         revocation_deadline=args.revocation_deadline,
+        concurrency=args.concurrency,
+        per_server_concurrency=args.per_server_concurrency,
         breaker_failures=args.breaker_failures,
         breaker_cooldown=args.breaker_cooldown,
         leader_election=args.leader_election,

@@ -11,12 +11,15 @@ by the session. Every token comes from oidc-provider."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.oauth2.transport import RetryPolicy
+from oauth2_token_operator.token_secret import parse_rfc3339
 from tests.cluster.objects import json_object
+from tests.faults import stalled_server
 from tests.gate import Gate
 from tests.integration.conftest import Counters
 from tests.operator.conftest import (
@@ -39,6 +42,62 @@ def statuses(ns: Namespace) -> dict[str, dict[str, Any]]:
 
 def condition(status: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
     return next((c for c in status.get("conditions") or () if c["type"] == type_), {})
+
+
+def test_requests_of_a_hung_server_do_not_keep_a_healthy_ones_from_renewing(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread]
+) -> None:
+    """50 requests whose token endpoint accepts and never answers, each retried as soon as
+    the last call's 30 s deadline ends, and 50 of a healthy server (20 s tokens) that all
+    come due meanwhile: every healthy one is renewed before its token expires.
+
+    Without the per-server share, the hung requests' retries take all 16 slots, each
+    for 30 s, and the healthy renewals wait behind them until long after their tokens
+    expired. The circuit breaker is off here: it would stop the hung calls after the
+    first deadline, and this test is about the share alone (the breaker has its own)."""
+    operator_factory(
+        min_renewal_lead=5.0, retry_base_delay=1.0, retry_max_delay=2.0, breaker_failures=0
+    )
+    with stalled_server() as hung_url:
+        ns.stalled_client("hung", hung_url)
+        ns.client("idp", ns.authserver.clients["renewal_ttl"])  # 20 s tokens
+        hung = [f"hung-{i}" for i in range(EACH)]
+        for i, name in enumerate(hung):
+            ns.request(name, "hung", scopes=["read", f"h{i}"])  # distinct: one call each
+
+        def all_failed_once() -> bool:
+            found = statuses(ns)
+            return all(int(found.get(n, {}).get("failedAttempts") or 0) >= 1 for n in hung)
+
+        # Their first calls end at the deadline; from now on their retries are scheduled.
+        wait_for("every hung request's first call to end", all_failed_once, timeout=90)
+
+        healthy = [f"ok-{i}" for i in range(EACH)]
+        for i, name in enumerate(healthy):
+            ns.request(name, "idp", scopes=["read", f"x{i}"])
+
+        def first_tokens() -> dict[str, float] | None:
+            found = statuses(ns)
+            if not all(condition(found.get(n, {})).get("status") == "True" for n in healthy):
+                return None
+            return {n: parse_rfc3339(found[n]["expiresAt"]) for n in healthy}
+
+        expiry: dict[str, float] = wait_for("the healthy tokens", first_tokens, timeout=60)
+        give_up = max(expiry.values()) + 5
+
+        def renewed_or_expired() -> bool:
+            found = statuses(ns)
+            return time.time() > give_up or all(found[n].get("revision", 0) >= 2 for n in healthy)
+
+        wait_for("the healthy renewals", renewed_or_expired, timeout=90)
+        found = statuses(ns)
+        late = [
+            n
+            for n in healthy
+            if found[n].get("revision", 0) < 2 or parse_rfc3339(found[n]["issuedAt"]) >= expiry[n]
+        ]
+        assert not late, f"{len(late)} of {EACH} healthy requests not renewed before expiry"
+        assert all(condition(found[n]).get("status") != "True" for n in hung)
 
 
 def test_an_endpoint_that_keeps_failing_is_circuit_broken_and_one_trial_recovers_it(

@@ -32,6 +32,10 @@ class OperatorConfig(BaseModel):
     """How often a client that is not Ready (discovery failed, Secret missing) retries."""
     concurrency: int = Field(default=16, ge=1)
     """Scheduled reconciliations running at once."""
+    per_server_concurrency: int = Field(default=4, ge=1)
+    """Of those, at most this many for requests of one authorization server (their token
+    endpoint): a slow or hung server holds no more slots than that, and its other requests
+    wait for one of them without taking a slot (`scheduler`)."""
     breaker_failures: int = Field(default=5, ge=0)
     """Failed calls in a row (no answer, or HTTP 5xx) after which an endpoint gets no call
     for a cool-down but one trial (`oauth2.breaker`); 0: never."""
