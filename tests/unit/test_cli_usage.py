@@ -228,7 +228,7 @@ def test_run_help_shows_every_default(
     assert args.min_renewal_lead == config.min_renewal_lead
     assert args.assumed_token_lifetime == config.assumed_token_lifetime
     assert args.revocation_deadline == config.revocation_deadline
-    assert (args.concurrency, args.per_server_concurrency) == (16, 4)
+    assert (args.concurrency, args.per_server_concurrency) == (16, 8)
     assert (args.concurrency, args.per_server_concurrency) == (
         config.concurrency,
         config.per_server_concurrency,
