@@ -93,8 +93,8 @@ def test_failures_in_a_row_open_the_circuit_and_an_answer_resets_the_count() -> 
     assert error.server == "https://as.example:443/token"
     when = datetime.fromtimestamp(T0 + 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert str(error) == (
-        "token_endpoint: calls to https://as.example:443/token are paused after 3 failed"
-        f" in a row (no answer, or HTTP 5xx); the next one goes at {when}"
+        "token_endpoint: not called: its last 3 calls failed in a row (no answer, or HTTP"
+        f" 5xx); the next call goes at {when}"
     )
     assert error.retryable
 
@@ -107,7 +107,7 @@ def test_after_the_cooldown_one_trial_call_decides() -> None:
     clock.now = T0 + 10
     trial = b.call(URL)  # half-open: this one goes
     assert trial.trial
-    with pytest.raises(CircuitOpenError, match="a trial call is under way") as caught:
+    with pytest.raises(CircuitOpenError, match="; a trial call is under way;") as caught:
         b.call(URL)
     assert caught.value.retry_at == T0 + 20, "others: again after one cool-down"
     with pytest.raises(NoResponseError), trial:
@@ -254,7 +254,7 @@ async def test_an_open_circuit_sends_nothing() -> None:
                 await authorization_server.client_credentials()
         sent = len(server.requests)
         assert sent == 4
-        with pytest.raises(CircuitOpenError, match="paused after 2 failed in a row"):
+        with pytest.raises(CircuitOpenError, match="its last 2 calls failed in a row"):
             await authorization_server.client_credentials()
         assert len(server.requests) == sent
         assert observed[-1] == ("token_endpoint", "circuit_open"), "the metric's outcome"

@@ -204,10 +204,11 @@ def _open(
 ) -> CircuitOpenError:
     until = math.ceil(until)  # a whole second, as status keeps times: never too early
     when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    why = "a trial call is under way after" if trial else "after"
+    # Our words only: the endpoint's URL may come from the server's metadata document.
+    trying = "; a trial call is under way" if trial else ""
     return CircuitOpenError(
-        f"calls to {key} are paused {why} {circuit.failures} failed in a row (no answer,"
-        f" or HTTP 5xx); the next one goes at {when}",
+        f"not called: its last {circuit.failures} calls failed in a row (no answer, or"
+        f" HTTP 5xx){trying}; the next call goes at {when}",
         endpoint=endpoint,
         server=key,
         failures=circuit.failures,
