@@ -270,7 +270,14 @@ def test_a_call_given_up_on_after_its_deadline_counts_when_its_caller_says_so() 
         with pytest.raises(asyncio.CancelledError), b.call(URL):
             raise asyncio.CancelledError
         b.record_no_answer(server_key(URL))
-    assert is_open(b)
+    assert b.state(URL) == (2, T0 + 10)
+    clock.now = T0 + 10
+    trial = b.call(URL)
+    assert trial.trial
+    with pytest.raises(asyncio.CancelledError), trial:
+        raise asyncio.CancelledError
+    b.record_no_answer(URL)
+    assert b.state(URL) == (3, T0 + 10 + 20), "the trial got no answer: open again, longer"
 
 
 def test_the_token_manager_breaks_circuits_only_when_asked() -> None:

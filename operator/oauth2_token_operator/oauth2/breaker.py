@@ -119,8 +119,12 @@ class CircuitBreakers:
     def record_no_answer(self, url: str) -> None:
         """A call to `url` that its caller gave up on, after waiting as long as it would
         for an answer (a revocation deadline): a failure, as the transport's own deadline
-        would have been. (Leaving its ``with`` cancelled, the call itself said nothing.)"""
-        self._failed(server_key(url), trial=False)
+        would have been. (Leaving its ``with`` cancelled, the call itself said nothing.)
+        Half-open, it was the trial: the circuit opens again, for longer."""
+        key = server_key(url)
+        circuit = self._circuits.get(key)
+        until = None if circuit is None else circuit.open_until
+        self._failed(key, trial=until is not None and self._clock() >= until)
 
     def state(self, url: str) -> tuple[int, float | None]:
         """`url`'s failed calls in a row, and until when its circuit is open (None: closed)."""
