@@ -100,6 +100,8 @@ bench: setup
 # 1000 renewals of 20 s tokens: make bench-operator OPERATOR_CASE=operator-renewal-1000
 # (of 10 min tokens: OPERATOR_CASE=operator-renewal-1000-10m; 10 000 of them:
 # OPERATOR_CASE=operator-renewal-10000-10m)
+# 50 renewals beside 50 requests of a hung server: OPERATOR_CASE=operator-hung
+# (without the per-server share: OPERATOR_CASE=operator-hung-unshared)
 OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)

@@ -12,7 +12,14 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import issuance, operator_cases, short_lived, store_lookup, token_requests
+from bench import (
+    issuance,
+    operator_cases,
+    operator_isolation,
+    short_lived,
+    store_lookup,
+    token_requests,
+)
 from bench.common import Setup, setup
 from tests.authserver.fixtures import run_authserver
 
@@ -30,6 +37,10 @@ CASES: dict[str, Callable[[Setup], Coroutine[Any, Any, None]]] = {
     ),
     "operator-renewal-10000-10m": lambda s: operator_cases.run(
         s, n=10000, renewal_client="renew-10m"
+    ),
+    "operator-hung": operator_isolation.run,
+    "operator-hung-unshared": lambda s: operator_isolation.run(
+        s, flags=("--per-server-concurrency=16",)
     ),
 }
 LIBRARY = ["requests", "store", "issuance", "short-lived"]

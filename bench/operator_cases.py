@@ -118,7 +118,8 @@ class Bench:
         self.http.post("/api/v1/namespaces", json=body).raise_for_status()
         return name
 
-    def client(self, namespace: str, name: str, test_client: TestClient) -> None:
+    def client(self, namespace: str, name: str, test_client: TestClient, **spec: Any) -> None:
+        """OAuth2Client `name` of the test server for `test_client` (`spec`: more fields)."""
         assert test_client.client_secret is not None
         secret = {
             "apiVersion": "v1",
@@ -142,6 +143,7 @@ class Bench:
                     "clientSecretRef": {"name": f"{name}-credentials", "key": "client-secret"},
                 },
                 "tls": {"caBundle": self.server.ca_bundle.read_text()},
+                **spec,
             },
         }
         path = CLIENTS_PATH.format(namespace=namespace)

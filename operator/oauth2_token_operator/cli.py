@@ -169,6 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a deletion waits for revocation before giving up, with an Event"
         " (default: %(default)g)",
     )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        default=defaults.concurrency,
+        help="scheduled reconciliations (renewals, retries) running at once (default: %(default)s)",
+    )
+    run.add_argument(
+        "--per-server-concurrency",
+        type=int,
+        metavar="N",
+        default=defaults.per_server_concurrency,
+        help="of those, at most this many for the requests of one authorization server (token"
+        " endpoint), so that a slow or hung server cannot hold up the others"
+        " (default: %(default)s)",
+    )
+    run.add_argument(
+        "--breaker-failures",
+        type=int,
+        metavar="N",
+        default=defaults.breaker_failures,
+        help="failed calls in a row (no answer, or HTTP 5xx) after which an endpoint gets no"
+        " call but one trial per cool-down; 0: never (default: %(default)s)",
+    )
+    run.add_argument(
+        "--breaker-cooldown",
+        type=float,
+        metavar="SECONDS",
+        default=defaults.breaker_cooldown,
+        help="the first cool-down, doubled at each reopening up to 5 minutes"
+        " (default: %(default)g)",
+    )
     discover = commands.add_parser("discover", help="fetch and validate server metadata")
     discover.add_argument("issuer", help="the issuer identifier, e.g. https://login.example.com")
     discover.add_argument("--ca-file", type=Path, help="PEM bundle that verifies the server")
@@ -246,6 +278,10 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         min_renewal_lead=args.min_renewal_lead,
         assumed_token_lifetime=args.assumed_token_lifetime,
         revocation_deadline=args.revocation_deadline,
+        concurrency=args.concurrency,
+        per_server_concurrency=args.per_server_concurrency,
+        breaker_failures=args.breaker_failures,
+        breaker_cooldown=args.breaker_cooldown,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
         lease_name=args.lease_name,

@@ -4,11 +4,13 @@ authorization server, and the operator running in a thread."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
 from tests.authserver.fixtures import AuthServer, TestClient, client_auth
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object, unless_missing
+from tests.gate import Gate, gate
 from tests.integration.conftest import Counters
 from tests.operator.process import OperatorProcess
 from tests.operator.process import operator_processes as start_processes
@@ -117,6 +120,16 @@ class Namespace:
             **spec,
         }
         self.create("oauth2clients", name, full_spec)
+
+    def stalled_client(self, name: str, url: str, endpoint: str = "token") -> None:
+        """Client `name` (the `client_secret_basic` test client) whose `endpoint` is `url`,
+        one that accepts and never answers (`tests.faults.stalled_server`)."""
+        self.client(
+            name,
+            self.authserver.clients["client_secret_basic"],
+            endpoints={endpoint: url},
+            allowInsecureHTTP=True,  # the stalled endpoint is plain http on loopback
+        )
 
     def request(self, name: str, client: str, **spec: Any) -> dict[str, Any]:
         full_spec = {
@@ -342,6 +355,57 @@ def introspect(authserver: AuthServer, token: str, client: TestClient) -> dict[s
     )
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def revocation_gate(ns: Namespace) -> Iterator[Gate]:
+    """A gate in front of oidc-provider, used as the revocation endpoint only of client
+    `idp` (the `client_secret_basic` test client): every connection through it is a
+    revocation call."""
+    server = ns.authserver
+    port = urlsplit(server.issuer).port
+    assert port is not None
+    with gate(port) as opened:
+        path = urlsplit(server.revocation_endpoint).path
+        ns.client(
+            "idp",
+            server.clients["client_secret_basic"],
+            endpoints={"revocation": f"https://127.0.0.1:{opened.port}{path}"},
+        )
+        yield opened
+
+
+@contextlib.contextmanager
+def token_endpoint_down(ns: Namespace, names: list[str]) -> Iterator[Gate]:
+    """Client `idp` (the `renewal_ttl` test client: 20 s tokens) whose token endpoint is a
+    closed gate in front of oidc-provider (open it for the server to come back), and a
+    request per name, each with scopes of its own (no two share a token)."""
+    server = ns.authserver
+    port = urlsplit(server.issuer).port
+    assert port is not None
+    with gate(port) as outage:
+        outage.open = False
+        ns.client(
+            "idp",
+            server.clients["renewal_ttl"],
+            endpoints={"token": f"https://127.0.0.1:{outage.port}/token"},
+        )
+        for i, name in enumerate(names):
+            ns.request(name, "idp", scopes=["read", f"x{i}"])
+        yield outage
+
+
+def recovers_with_one_call_each(
+    ns: Namespace, outage: Gate, counters: Counters, names: list[str], timeout: float
+) -> None:
+    """The server behind `outage` (see `token_endpoint_down`) comes back: each request is
+    Ready within `timeout`, after one token request each (no burst)."""
+    before = counters.delta("client=renewal-ttl /token")
+    outage.open = True
+    for name in names:
+        ns.wait_ready(name, timeout=timeout)
+    time.sleep(2)
+    assert counters.delta("client=renewal-ttl /token") - before == len(names), "one each"
 
 
 @pytest.fixture

@@ -21,12 +21,7 @@ def test_namespace_deletion_completes_when_revocation_hangs(
     """The operator's revocation deadline is 5 s here (30 s by default). A terminating
     namespace takes no new Events, so the outcome is read from the operator's log."""
     with stalled_server() as revoke_url:
-        ns.client(
-            "idp",
-            ns.authserver.clients["client_secret_basic"],
-            endpoints={"revocation": revoke_url},
-            allowInsecureHTTP=True,  # the stalled endpoint is plain http on loopback
-        )
+        ns.stalled_client("idp", revoke_url, "revocation")
         ns.request("billing", "idp")
         ns.wait_ready("billing")
         started = time.monotonic()

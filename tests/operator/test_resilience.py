@@ -13,14 +13,23 @@ from oauth2_token_operator.oauth2.transport import RetryPolicy
 from tests.faults import stalled_server
 from tests.gate import gate
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, wait_for
+from tests.operator.conftest import (
+    Namespace,
+    recovers_with_one_call_each,
+    token_endpoint_down,
+    wait_for,
+)
 from tests.operator.runner import OperatorThread
 
 
 def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
     ns: Namespace, operator_factory: Callable[..., OperatorThread], counters: Counters
 ) -> None:
-    operator_factory(min_renewal_lead=5.0, retry_base_delay=1.0, retry_max_delay=4.0)
+    # The backoff alone: the circuit breaker (test_server_isolation.py) would pause the
+    # calls after 5 failures, and recovery would wait for its cool-down.
+    operator_factory(
+        min_renewal_lead=5.0, retry_base_delay=1.0, retry_max_delay=4.0, breaker_failures=0
+    )
     server = ns.authserver
     port = urlsplit(server.issuer).port
     assert port is not None
@@ -74,12 +83,7 @@ def test_a_hung_token_endpoint_does_not_stall_other_requests(
     """One client's server accepts and never answers; another client's requests are
     served meanwhile (the hung call ends at the library's 30 s deadline)."""
     with stalled_server() as hung_url:
-        ns.client(
-            "hung",
-            ns.authserver.clients["client_secret_basic"],
-            endpoints={"token": hung_url},
-            allowInsecureHTTP=True,  # the stalled endpoint is plain http on loopback
-        )
+        ns.stalled_client("hung", hung_url)
         ns.client("idp", ns.authserver.clients["client_secret_basic"])
         ns.request("stuck", "hung", scopes=["read", "stuck"])
         time.sleep(1)  # the stuck request's call is under way
@@ -98,20 +102,9 @@ def test_an_issuance_outage_backs_off_with_jitter_and_recovers_once_per_request(
     """Down before the first token: no Secret, `Ready=False` with the reason, retries
     backing off (their jitter is `retry_delay`'s, unit-tested), then one token request
     per request on recovery."""
-    operator_factory(retry_base_delay=1.0, retry_max_delay=4.0)
-    server = ns.authserver
-    port = urlsplit(server.issuer).port
-    assert port is not None
+    operator_factory(retry_base_delay=1.0, retry_max_delay=4.0, breaker_failures=0)  # as above
     names = [f"api-{i}" for i in range(5)]
-    with gate(port) as outage:
-        outage.open = False
-        ns.client(
-            "idp",
-            server.clients["renewal_ttl"],
-            endpoints={"token": f"https://127.0.0.1:{outage.port}/token"},
-        )
-        for i, name in enumerate(names):
-            ns.request(name, "idp", scopes=["read", f"x{i}"])  # distinct: no sharing
+    with token_endpoint_down(ns, names) as outage:
 
         def failed_twice(name: str) -> bool:
             status = (ns.get("accesstokenrequests", name) or {}).get("status") or {}
@@ -130,9 +123,4 @@ def test_an_issuance_outage_backs_off_with_jitter_and_recovers_once_per_request(
         tries = RetryPolicy().attempts  # the library's tries per attempt (connection refused)
         assert refused <= tries * (attempts + len(names)), "a few tries per attempt, no storm"
 
-        before = counters.delta("client=renewal-ttl /token")
-        outage.open = True
-        for name in names:
-            ns.wait_ready(name, timeout=15)
-        time.sleep(2)
-        assert counters.delta("client=renewal-ttl /token") - before == len(names), "one each"
+        recovers_with_one_call_each(ns, outage, counters, names, timeout=15)

@@ -14,15 +14,12 @@ operator is at the step, kills it, lifts the fault (or not) and starts it again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
-
-import pytest
 
 from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, parse_rfc3339
 from tests.cluster.objects import json_object
-from tests.gate import Gate, gate
+from tests.gate import Gate
 from tests.integration.conftest import Counters
 from tests.operator.admission import refusing_secret_writes
 from tests.operator.conftest import Namespace, introspect, wait_for
@@ -145,23 +142,6 @@ def test_killed_before_a_rotated_refresh_token_is_written_back(
 
 
 # -- during the finalizer's revocation ---------------------------------------------------
-
-
-@pytest.fixture
-def revocation_gate(ns: Namespace) -> Iterator[Gate]:
-    """A gate in front of oidc-provider, used as the client's revocation endpoint only:
-    every connection through it is a revocation call."""
-    server = ns.authserver
-    port = urlsplit(server.issuer).port
-    assert port is not None
-    with gate(port) as opened:
-        path = urlsplit(server.revocation_endpoint).path
-        ns.client(
-            "idp",
-            server.clients["client_secret_basic"],
-            endpoints={"revocation": f"https://127.0.0.1:{opened.port}{path}"},
-        )
-        yield opened
 
 
 def kill_during_revocation(operator_processes: Start, ns: Namespace, held: Gate) -> tuple[str, str]:

@@ -196,7 +196,7 @@ def test_run_help_shows_every_default(
     parser = run_parser()
     formatter = parser._get_formatter()
     options = [action for action in parser._actions if action.dest != "help"]
-    assert len(options) == 19
+    assert len(options) == 23
     for action in options:
         shown = formatter._expand_help(action)
         assert "default" in shown, f"{action.option_strings} does not say its default"
@@ -235,6 +235,15 @@ def test_run_help_shows_every_default(
     assert args.min_renewal_lead == config.min_renewal_lead
     assert args.assumed_token_lifetime == config.assumed_token_lifetime
     assert args.revocation_deadline == config.revocation_deadline
+    assert (args.concurrency, args.per_server_concurrency) == (16, 8)
+    assert (args.concurrency, args.per_server_concurrency) == (
+        config.concurrency,
+        config.per_server_concurrency,
+    )
+    assert (args.breaker_failures, args.breaker_cooldown) == (
+        config.breaker_failures,
+        config.breaker_cooldown,
+    )
     assert (args.log_format, args.log_level) == (config.log_format, config.log_level)
     assert (args.lease_namespace, args.lease_name) == (config.lease_namespace, config.lease_name)
 
@@ -282,3 +291,20 @@ def test_run_refuses_wrong_egress_and_bind_values(
     capsys: pytest.CaptureFixture[str], argv: list[str], said: str
 ) -> None:
     assert said in usage_error(capsys, "run", *argv)
+
+
+def test_run_passes_the_scheduling_and_breaker_flags_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oauth2_token_operator.controller import run as run_module
+
+    started: list[OperatorConfig] = []
+
+    def run(config: OperatorConfig) -> int:
+        started.append(config)
+        return 0
+
+    monkeypatch.setattr(run_module, "run", run)
+    flags = ["--concurrency=8", "--per-server-concurrency=2"]
+    assert main(["run", *flags, "--breaker-failures=0", "--breaker-cooldown=2.5"]) == 0
+    (config,) = started
+    assert (config.concurrency, config.per_server_concurrency) == (8, 2)
+    assert (config.breaker_failures, config.breaker_cooldown) == (0, 2.5)

@@ -252,6 +252,19 @@ def test_an_api_servers_retry_after_is_kept() -> None:
     assert (failure.reason, failure.retry, failure.retry_after) == ("IssuanceFailed", True, 7)
 
 
+def test_an_open_circuit_is_its_own_reason_and_the_retry_waits_for_it() -> None:
+    """Nothing was sent (`oauth2.breaker`): the next attempt comes no sooner than the
+    circuit lets a call through, however short the backoff."""
+    exc = errors.CircuitOpenError(
+        "calls to https://as:443/token are paused", server="https://as:443/token",
+        failures=5, retry_at=1040.0, retry_after=40.0,
+    )  # fmt: skip
+    failure = classify(exc)
+    assert (failure.reason, failure.retry, failure.retry_after) == ("CircuitOpen", True, 40.0)
+    assert failure.message == str(exc)
+    assert retry_delay(1, base=5, cap=300, seed="uid", retry_after=failure.retry_after) == 40.0
+
+
 def test_retry_delays_grow_with_jitter_up_to_the_cap_and_honour_retry_after() -> None:
     delays = [retry_delay(n, base=5, cap=300, seed="uid") for n in range(1, 10)]
     for n, delay in enumerate(delays, start=1):

@@ -225,3 +225,84 @@ async def test_the_same_plan_again_adds_no_heap_entry() -> None:
     await run_until(again, lambda: ran == ["b"])
     await asyncio.sleep(0.1)
     assert ran == ["b"]  # planned twice alike: run once
+
+
+class Hung:
+    """Actions of keys named ``hung-…`` wait until released (a server that never answers);
+    the others end at once."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self.peak = 0
+        self.done: list[str] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, key: str) -> None:
+        self.running.add(key)
+        self.peak = max(self.peak, sum(k.startswith("hung") for k in self.running))
+        try:
+            if key.startswith("hung"):
+                await self.release.wait()
+        finally:
+            self.running.discard(key)
+        self.done.append(key)
+
+
+def by_prefix(key: str) -> str:
+    return key.split("-")[0]
+
+
+async def test_a_group_holds_at_most_its_share_of_the_slots() -> None:
+    """Ten keys of a hung server fall due before five of a healthy one: two slots of four
+    go to the hung ones, the healthy ones run in the others meanwhile, and the other hung
+    keys wait without a slot, still planned."""
+    action = Hung()
+    scheduler: Scheduler[str] = Scheduler(action, concurrency=4, per_group=2, group_of=by_prefix)
+    now = time.time()
+    for i in range(10):
+        scheduler.schedule(f"hung-{i}", now - 10 + i)
+    for i in range(5):
+        scheduler.schedule(f"ok-{i}", now)
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: len(action.done) == 5)
+    assert sorted(action.done) == [f"ok-{i}" for i in range(5)]
+    assert action.running == {"hung-0", "hung-1"}, "the two due first, no more"
+    assert len(scheduler) == 8, "the others are still planned"
+    assert scheduler.when("hung-5") == pytest.approx(now - 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_parked_keys_run_in_due_order_as_their_group_frees_slots() -> None:
+    action = Hung()
+    scheduler: Scheduler[str] = Scheduler(action, concurrency=4, per_group=2, group_of=by_prefix)
+    now = time.time()
+    for i in range(6):
+        scheduler.schedule(f"hung-{i}", now - 10 + i)
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: action.running == {"hung-0", "hung-1"})
+    await until(lambda: scheduler.entries == 0)  # the others fell due: parked
+    scheduler.cancel("hung-3")  # cancelled while it waits: it never runs
+    scheduler.cancel("hung-4")
+    action.release.set()  # the server answers again
+    await until(lambda: len(scheduler) == 0 and not action.running)
+    assert action.done[:2] == ["hung-0", "hung-1"]
+    assert action.done[2:] == ["hung-2", "hung-5"]
+    assert scheduler._parked == {}, "nothing left behind"
+    assert scheduler._in_group == {}
+    assert action.peak == 2
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_keys_of_no_group_are_not_bounded_by_one() -> None:
+    action = Hung()
+    scheduler: Scheduler[str] = Scheduler(
+        action, concurrency=3, per_group=1, group_of=lambda key: None
+    )
+    for i in range(3):
+        scheduler.poke(f"hung-{i}")
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: len(action.running) == 3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

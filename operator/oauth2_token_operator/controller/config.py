@@ -40,6 +40,18 @@ class OperatorConfig(BaseModel):
     """How often a client that is not Ready (discovery failed, Secret missing) retries."""
     concurrency: int = Field(default=16, ge=1)
     """Scheduled reconciliations running at once."""
+    per_server_concurrency: int = Field(default=8, ge=1)
+    """Of those, at most this many for requests of one authorization server (their token
+    endpoint): a slow or hung server holds no more slots than that, and its other requests
+    wait for one of them without taking a slot (`scheduler`). Half: a hung server leaves
+    the others half the slots, and an installation whose requests all use one server
+    keeps 8 renewals in flight (renewing 1000 tokens of 20 s on 2 shared cores, a share
+    of 4 and one of 16 came within the noise of each other: BENCHMARKS.md, tenth round)."""
+    breaker_failures: int = Field(default=5, ge=0)
+    """Failed calls in a row (no answer, or HTTP 5xx) after which an endpoint gets no call
+    for a cool-down but one trial (`oauth2.breaker`); 0: never."""
+    breaker_cooldown: float = Field(default=10.0, gt=0)
+    """The first cool-down; doubled at each reopening, up to `retry_max_delay`."""
     heap_trim_interval: float = Field(default=30.0, ge=0)
     """How often memory freed inside the C library's heaps goes back to the system
     (`heap.HeapTrimmer`); 0: never."""

@@ -163,6 +163,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
             config=TokenManagerConfig(
                 min_introspect_interval=0,
                 unknown_expiry_lifetime=config.assumed_token_lifetime,
+                circuit_failures=config.breaker_failures,
+                circuit_cooldown=config.breaker_cooldown,
+                circuit_max_cooldown=config.retry_max_delay,
             ),
             transport=transport,
         ),
@@ -187,7 +190,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any)
     requests = RequestReconciler(ctx, finalizer=FINALIZER)
     clients = ClientReconciler(ctx)
     requests.client_authentication = clients.authentication
-    ctx.request_scheduler = Scheduler(requests.reconcile_key, concurrency=config.concurrency)
+    ctx.request_scheduler = Scheduler(
+        requests.reconcile_key,
+        concurrency=config.concurrency,
+        per_group=config.per_server_concurrency,
+        group_of=requests.server_of,
+    )
     ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
     ctx.awaited = Awaited(
         credentials.objects,

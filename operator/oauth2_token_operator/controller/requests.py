@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -93,6 +94,8 @@ class RequestReconciler:
         self._server_asked: dict[RequestKey, float] = {}
         """Per request whose last failed issuance carried the server's `Retry-After`: when
         it ends. It holds for a new spec too (see `_backoff_until`); in memory only."""
+        self._servers: dict[RequestKey, str] = {}
+        """Per request, the server its token requests last went to (`server_of`)."""
         self.client_authentication: Callable[[RequestKey, bool, str], None] | None = None
         """Told whether the server accepted a client's credentials (`ClientReconciler`)."""
         self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
@@ -114,6 +117,11 @@ class RequestReconciler:
         body = first(self.ctx.views.requests, key)
         if body is not None:
             await self.reconcile(body)
+
+    def server_of(self, key: RequestKey) -> str | None:
+        """The server (its token endpoint) the request's token requests last went to: its
+        group in the scheduler, which gives each server a bounded share of the slots."""
+        return self._servers.get(key)
 
     def secret_event(self, kind: str, key: object, frozen: object) -> None:
         """A token Secret's change, as the Secrets' informer reports it (on the event
@@ -370,6 +378,8 @@ class RequestReconciler:
             issuer, client = await self.ctx.credentials.configs(
                 resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
             )
+            server = self.ctx.manager.server(issuer, client).endpoint_key()
+            self._servers[request.key] = sys.intern(server)
             token = await self._obtain(resolved, issuer, client, held, trigger, now, source_value)
         except Exception as exc:
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
@@ -639,6 +649,7 @@ class RequestReconciler:
                 )
         self._api_backoff.pop(request.key, None)
         self._server_asked.pop(request.key, None)
+        self._servers.pop(request.key, None)
         self.write_guard.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
         self.requests_seen.forget(request.key)

@@ -2,7 +2,8 @@
 
 The deadline keeps a deletion, and so a namespace deletion, from wedging when the
 authorization server is unreachable: the outcome is an Event either way, and the
-token is forgotten.
+token is forgotten. A revocation endpoint whose circuit is open (`oauth2.breaker`) is not
+called at all: the Event says so at once.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ async def revoke_held(
             failure = "; ".join(str(r.error) for r in results if r.error is not None)
     except TimeoutError:
         failure = f"no answer within {ctx.config.revocation_deadline:.0f}s"
+        # Counted as the transport's own deadline would be: once the endpoint's circuit
+        # opens, deletions give up at once instead of each waiting out the deadline.
+        server = ctx.manager.server(issuer, client)
+        ctx.manager.breakers.record_no_answer(server.endpoint_key("revocation_endpoint"))
     except (ClientConfigError, OAuth2Error, ValidationError) as exc:
         failure = str(exc) if not isinstance(exc, ValidationError) else "the client is invalid"
     finally:

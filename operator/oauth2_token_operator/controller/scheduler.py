@@ -8,6 +8,14 @@ time (older heap entries are skipped when popped).
 One task serves the heap (`start`, idempotent). While it sleeps, only an entry earlier
 than the one it sleeps for wakes it: the thousands of renewals planned minutes ahead by
 a burst of issuances cost a heap push each, not a wake-up each.
+
+Keys may belong to groups (`group_of`; for requests, the authorization server their token
+requests go to), and at most `per_group` of the slots run keys of one group. A key that
+falls due while its group has all of its share waits without a slot, parked, and goes
+back into the heap, with the time it was due, when one of its group's actions ends. So a
+server that hangs holds its share of the slots for as long as its calls take (the
+library's deadline), and keys of every other server still find slots: limiting the calls
+themselves instead would leave each call waiting for its server with a slot in hand.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +39,12 @@ class Scheduler(Generic[K]):
         action: Callable[[K], Awaitable[None]],
         *,
         concurrency: int = 16,
+        per_group: int | None = None,
+        group_of: Callable[[K], Hashable | None] = lambda _: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`per_group`: at most that many of the `concurrency` slots run keys of one group
+        (`group_of` a key; None: in no group); None: no such bound."""
         self._action = action
         self._clock = clock
         self._heap: list[tuple[float, int, K]] = []
@@ -40,6 +52,13 @@ class Scheduler(Generic[K]):
         self._counter = itertools.count()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        self._per_group = per_group
+        self._group_of = group_of
+        self._in_group: dict[Hashable, int] = {}
+        """Actions running per group."""
+        self._parked: dict[Hashable, dict[K, None]] = {}
+        """Per group whose share is taken, its keys that fell due meanwhile, in order; each
+        stays planned in `_due` (so `when`, `cancel` and `len` see it), not in the heap."""
         self._running: set[asyncio.Task[None]] = set()
         self._sleeping_until = float("-inf")
         """While the serving task sleeps, until when (`inf`: nothing due); `-inf` awake."""
@@ -115,9 +134,15 @@ class Scheduler(Generic[K]):
                     timer.cancel()
                 return
             heapq.heappop(self._heap)
+            group = self._group_of(key) if self._per_group is not None else None
+            if group is not None and self._in_group.get(group, 0) >= cast(int, self._per_group):
+                self._parked.setdefault(group, {})[key] = None  # no slot until one ends
+                continue
             del self._due[key]
             await self._slots.acquire()
-            task = asyncio.create_task(self._run_one(key))
+            if group is not None:  # only this task starts actions: the count is still below
+                self._in_group[group] = self._in_group.get(group, 0) + 1
+            task = asyncio.create_task(self._run_one(key, group))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         await self._sleep(until=float("inf"))
@@ -131,7 +156,7 @@ class Scheduler(Generic[K]):
         finally:
             self._sleeping_until = float("-inf")
 
-    async def _run_one(self, key: K) -> None:
+    async def _run_one(self, key: K, group: Hashable | None) -> None:
         try:
             await self._action(key)
         except Exception:
@@ -139,3 +164,26 @@ class Scheduler(Generic[K]):
             log.exception("scheduled action for %s failed", key)
         finally:
             self._slots.release()
+            if group is not None:
+                self._group_ended(group)
+
+    def _group_ended(self, group: Hashable) -> None:
+        """One of `group`'s actions ended: its first parked key still planned goes back
+        into the heap, with the time it is planned for (due already, so it runs next)."""
+        left = self._in_group[group] - 1
+        if left:
+            self._in_group[group] = left
+        else:
+            del self._in_group[group]
+        parked = self._parked.get(group)
+        while parked:
+            key = next(iter(parked))
+            del parked[key]
+            when = self._due.get(key)
+            if when is not None:  # else cancelled, or run meanwhile (its group changed)
+                heapq.heappush(self._heap, (when, next(self._counter), key))
+                if when < self._sleeping_until:
+                    self._wakeup.set()
+                break
+        if not parked:
+            self._parked.pop(group, None)

@@ -39,6 +39,7 @@ from oauth2_token_operator.oauth2.authorization_server import (
     ACCESS_TOKEN_HINT,
     AuthorizationServer,
 )
+from oauth2_token_operator.oauth2.breaker import BreakerPolicy, CircuitBreakers
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import (
     InactiveTokenError,
@@ -77,6 +78,20 @@ class TokenManagerConfig(BaseModel):
     prune_interval: float = Field(default=60.0, ge=0)
     """At most this often (seconds), storing a new token first sweeps dead tokens out of
     the whole store; lookups forget the dead tokens they meet at any time."""
+    circuit_failures: int = Field(default=0, ge=0)
+    """Failed calls in a row (no answer, or a 5xx) after which an endpoint's calls fail at
+    once for a cool-down (``oauth2.breaker``); 0, the default: never."""
+    circuit_cooldown: float = Field(default=10.0, gt=0)
+    """The first cool-down; it doubles at each reopening, up to ``circuit_max_cooldown``."""
+    circuit_max_cooldown: float = Field(default=300.0, gt=0)
+
+    @property
+    def breaker(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            failures=self.circuit_failures,
+            cooldown=self.circuit_cooldown,
+            max_cooldown=self.circuit_max_cooldown,
+        )
 
     @property
     def validity(self) -> ValidityPolicy:
@@ -141,6 +156,8 @@ class TokenManager:
             min_fetch_interval=self.config.metadata_min_fetch_interval,
         )
         self._servers: OrderedDict[tuple[str, ClientConfig], AuthorizationServer] = OrderedDict()
+        self.breakers = CircuitBreakers(self.config.breaker, clock=clock)
+        """Every protocol client's circuits, one per endpoint called (``oauth2.breaker``)."""
         self._flights: SingleFlight[Any, AccessToken] = SingleFlight()
         self._refresh_locks: KeyedLocks[TokenKey] = KeyedLocks()
         self._spent = SpentRefreshTokens()
@@ -185,6 +202,7 @@ class TokenManager:
             transport=self._transport,
             metadata_cache=self._metadata,
             clock=self._clock,
+            breakers=self.breakers,
         )
         self._servers[cache_key] = server
         while len(self._servers) > self.config.max_cached_clients:

@@ -6,6 +6,7 @@ from oauth2_token_operator.oauth2.client_auth import AuthMethod, ClientConfig
 from oauth2_token_operator.oauth2.egress import EgressPolicy
 from oauth2_token_operator.oauth2.errors import (
     AddressNotAllowedError,
+    CircuitOpenError,
     ConfigurationError,
     DeadlineExceededError,
     EgressRefusedError,
@@ -47,6 +48,7 @@ __all__ = [
     "AddressNotAllowedError",
     "AuthMethod",
     "AuthorizationServer",
+    "CircuitOpenError",
     "ClientConfig",
     "ConfigurationError",
     "DeadlineExceededError",

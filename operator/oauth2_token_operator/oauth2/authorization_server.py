@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import httpx
 
+from oauth2_token_operator.oauth2.breaker import BreakerPolicy, CircuitBreakers, server_key
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
 from oauth2_token_operator.oauth2.errors import (
     KNOWN_ERROR_CODES,
@@ -36,7 +37,9 @@ class AuthorizationServer:
 
     The same client authentication serves the token, introspection and
     revocation endpoints. With ``tls_client_auth`` the RFC 8705 §5
-    ``mtls_endpoint_aliases`` are used when the server advertises them.
+    ``mtls_endpoint_aliases`` are used when the server advertises them. A call to an
+    endpoint whose circuit is open in ``breakers`` fails at once (``CircuitOpenError``),
+    and every call's outcome is recorded there (none given: never open).
     """
 
     def __init__(
@@ -47,17 +50,30 @@ class AuthorizationServer:
         transport: OAuth2Transport,
         metadata_cache: MetadataCache,
         clock: Callable[[], float] = time.time,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self.issuer = issuer
         self.client = client
         self._transport = transport
         self._metadata_cache = metadata_cache
         self._clock = clock
+        self._breakers = (
+            CircuitBreakers(BreakerPolicy(failures=0)) if breakers is None else breakers
+        )
         self._authenticator = ClientAuthenticator(client, clock=clock)
         self._tls = client.tls(issuer.ca_pem)
 
     async def metadata(self) -> ServerMetadata:
         return await self._metadata_cache.get(self.issuer)
+
+    def endpoint_key(self, endpoint: str = "token_endpoint") -> str:
+        """The server (``breaker.server_key``) that calls to `endpoint` go to, as far as
+        is known without a call: the metadata cached, else the caller's override, else
+        the issuer itself (before the first discovery)."""
+        cached = self._metadata_cache.cached(self.issuer)
+        url = cached.endpoint(endpoint, mtls=self.client.uses_mtls) if cached else None
+        override = self.issuer.metadata_overrides.get(endpoint)
+        return server_key(url or (override if isinstance(override, str) else self.issuer.issuer))
 
     async def client_credentials(
         self,
@@ -168,18 +184,20 @@ class AuthorizationServer:
                 f"the server {self.issuer.issuer} advertises no {endpoint}", endpoint=endpoint
             )
         token_endpoint = metadata.endpoint("token_endpoint") or url
-        auth = self._authenticator.authenticate(
-            token_endpoint=token_endpoint, issuer=metadata.issuer
-        )
-        response = await self._transport.request(
-            "POST",
-            url,
-            endpoint=endpoint,
-            tls=self._tls,
-            replay=replay,
-            data={**form, **auth.form},
-            headers=auth.headers,
-        )
+        with self._breakers.call(url, endpoint=endpoint) as call:  # before signing anything
+            auth = self._authenticator.authenticate(
+                token_endpoint=token_endpoint, issuer=metadata.issuer
+            )
+            response = await self._transport.request(
+                "POST",
+                url,
+                endpoint=endpoint,
+                tls=self._tls,
+                replay=replay,
+                data={**form, **auth.form},
+                headers=auth.headers,
+            )
+            call.answered(response.status_code)
         return _interpret(response, endpoint=endpoint, expect_json=expect_json, now=self._clock())
 
 

@@ -87,6 +87,30 @@ class DeadlineExceededError(NoResponseError):
     """
 
 
+class CircuitOpenError(OAuth2Error):
+    """Not sent: the endpoint's last calls failed in a row, and its circuit is open until
+    `retry_at` (epoch seconds; see ``breaker``)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        server: str,
+        failures: int,
+        retry_at: float,
+        retry_after: float,
+    ) -> None:
+        self.server = server
+        self.failures = failures
+        self.retry_at = retry_at
+        self.retry_after = retry_after
+        """Seconds from when it was raised until `retry_at`."""
+        super().__init__(message, endpoint=endpoint)
+
+
 class UnexpectedStatusError(OAuth2Error):
     """An HTTP answer that is neither success nor an RFC 6749 §5.2 error body."""
 

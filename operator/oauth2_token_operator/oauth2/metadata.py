@@ -187,6 +187,11 @@ class MetadataCache:
             entry.last_error, entry.warned = None, False
             return metadata
 
+    def cached(self, config: IssuerConfig) -> ServerMetadata | None:
+        """The document last fetched for `config`, if any (fresh or not); never fetches."""
+        entry = self._entries.get(config.cache_key())
+        return None if entry is None else entry.metadata
+
     def _fresh(self, entry: _Entry) -> bool:
         return (
             entry.metadata is not None and self._clock() - entry.fetched_at < self.refresh_interval

@@ -13,6 +13,8 @@ from oauth2_token_operator.policies.renewal import jitter_fraction
 ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
 """The operator's egress rules (`--deny-cidr`, `--allow-issuer`, `--forbid-insecure-http`)
 refuse the client's issuer or one of its endpoints."""
+CIRCUIT_OPEN = "CircuitOpen"
+"""The reason of an attempt not made: the server's endpoint failed too often in a row."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ def classify(exc: Exception) -> Failure:
         # The API server refused what the operator wrote (a Secret too large, say): the
         # same input gets the same answer, so wait for a change.
         return Failure("SecretRejected", message, retry=False)
+    if isinstance(exc, errors.CircuitOpenError):
+        # Nothing was sent: the endpoint's last calls failed in a row. The next attempt
+        # waits for its circuit to let a call through again (and the usual backoff).
+        return Failure(CIRCUIT_OPEN, message, retry=True, retry_after=exc.retry_after)
     asked = getattr(exc, "retry_after", None)  # a server's Retry-After, either server's
     retry_after = asked if isinstance(asked, int | float) else None
     if isinstance(exc, errors.OAuth2Error) and not isinstance(exc, errors.OAuth2ErrorResponse):
