@@ -300,11 +300,28 @@ async def test_endpoints_must_be_https_too() -> None:
         discovery=False,
         metadata_overrides={"token_endpoint": "http://as.example/token"},
     )
-    with pytest.raises(ConfigurationError, match=r"token_endpoint .* uses plain http") as caught:
+    with pytest.raises(ConfigurationError, match=r"token_endpoint uses plain http") as caught:
         await MetadataCache(t).get(config)
     # The core names its own parameter, not a Kubernetes field.
     assert "allow_insecure_http" in str(caught.value)
     assert "allowInsecureHTTP" not in str(caught.value)
+    await t.aclose()
+
+
+async def test_a_discovered_endpoint_is_named_but_its_url_not_repeated() -> None:
+    """The server's document chose the URL: a refusal names the field, never the content
+    (which would reach the client's status)."""
+    t = transport(Sleeps(), attempts=1)
+    planted = "http://as.example/token?<chosen by the server>"
+    config = IssuerConfig(
+        "https://as.example",
+        discovery=False,
+        metadata_overrides={"token_endpoint": planted, "jwks_uri": "ftp://x/<chosen>"},
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        await MetadataCache(t).get(config)
+    assert "chosen" not in str(caught.value)
+    assert "token_endpoint" in str(caught.value) or "jwks_uri" in str(caught.value)
     await t.aclose()
 
 

@@ -92,24 +92,27 @@ class IssuerConfig:
         return TLSConfig(ca_pem=self.ca_pem)
 
 
-def check_url(url: str, *, allow_http: bool, what: str) -> None:
-    """Refuse non-https URLs unless plain http was explicitly allowed."""
+def check_url(url: str, *, allow_http: bool, what: str, echo: bool = True) -> None:
+    """Refuse non-https URLs unless plain http was explicitly allowed. With `echo`
+    False the message names `what` but not the URL: one from a server's metadata
+    document is the server's content, which status and Events never repeat."""
+    shown = f" {url!r}" if echo else ""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"{what} is not a valid URL: {url!r}") from exc
+        raise ConfigurationError(f"{what} is not a valid URL{':' if echo else ''}{shown}") from exc
     if not parsed.host:
-        raise ConfigurationError(f"{what} has no host: {url!r}")
+        raise ConfigurationError(f"{what} has no host{':' if echo else ''}{shown}")
     if parsed.scheme == "https":
         return
     if parsed.scheme == "http" and allow_http:
         return
     if parsed.scheme == "http":
         raise ConfigurationError(
-            f"{what} {url!r} uses plain http; allow it explicitly (allow_insecure_http) "
+            f"{what}{shown} uses plain http; allow it explicitly (allow_insecure_http) "
             "only for local testing"
         )
-    raise ConfigurationError(f"{what} {url!r} must use https")
+    raise ConfigurationError(f"{what}{shown} must use https")
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -229,12 +232,13 @@ class MetadataCache:
                 f"first: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}",
                 endpoint="discovery",
             ) from None
+        # These URLs may come from the server's document: named, never repeated.
         for name in (*ENDPOINT_NAMES, "jwks_uri"):
             url = getattr(metadata, name)
             if url is not None:
-                check_url(url, allow_http=config.allow_insecure_http, what=name)
-        for name, url in (metadata.mtls_endpoint_aliases or {}).items():
-            check_url(url, allow_http=config.allow_insecure_http, what=f"mtls alias {name}")
+                check_url(url, allow_http=config.allow_insecure_http, what=name, echo=False)
+        for url in (metadata.mtls_endpoint_aliases or {}).values():
+            check_url(url, allow_http=config.allow_insecure_http, what="an mtls alias", echo=False)
         # Every endpoint the operator may call, mTLS aliases included: neither the spec
         # nor the server's document may point it at a host its administrator did not allow.
         for name in ENDPOINT_NAMES:
