@@ -7,7 +7,7 @@ LOCK_VENV := .venv-lock
 UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup lock cluster kind helm image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster kind helm keycloak image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 # Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
@@ -62,6 +62,11 @@ cluster:
 kind: cluster
 	bash tests/e2e/build.sh
 
+# Keycloak's distribution (tests/keycloak/versions.env), fetched with Maven into a cache
+# keyed by version; the tests run it on the machine's Java 17.
+keycloak:
+	bash tests/keycloak/build.sh
+
 # helm, built from the Go module proxy into a cache keyed by its pinned version.
 helm:
 	bash tests/e2e/helm.sh >/dev/null
@@ -88,7 +93,7 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster kind helm lint
+test: setup cluster kind helm keycloak lint
 	$(VENV)/bin/pytest
 
 bench: setup

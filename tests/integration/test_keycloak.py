@@ -1,0 +1,117 @@
+"""The OAuth2 core against Keycloak, the second real authorization server (issue 23).
+
+What behaves differently from oidc-provider is pinned here, each with what the operator
+makes of it: Keycloak adds its realm's default scopes to what was asked for (and keeps
+them when a refresh narrows the scope), answers a
+wrong client secret with `unauthorized_client` and HTTP 401 (the operator reads a 401 as
+`InvalidClient`),
+rotates refresh tokens (with `revokeRefreshToken`) and refuses a reused one, and answers
+the revocation of a token it does not know with HTTP 200."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from oauth2_token_operator.oauth2 import (
+    AuthorizationServer,
+    ClientConfig,
+    IssuerConfig,
+    MetadataCache,
+    OAuth2Transport,
+)
+from oauth2_token_operator.oauth2.errors import InvalidGrantError, OAuth2ErrorResponse
+from oauth2_token_operator.policies.failures import classify
+from tests.integration.conftest import client_config
+from tests.keycloak.fixtures import Keycloak
+
+pytestmark = pytest.mark.keycloak
+
+METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[OAuth2Transport]:
+    t = OAuth2Transport()
+    yield t
+    await t.aclose()
+
+
+def server_for(keycloak: Keycloak, client: ClientConfig, t: OAuth2Transport) -> AuthorizationServer:
+    issuer = IssuerConfig(issuer=keycloak.issuer, allow_insecure_http=True)
+    return AuthorizationServer(issuer, client, transport=t, metadata_cache=MetadataCache(t))
+
+
+async def test_discovery(keycloak: Keycloak, transport: OAuth2Transport) -> None:
+    config = IssuerConfig(issuer=keycloak.issuer, allow_insecure_http=True)
+    metadata = await MetadataCache(transport).get(config)
+    assert metadata.issuer == keycloak.issuer
+    assert metadata.token_endpoint == f"{keycloak.issuer}/protocol/openid-connect/token"
+    assert metadata.introspection_endpoint is not None
+    assert metadata.revocation_endpoint is not None
+
+
+@pytest.mark.parametrize("method", METHODS)
+async def test_each_auth_method_obtains_a_client_credentials_token(
+    keycloak: Keycloak, transport: OAuth2Transport, method: str
+) -> None:
+    client = client_config(keycloak.clients[method])
+    server = server_for(keycloak, client, transport)
+    token = await server.client_credentials(frozenset({"read"}))
+    # Keycloak grants its default scopes besides the one asked for.
+    assert "read" in token.scopes
+    assert token.expires_at is not None
+    introspection = await server.introspect(token.access_token)
+    assert introspection.active  # the client is in the token's audience (realm.json)
+    assert introspection.client_id == client.client_id
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_a_wrong_secret_is_invalid_client(
+    keycloak: Keycloak, transport: OAuth2Transport, method: str
+) -> None:
+    """Keycloak says `unauthorized_client` (RFC 6749: a grant type the client may not use)
+    with HTTP 401; the core reports the code as said, and the operator reads a 401 as
+    the client failing to authenticate (`InvalidClient`, retried once fixed)."""
+    client = client_config(keycloak.clients[method], client_secret="not-the-secret")
+    with pytest.raises(OAuth2ErrorResponse) as refused:
+        await server_for(keycloak, client, transport).client_credentials(frozenset({"read"}))
+    assert (refused.value.error, refused.value.status_code) == ("unauthorized_client", 401)
+    assert classify(refused.value).reason == "InvalidClient"
+    assert "not-the-secret" not in str(refused.value)
+
+
+async def test_introspection_active_then_inactive_after_revocation(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    server = server_for(keycloak, client_config(keycloak.clients["client_secret_post"]), transport)
+    token = await server.client_credentials(frozenset({"read"}))
+    assert (await server.introspect(token.access_token)).active
+    await server.revoke(token.access_token)
+    assert (await server.introspect(token.access_token)).active is False
+    # RFC 7009 §2.2: unknown tokens too (Keycloak: HTTP 200 with an invalid_token body).
+    await server.revoke("never-issued-token")
+
+
+async def test_refresh_rotates_narrows_and_refuses_a_reused_token(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    test_client = keycloak.clients["client_secret_post"]
+    async with httpx.AsyncClient() as http:  # the user's grant, as an app would get it
+        granted = (await http.post(
+            f"{keycloak.issuer}/protocol/openid-connect/token",
+            data={"grant_type": "password", "client_id": test_client.client_id,
+                  "client_secret": test_client.client_secret, "username": "alice",
+                  "password": "wonderland:P@ss w0rd+&=", "scope": "read email"},
+        )).raise_for_status().json()  # fmt: skip
+    server = server_for(keycloak, client_config(test_client), transport)
+    assert "read" in granted["scope"].split()
+    # Narrowed to a default scope: the optional `read` goes (the defaults always stay).
+    renewed = await server.refresh(granted["refresh_token"], scopes=frozenset({"profile"}))
+    assert "profile" in renewed.scopes
+    assert "read" not in renewed.scopes
+    assert renewed.refresh_token not in (None, granted["refresh_token"])  # rotated
+    with pytest.raises(InvalidGrantError):
+        await server.refresh(granted["refresh_token"])

@@ -1,0 +1,209 @@
+"""Keycloak, the second real authorization server of the tests (issue 23, part 1).
+
+The distribution comes from Maven Central (`tests/keycloak/build.sh`, version in
+`versions.env`); one server per test session runs `kc.sh start-dev` on loopback with an
+in-memory database, so nothing of it outlives the session. Its realm `tokens` is
+`realm.json`, imported through the admin API once the server answers; only the public
+key of the `private_key_jwt` client is filled in here (made for each session). The
+`read` scope is created there too, as an optional scope of every client: a realm
+import that names client scopes replaces Keycloak's default ones.
+
+Keycloak answers on `http://localhost:PORT` (its realm URL is the issuer, and it is also
+the audience a ServiceAccount token must carry for federated client authentication).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tests.authserver.fixtures import TestClient, _pem
+
+HERE = Path(__file__).resolve().parent
+REALM = "tokens"
+READY_TIMEOUT = 240.0
+"""Seconds for a first start (it builds itself for the options given: ~30 s on 2 cores
+when idle, several times that beside a busy test run)."""
+ADMIN = ("admin", "admin-password-for-tests")
+
+
+@dataclass(frozen=True)
+class Keycloak:
+    """A running Keycloak with the realm `tokens`."""
+
+    url: str
+    """http://localhost:PORT"""
+    clients: dict[str, TestClient]
+    """auth method -> client (`client_secret_basic`, `client_secret_post`,
+    `client_secret_jwt`, `private_key_jwt`)."""
+    log_file: Path
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.url}/realms/{REALM}"
+
+
+def distribution() -> Path:
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh"), "--print-dir"], check=True, capture_output=True, text=True
+    )
+    dist = Path(out.stdout.strip())
+    if not (dist / "bin" / "kc.sh").is_file():
+        raise RuntimeError(f"Keycloak is not in {dist}: run `make keycloak`")
+    return dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _realm(clients: dict[str, TestClient], jwks: dict[str, Any]) -> dict[str, Any]:
+    realm: dict[str, Any] = json.loads((HERE / "realm.json").read_text())
+    for client in realm["clients"]:
+        if client["clientId"] == clients["private_key_jwt"].client_id:
+            client["attributes"]["jwks.string"] = json.dumps(jwks)
+    return realm
+
+
+def _clients() -> tuple[dict[str, TestClient], dict[str, Any]]:
+    realm = json.loads((HERE / "realm.json").read_text())
+    secrets = {c["clientId"]: c.get("secret") for c in realm["clients"]}
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = dict(RSAAlgorithm.to_jwk(key.public_key(), as_dict=True))
+    public.update(kid="pkjwt-rs256", use="sig", alg="RS256")
+    clients = {
+        "client_secret_basic": TestClient("basic", "client_secret_basic", secrets["basic"]),
+        "client_secret_post": TestClient("post", "client_secret_post", secrets["post"]),
+        "client_secret_jwt": TestClient("jwt", "client_secret_jwt", secrets["jwt"]),
+        "private_key_jwt": TestClient(
+            "pkjwt",
+            "private_key_jwt",
+            private_keys={"RS256": _pem(key)},
+            kids={"RS256": "pkjwt-rs256"},
+        ),
+    }
+    return clients, {"keys": [public]}
+
+
+def _wait_until_answering(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Keycloak exited ({proc.returncode}):\n{_tail(log)}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/realms/master", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"Keycloak not answering after {READY_TIMEOUT:.0f} s:\n{_tail(log)}")
+
+
+def _configure(url: str, realm: dict[str, Any]) -> None:
+    """Import the realm, then give every client the optional scope `read`."""
+    with httpx.Client(base_url=url, timeout=30.0) as http:
+        token = http.post(
+            "/realms/master/protocol/openid-connect/token",
+            data={"grant_type": "password", "client_id": "admin-cli",
+                  "username": ADMIN[0], "password": ADMIN[1]},
+        ).raise_for_status().json()["access_token"]  # fmt: skip
+        http.headers["Authorization"] = f"Bearer {token}"
+        http.post("/admin/realms", json=realm).raise_for_status()
+        base = f"/admin/realms/{REALM}"
+        http.post(
+            f"{base}/client-scopes",
+            json={"name": "read", "protocol": "openid-connect",
+                  "attributes": {"include.in.token.scope": "true"}},
+        ).raise_for_status()  # fmt: skip
+        (scope,) = [s for s in http.get(f"{base}/client-scopes").json() if s["name"] == "read"]
+        for client in http.get(f"{base}/clients").json():
+            if client["clientId"] in {c["clientId"] for c in realm["clients"]}:
+                http.put(
+                    f"{base}/clients/{client['id']}/optional-client-scopes/{scope['id']}"
+                ).raise_for_status()
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return "<no log>"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """kc.sh stays as a parent shell of the JVM: the whole process group goes."""
+    if proc.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    else:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a JVM left behind by its shell
+
+
+@contextmanager
+def run_keycloak() -> Iterator[Keycloak]:
+    """Start Keycloak with the realm `tokens`; stop it and delete its files on exit."""
+    if shutil.which("java") is None:
+        raise RuntimeError("Keycloak needs Java 17 or later (`java`) on PATH")
+    dist = distribution()
+    tmp = Path(tempfile.mkdtemp(prefix="keycloak-"))
+    port = _free_port()
+    url = f"http://localhost:{port}"
+    log_file = tmp / "keycloak.log"
+    clients, jwks = _clients()
+    env = {
+        **os.environ,
+        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN[0],
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN[1],
+        "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={tmp}",
+    }
+    command = [
+        str(dist / "bin" / "kc.sh"), "start-dev",
+        "--db=dev-mem",
+        "--http-host=127.0.0.1", f"--http-port={port}",
+        f"--http-management-port={_free_port()}",
+    ]  # fmt: skip
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with log_file.open("wb") as log:
+            proc = subprocess.Popen(
+                command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        _wait_until_answering(url, proc, log_file)
+        _configure(url, _realm(clients, jwks))
+        yield Keycloak(url=url, clients=clients, log_file=log_file)
+    finally:
+        if proc is not None:
+            _stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Iterator[Keycloak]:
+    """The running Keycloak (one per test session, started by the first test asking)."""
+    with run_keycloak() as server:
+        yield server
