@@ -33,7 +33,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.authserver.fixtures import TestClient, _pem
+from tests.authserver.fixtures import TestClient, _pem, _tail
 
 HERE = Path(__file__).resolve().parent
 REALM = "tokens"
@@ -138,13 +138,6 @@ def _configure(url: str, realm: dict[str, Any]) -> None:
                 http.put(
                     f"{base}/clients/{client['id']}/optional-client-scopes/{scope['id']}"
                 ).raise_for_status()
-
-
-def _tail(path: Path, limit: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-limit:]
-    except OSError:
-        return "<no log>"
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
