@@ -189,8 +189,8 @@ def client_auth(client: TestClient, *, audience: str) -> tuple[dict[str, str], d
         if method == "client_secret_jwt":
             assert client.client_secret is not None
             alg, key = "HS512", client.client_secret
-        else:
-            alg = "ES256"
+        else:  # ES256 where the client has such a key, else its only one
+            alg = "ES256" if "ES256" in client.private_keys else next(iter(client.private_keys))
             key = client.private_keys[alg]
         now = int(time.time())
         claims = {

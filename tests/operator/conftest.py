@@ -344,6 +344,32 @@ def settle(
     time.sleep(window)
 
 
+def credentials(
+    client: TestClient, secret: str, alg: str = "ES256"
+) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    """An OAuth2Client's `authentication` for `client` with its credential in Secret
+    `secret`, the data of that Secret, and its type (private_key_jwt signs with `alg`,
+    or with the client's only key)."""
+    method = client.auth_method
+    if method == "private_key_jwt":
+        alg = alg if alg in client.private_keys else next(iter(client.private_keys))
+        authentication = {
+            "method": method,
+            "privateKeyRef": {"name": secret, "key": "private-key"},
+            "signingAlgorithm": alg,
+            "keyId": client.kids[alg],
+        }
+        return authentication, {"private-key": client.private_keys[alg]}, None
+    if method == "tls_client_auth":
+        assert client.cert_file is not None
+        assert client.key_file is not None
+        data = {"tls.crt": client.cert_file.read_text(), "tls.key": client.key_file.read_text()}
+        return {"method": method, "tlsSecretRef": {"name": secret}}, data, "kubernetes.io/tls"
+    assert client.client_secret is not None
+    authentication = {"method": method, "clientSecretRef": {"name": secret, "key": "secret"}}
+    return authentication, {"secret": client.client_secret}, None
+
+
 def introspect(authserver: AuthServer, token: str, client: TestClient) -> dict[str, Any]:
     """Ask the authorization server itself whether `token` is active (as `client`)."""
     headers, auth_data = client_auth(client, audience=authserver.issuer)

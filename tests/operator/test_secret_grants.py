@@ -27,10 +27,9 @@ from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import RefreshToken, TokenKey
 from oauth2_token_operator.oauth2 import client_assertion
 from oauth2_token_operator.token_secret import decode_data
-from tests.authserver.fixtures import TestClient
 from tests.cluster.harness import unique_name
 from tests.integration.conftest import Counters
-from tests.operator.conftest import USABLE, Namespace, introspect, wait_for
+from tests.operator.conftest import USABLE, Namespace, credentials, introspect, wait_for
 from tests.operator.runner import OperatorThread
 from tests.operator.test_refresh_rotation import renew_now, revision
 
@@ -58,29 +57,6 @@ def signed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(client_assertion, "sign", recording)
     return issuers
-
-
-def credentials(
-    client: TestClient, secret: str
-) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    """The client's `authentication`, the data of its Secret, and the Secret's type."""
-    method = client.auth_method
-    if method == "private_key_jwt":
-        authentication = {
-            "method": method,
-            "privateKeyRef": {"name": secret, "key": "private-key"},
-            "signingAlgorithm": "ES256",
-            "keyId": client.kids["ES256"],
-        }
-        return authentication, {"private-key": client.private_keys["ES256"]}, None
-    if method == "tls_client_auth":
-        assert client.cert_file is not None
-        assert client.key_file is not None
-        data = {"tls.crt": client.cert_file.read_text(), "tls.key": client.key_file.read_text()}
-        return {"method": method, "tlsSecretRef": {"name": secret}}, data, "kubernetes.io/tls"
-    assert client.client_secret is not None
-    authentication = {"method": method, "clientSecretRef": {"name": secret, "key": "secret"}}
-    return authentication, {"secret": client.client_secret}, None
 
 
 @pytest.mark.parametrize(
