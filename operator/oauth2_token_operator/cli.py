@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oauth2_token_operator import __version__
-from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command
+from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command, said
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED, parse_host_pattern, parse_network
 from oauth2_token_operator.oauth2.errors import OAuth2Error
@@ -221,7 +221,7 @@ async def _discover(args: argparse.Namespace) -> int:
     try:
         metadata = await MetadataCache(transport).get(config)
     except OAuth2Error as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {said(exc)}", file=sys.stderr)
         return 1
     finally:
         await transport.aclose()

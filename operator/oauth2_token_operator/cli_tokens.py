@@ -161,9 +161,15 @@ def run_token_command(
             asyncio.run(_revoke(token, args.hint, client))
             print("revoked", file=stderr)
     except OAuth2Error as exc:  # messages name endpoints and errors, never secrets
-        print(f"error: {exc}", file=stderr)
+        print(f"error: {said(exc)}", file=stderr)
         return EXIT_OAUTH2_ERROR
     return EXIT_OK
+
+
+def said(exc: OAuth2Error) -> str:
+    """An error of the OAuth2 core in the CLI's words: the core names its own parameters
+    (`allow_insecure_http`), a user of the CLI knows them as flags."""
+    return str(exc).replace("(allow_insecure_http)", "(--allow-insecure-http)")
 
 
 def _token_argument(args: argparse.Namespace, stdin: IO[str], stderr: IO[str]) -> str:

@@ -25,6 +25,10 @@ def test_discover_explains_a_refusal(
     authserver: AuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["discover", authserver.http_issuer]) == 1
-    assert "plain http" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "plain http" in err
+    # The flag that allows it, not the library's parameter (issue 23: it said the latter).
+    assert "(--allow-insecure-http)" in err
+    assert "allow_insecure_http" not in err
     assert main(["discover", authserver.http_issuer, "--allow-insecure-http"]) == 0
     assert json.loads(capsys.readouterr().out)["issuer"] == authserver.http_issuer
