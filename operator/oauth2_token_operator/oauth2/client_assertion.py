@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
 
-from oauth2_token_operator.oauth2.client_auth import ASYMMETRIC_ALGORITHMS
+from oauth2_token_operator.oauth2.algorithms import ASYMMETRIC_ALGORITHMS
 from oauth2_token_operator.oauth2.errors import ConfigurationError
 
 _RSA_ALGORITHMS = frozenset(a for a in ASYMMETRIC_ALGORITHMS if a[:2] in ("RS", "PS"))

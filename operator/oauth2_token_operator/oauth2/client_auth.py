@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.config import ExtraValues
 
+from oauth2_token_operator.oauth2.algorithms import ASYMMETRIC_ALGORITHMS, HMAC_ALGORITHMS
 from oauth2_token_operator.oauth2.errors import ConfigurationError
 from oauth2_token_operator.oauth2.tls import TLSConfig
 
@@ -41,10 +42,6 @@ AuthMethod = Literal[
     "tls_client_auth",
     "none",
 ]
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-ASYMMETRIC_ALGORITHMS = (
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-)  # fmt: skip
 
 
 class ClientConfig(BaseModel):
