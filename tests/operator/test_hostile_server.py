@@ -14,23 +14,15 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from tests.faults import RawRespond, threaded_server
+from tests.memory import rss
 from tests.operator.conftest import Namespace, wait_for
 from tests.operator.process import OperatorProcess
 
 MiB = 1024 * 1024
 BOMB = gzip.compress(b"\0" * (200 * MiB), compresslevel=9)
 HOSTILE_CLIENTS = 10
-
-
-def rss(pid: int) -> int:
-    """Resident set size of process `pid`, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 class PeakSampler(threading.Thread):

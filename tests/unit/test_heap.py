@@ -6,26 +6,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from oauth2_token_operator.controller import heap
+from tests.memory import rss
 from tests.polling import until
 
 needs_glibc = pytest.mark.skipif(heap.glibc() is None, reason="the C library is not glibc")
 
 MiB = 2**20
-
-
-def rss() -> int:
-    match = re.search(r"VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text())
-    assert match is not None
-    return int(match.group(1)) * 1024
 
 
 @needs_glibc
