@@ -100,6 +100,9 @@ class AuthServer:
     """http://127.0.0.1:P3, a second provider on plain http (one client_secret_basic client)."""
     mismatch_url: str
     """http://127.0.0.1:P4 serving the MAIN provider (its discovery says issuer=`issuer`)."""
+    lean_issuer: str
+    """https://127.0.0.1:P5, a third provider with the main one's clients and neither an
+    introspection nor a revocation endpoint (as Entra ID and Google have no revocation)."""
     ca_bundle: Path
     clients: dict[str, TestClient] = field(hash=False)
     http_client: TestClient
@@ -456,6 +459,7 @@ def run_authserver() -> Iterator[AuthServer]:
             mtls_base=ready["mtls_base"],
             http_issuer=ready["http_issuer"],
             mismatch_url=ready["mismatch_url"],
+            lean_issuer=ready["lean_issuer"],
             ca_bundle=tmp / "ca.pem",
             clients=clients,
             http_client=http_client,

@@ -343,7 +343,7 @@ function signingJwks() {
   return { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: 'authserver-rs256', alg: 'RS256', use: 'sig' }] };
 }
 
-function buildProvider(issuer, { clients, mtls }) {
+function buildProvider(issuer, { clients, mtls, lean = false }) {
   const { resource } = config;
   const ttlOverrides = config.ttlOverrides ?? {};
   const ttl = (model, fallback) => function ttlFor(_ctx, token, client) {
@@ -362,8 +362,9 @@ function buildProvider(issuer, { clients, mtls }) {
   const features = {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true },
-    revocation: { enabled: true },
+    // `lean`: a server with neither endpoint, as Entra ID and Google have no revocation.
+    introspection: { enabled: !lean },
+    revocation: { enabled: !lean },
     resourceIndicators: {
       enabled: true,
       getResourceServerInfo,
@@ -476,6 +477,7 @@ const servers = {
   }, dispatch('mtls')),
   http: http.createServer(dispatch('http')),
   mismatch: http.createServer(dispatch('mismatch')),
+  lean: https.createServer({ cert: tls.cert, key: tls.key }, dispatch('lean')),
 };
 
 const ports = Object.fromEntries(await Promise.all(Object.entries(servers).map(
@@ -489,6 +491,7 @@ const issuer = `https://${PUBLIC_HOST}:${ports.main}`;
 const mtlsBase = `https://${PUBLIC_HOST}:${ports.mtls}`;
 const httpIssuer = `http://${PUBLIC_HOST}:${ports.http}`;
 const mismatchUrl = `http://${PUBLIC_HOST}:${ports.mismatch}`;
+const leanIssuer = `https://${PUBLIC_HOST}:${ports.lean}`;
 
 const main = buildProvider(issuer, {
   clients: config.clients,
@@ -501,10 +504,12 @@ const main = buildProvider(issuer, {
   },
 });
 const second = buildProvider(httpIssuer, { clients: config.httpClients, mtls: undefined });
+const lean = buildProvider(leanIssuer, { clients: config.clients, mtls: undefined, lean: true });
 
 const listenerOf = (ctx) => ctx.req.authserverListener ?? 'unknown';
 main.use(countingMiddleware(listenerOf));
 second.use(countingMiddleware(listenerOf));
+lean.use(countingMiddleware(listenerOf));
 
 // Static clients are validated lazily by oidc-provider; load them now so that a bad client
 // definition fails start-up instead of a test.
@@ -524,6 +529,7 @@ handlers.main = mainCallback;
 handlers.mtls = mainCallback;
 handlers.mismatch = mainCallback;
 handlers.http = second.callback();
+handlers.lean = lean.callback();
 
 // ---------------------------------------------------------------------------------------------
 // Lifecycle.
@@ -553,5 +559,6 @@ writeReadyLine({
   mtls_base: mtlsBase,
   http_issuer: httpIssuer,
   mismatch_url: mismatchUrl,
+  lean_issuer: leanIssuer,
   ports,
 });

@@ -27,8 +27,8 @@ from tests.authserver.fixtures import _build as build_config
 from tests.e2e.pods import PodError
 
 NAME = "authserver"
-#: Fixed ports, since the issuer URLs name them (main, mTLS, plain-http, mismatch).
-PORTS = {"main": 8443, "mtls": 8444, "http": 8080, "mismatch": 8081}
+#: Fixed ports, since the issuer URLs name them (main, mTLS, plain-http, mismatch, lean).
+PORTS = {"main": 8443, "mtls": 8444, "http": 8080, "mismatch": 8081, "lean": 8445}
 CONFIG_DIR = "/config"
 #: The ConfigMap (and key) holding the CA that verifies the server, in each namespace
 #: that uses it: what an OAuth2Client's ``tls.caBundleFrom`` names.

@@ -31,6 +31,7 @@ from oauth2_token_operator.oauth2 import (
     RetryPolicy,
 )
 from oauth2_token_operator.oauth2.errors import (
+    EndpointNotAdvertisedError,
     InactiveTokenError,
     InvalidClientError,
     InvalidGrantError,
@@ -505,6 +506,19 @@ async def test_delete_reports_a_failed_revocation(w: World) -> None:
     assert isinstance(result.error, NoResponseError)
     assert result.removed
     await transport.aclose()
+
+
+async def test_delete_at_a_server_without_revocation_says_unsupported(w: World) -> None:
+    """Entra ID and Google have no revocation endpoint: that is no failure, and nothing is
+    sent (oidc-provider's `lean` provider is configured without one)."""
+    lean = IssuerConfig(issuer=w.authserver.lean_issuer, ca_pem=w.issuer.ca_pem)
+    manager = TokenManager(InMemoryTokenStore())
+    token = await w.cc_token(manager, w.cc_scopes, issuer=lean)
+    result = await manager.delete(token.value, lean, w.client)
+    assert result.revocation is Revocation.UNSUPPORTED
+    assert isinstance(result.error, EndpointNotAdvertisedError)
+    assert result.removed
+    await manager.aclose()
 
 
 @pytest.mark.parametrize("revoke_on_delete", [True, False])

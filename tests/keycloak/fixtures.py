@@ -116,8 +116,9 @@ def _wait_until_answering(url: str, proc: subprocess.Popen[bytes], log: Path) ->
     raise RuntimeError(f"Keycloak not answering after {READY_TIMEOUT:.0f} s:\n{_tail(log)}")
 
 
-def _configure(url: str, realm: dict[str, Any]) -> None:
-    """Import the realm, then give every client the optional scope `read`."""
+@contextmanager
+def admin(url: str) -> Iterator[httpx.Client]:
+    """Keycloak's admin REST API at `url`, as the bootstrap administrator."""
     with httpx.Client(base_url=url, timeout=30.0) as http:
         token = http.post(
             "/realms/master/protocol/openid-connect/token",
@@ -125,6 +126,12 @@ def _configure(url: str, realm: dict[str, Any]) -> None:
                   "username": ADMIN[0], "password": ADMIN[1]},
         ).raise_for_status().json()["access_token"]  # fmt: skip
         http.headers["Authorization"] = f"Bearer {token}"
+        yield http
+
+
+def _configure(url: str, realm: dict[str, Any]) -> None:
+    """Import the realm, then give every client the optional scope `read`."""
+    with admin(url) as http:
         http.post("/admin/realms", json=realm).raise_for_status()
         base = f"/admin/realms/{REALM}"
         http.post(

@@ -205,14 +205,19 @@ class LastIntrospection(ApiModel):
     """Whether the authorization server said the token is active."""
     time: datetime
     """When it said so."""
+    first_look: bool | None = None
+    """Whether it was the token's first introspection: two tokens in a row inactive at
+    their first one make the `IntrospectionReliable` condition False (the server's answers
+    are then not acted on; see docs/authorization-servers.md)."""
 
 
 class AccessTokenRequestStatus(ApiModel):
     observed_generation: int | None = None
     """The `metadata.generation` the status was last written for."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST)
-    """`Ready` (the Secret holds a valid, unexpired token) and `Issuing` (an issuance is in
-    progress, its reason the trigger)."""
+    """`Ready` (the Secret holds a valid, unexpired token), `Issuing` (an issuance is in
+    progress, its reason the trigger) and, once introspection has gone wrong,
+    `IntrospectionReliable` (False: `InactiveAtIssue` or `IntrospectionUnsupported`)."""
     secret_name: str | None = None
     """The Secret the token is written to."""
     token_type: str | None = None

@@ -51,7 +51,8 @@ class Metrics:
         )
         self.revocations = Counter(
             f"{PREFIX}_revocations_total",
-            "Tokens the operator revoked (RFC 7009) or tried to, by outcome (revoked, failed).",
+            "Tokens the operator revoked (RFC 7009) or tried to, by outcome (revoked, failed,"
+            " unsupported: the server has no revocation endpoint).",
             ["outcome"],
             registry=r,
         )

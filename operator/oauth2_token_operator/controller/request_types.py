@@ -87,11 +87,13 @@ class Outcome:
     wake_at: float | None = None
 
     def merge(self, other: Outcome) -> Outcome:
-        """This outcome plus `other`'s status fields, and the sooner wake-up."""
+        """This outcome plus `other`'s status fields and conditions (this one's win, type
+        by type), and the sooner wake-up."""
         wakes = [w for w in (self.wake_at, other.wake_at) if w is not None]
+        mine = {c.type for c in self.conditions}
         return Outcome(
             status={**other.status, **self.status},
-            conditions=self.conditions or other.conditions,
+            conditions=self.conditions + [c for c in other.conditions if c.type not in mine],
             wake_at=min(wakes) if wakes else None,
         )
 

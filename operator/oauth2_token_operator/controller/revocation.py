@@ -3,7 +3,9 @@
 The deadline keeps a deletion, and so a namespace deletion, from wedging when the
 authorization server is unreachable: the outcome is an Event either way, and the
 token is forgotten. A revocation endpoint whose circuit is open (`oauth2.breaker`) is not
-called at all: the Event says so at once.
+called at all: the Event says so at once. A server with no revocation endpoint (Entra
+ID, Google) is no failure: a Normal `RevocationUnsupported` Event says the token stays
+valid until it expires, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from oauth2_token_operator.manager import DeleteResult, Revocation
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.token_secret import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ async def revoke_held(
     client_namespace, _, client_name = held.record.client.partition("/")
     client_body = first(ctx.views.clients, (client_namespace, client_name))
     failure = None
-    revoked = False
+    revoked = unsupported = False
     try:
         if client_body is None:
             raise ClientConfigError(
@@ -58,7 +61,8 @@ async def revoke_held(
             timeout=ctx.config.revocation_deadline,
         )
         revoked = all(r.revocation is Revocation.REVOKED for r in results)
-        if not revoked:
+        unsupported = all(r.revocation is Revocation.UNSUPPORTED for r in results)
+        if not revoked and not unsupported:
             failure = "; ".join(str(r.error) for r in results if r.error is not None)
     except TimeoutError:
         failure = f"no answer within {ctx.config.revocation_deadline:.0f}s"
@@ -70,9 +74,20 @@ async def revoke_held(
         failure = str(exc) if not isinstance(exc, ValidationError) else "the client is invalid"
     finally:
         await ctx.manager.store.delete_access_token(issuer_url, held.token.value)
-    ctx.metrics.revocations.labels("revoked" if revoked else "failed").inc()
+    outcome = "revoked" if revoked else "unsupported" if unsupported else "failed"
+    ctx.metrics.revocations.labels(outcome).inc()
     if revoked:
         ctx.post_event(body, type="Normal", reason="Revoked", message=f"token revoked ({why})")
+    elif unsupported:
+        expiry = held.token.expires_at
+        until = "its expiry" if expiry is None else rfc3339(expiry)
+        ctx.post_event(
+            body,
+            type="Normal",
+            reason="RevocationUnsupported",
+            message=f"token not revoked ({why}): the authorization server has no revocation"
+            f" endpoint; the token stays valid until {until}",
+        )
     else:
         ctx.post_event(
             body,

@@ -42,6 +42,7 @@ from oauth2_token_operator.oauth2.authorization_server import (
 from oauth2_token_operator.oauth2.breaker import BreakerPolicy, CircuitBreakers
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import (
+    EndpointNotAdvertisedError,
     InactiveTokenError,
     InvalidGrantError,
     NoTokenAvailableError,
@@ -106,6 +107,9 @@ class Revocation(enum.Enum):
     NOT_ATTEMPTED = "not_attempted"
     REVOKED = "revoked"
     FAILED = "failed"
+    UNSUPPORTED = "unsupported"
+    """The server has no revocation endpoint (Entra ID, Google): nothing was sent, and
+    the token stays valid until it expires."""
 
 
 class TokenKind(enum.Enum):
@@ -573,11 +577,14 @@ class TokenManager:
         self, server: AuthorizationServer, value: str, kind: TokenKind, revoke: bool | None
     ) -> DeleteResult:
         should_revoke = self.config.revoke_on_delete if revoke is None else revoke
-        revocation, error = Revocation.NOT_ATTEMPTED, None
+        revocation = Revocation.NOT_ATTEMPTED
+        error: OAuth2Error | None = None
         if should_revoke:
             try:
                 await server.revoke(value, token_type_hint=kind.value)
                 revocation = Revocation.REVOKED
+            except EndpointNotAdvertisedError as exc:
+                revocation, error = Revocation.UNSUPPORTED, exc
             except OAuth2Error as exc:
                 log.warning(
                     "revocation of a%s at %s failed: %s",

@@ -11,7 +11,7 @@ from oauth2_token_operator.oauth2.breaker import BreakerPolicy, CircuitBreakers,
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
 from oauth2_token_operator.oauth2.errors import (
     KNOWN_ERROR_CODES,
-    ConfigurationError,
+    EndpointNotAdvertisedError,
     MalformedResponseError,
     OAuth2Error,
     OAuth2ErrorResponse,
@@ -180,7 +180,7 @@ class AuthorizationServer:
         metadata = await self.metadata()
         url = metadata.endpoint(endpoint, mtls=self.client.uses_mtls)
         if url is None:
-            raise ConfigurationError(
+            raise EndpointNotAdvertisedError(
                 f"the server {self.issuer.issuer} advertises no {endpoint}", endpoint=endpoint
             )
         token_endpoint = metadata.endpoint("token_endpoint") or url

@@ -58,6 +58,13 @@ class ConfigurationError(OAuth2Error):
     """The caller's configuration is unusable (missing credentials, bad key, insecure URL)."""
 
 
+class EndpointNotAdvertisedError(ConfigurationError):
+    """The server has no such endpoint (its metadata names none, nor does the client's
+    configuration): Entra ID and Google have no revocation endpoint, many servers no
+    introspection endpoint. Raised before any request is sent; asking again changes
+    nothing until the metadata or the configuration does."""
+
+
 class MetadataError(OAuth2Error):
     """Authorization server metadata could not be discovered or is invalid."""
 
