@@ -49,8 +49,8 @@ from bench.operator_env import (
 )
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
+from oauth2_token_operator.api.token_secret import TOKEN_ANNOTATION, TokenRecord
 from oauth2_token_operator.policies.renewal import RenewalPolicy, renewal_time
-from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.authserver.fixtures import TestClient, basic_authorization
 from tests.cluster.fixtures import PROJECT_CRDS
 from tests.cluster.harness import KubeCluster, kube_cluster_context

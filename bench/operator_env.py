@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Self
 import httpx
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.token_secret import TOKEN_ANNOTATION, TokenRecord
+from oauth2_token_operator.api.token_secret import TOKEN_ANNOTATION, TokenRecord
 from tests.cluster.apiserver_metrics import request_counts
 from tests.cluster.harness import KubeCluster
 

@@ -31,7 +31,7 @@ from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_HINT
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import format_scope, parse_scope
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 EXIT_OK = 0
 EXIT_OAUTH2_ERROR = 1

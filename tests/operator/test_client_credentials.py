@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oauth2_token_operator.token_secret import parse_rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 

@@ -11,9 +11,9 @@ import pytest
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, VERSION
+from oauth2_token_operator.api.token_secret import encode_data
 from oauth2_token_operator.kube.api import Conflict, KubeApi
 from oauth2_token_operator.kube.rest import PathApi
-from oauth2_token_operator.token_secret import encode_data
 from tests.api.cases import VALID_REQUEST
 from tests.cluster.harness import unique_name
 

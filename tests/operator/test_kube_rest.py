@@ -12,9 +12,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, VERSION
+from oauth2_token_operator.api.token_secret import encode_data
 from oauth2_token_operator.kube.api import FIELD_MANAGER, SECRET, SECRETS, KubeApi
 from oauth2_token_operator.kube.rest import PathApi
-from oauth2_token_operator.token_secret import encode_data
 from tests.api.cases import VALID_REQUEST
 from tests.cluster.harness import unique_name
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.oauth2.transport import RetryPolicy
-from oauth2_token_operator.token_secret import parse_rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.cluster.objects import json_object
 from tests.faults import stalled_server
 from tests.gate import Gate

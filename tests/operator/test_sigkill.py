@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, parse_rfc3339
+from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.cluster.objects import json_object
 from tests.gate import Gate
 from tests.integration.conftest import Counters

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOKEN_ANNOTATION
+from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOKEN_ANNOTATION
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.objects import json_object
 from tests.integration.conftest import Counters

@@ -12,7 +12,7 @@ import base64
 import time
 from typing import Any
 
-from oauth2_token_operator.token_secret import parse_rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.operator.conftest import Namespace, introspect
 
 OBSERVED = 60.0

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oauth2_token_operator.api.token_secret import TokenRecord
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.ledger import Held, TokenLedger
@@ -17,7 +18,6 @@ from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, Token
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.failures import ApiBackoff, classify, retry_delay
-from oauth2_token_operator.token_secret import TokenRecord
 
 ISSUER = "https://login.example.com"
 

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oauth2_token_operator.api.token_secret import TOKEN_ANNOTATION
 from oauth2_token_operator.controller.freezing import freeze, thaw
-from oauth2_token_operator.token_secret import TOKEN_ANNOTATION
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
-from oauth2_token_operator.manager.interning import CAPACITY, interned
+from oauth2_token_operator.util.interning import CAPACITY, interned
 
 
 def test_an_equal_value_seen_before_is_that_very_object() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oauth2_token_operator.manager.one_or_many import OneOrMany
+from oauth2_token_operator.util.one_or_many import OneOrMany
 
 KEYS = ["a", "b"]
 ITEMS = [("ns", "x"), ("ns", "y"), ("ns", "z")]

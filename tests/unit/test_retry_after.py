@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from oauth2_token_operator.kube.api import api_error
 from oauth2_token_operator.oauth2.transport import MAX_RETRY_AFTER, parse_retry_after
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 NOW = 1_800_000_000.0
 

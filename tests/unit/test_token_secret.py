@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from oauth2_token_operator.token_secret import (
+from oauth2_token_operator.api.token_secret import (
     DATA_KEYS,
     MANAGED_BY_LABEL,
     SEAL_ANNOTATION,
@@ -20,12 +20,12 @@ from oauth2_token_operator.token_secret import (
     decode_data,
     desired_secret,
     encode_data,
-    inspect_secret,
     is_owned_by,
     is_sealed,
     render_data,
     seal,
 )
+from oauth2_token_operator.controller.facts import inspect_secret
 
 RECORD = TokenRecord(
     issuer="https://login.example.com",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oauth2_token_operator import token_secret
+from oauth2_token_operator.api import token_secret
 from oauth2_token_operator.api.crd import (
     API_VERSION,
     CATEGORY,

@@ -23,18 +23,18 @@ import logging
 from pydantic import ValidationError
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.api.token_secret import (
+    TOKEN_ANNOTATION,
+    TokenRecord,
+    decode_data,
+    is_sealed,
+)
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.policies.identity import TokenIdentity
-from oauth2_token_operator.token_secret import (
-    TOKEN_ANNOTATION,
-    TokenRecord,
-    decode_data,
-    is_sealed,
-)
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
 from oauth2_token_operator.policies.failures import classify
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.api.token_secret import decode_data
 from oauth2_token_operator.client_config import (
     Found,
     NotUsable,
@@ -32,7 +33,6 @@ from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies.secret_use import usable
-from oauth2_token_operator.token_secret import decode_data
 
 
 class CredentialReader:

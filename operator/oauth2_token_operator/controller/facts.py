@@ -5,10 +5,12 @@ or a revocation was asked for."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
+from oauth2_token_operator.api.token_secret import Owner, Template, desired_secret, render_data
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request, Resolved
@@ -16,13 +18,6 @@ from oauth2_token_operator.manager import TokenState, assess_validity
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.on_demand import asks_for_newer
 from oauth2_token_operator.policies.renewal import RenewalPolicy, RenewalSchedule, renewal_time
-from oauth2_token_operator.token_secret import (
-    Owner,
-    Template,
-    desired_secret,
-    inspect_secret,
-    render_data,
-)
 
 
 def request_facts(
@@ -122,3 +117,33 @@ def desired_token_secret(
         record=held.record,
         seal_key=ctx.seal_key,
     )
+
+
+def inspect_secret(
+    secret: Mapping[str, Any] | None, desired: Mapping[str, Any] | None
+) -> checks.SecretFacts:
+    """How an existing Secret (as the API returns it, data base64) compares to `desired`.
+
+    Without a current token (`desired` is `None`) only existence is known.
+    Ownership is checked separately (`is_owned_by`): a Secret that is not ours is
+    never compared, let alone written.
+    """
+    if secret is None:
+        return checks.SecretFacts(exists=False)
+    if desired is None:
+        return checks.SecretFacts(exists=True)
+    data_intact = (secret.get("data") or {}) == desired["data"]
+    have = secret.get("metadata", {})
+    want = desired["metadata"]
+    metadata_intact = (
+        secret.get("type", "Opaque") == desired["type"]
+        and _contains(have.get("labels"), want["labels"])
+        and _contains(have.get("annotations"), want["annotations"])
+    )
+    return checks.SecretFacts(exists=True, data_intact=data_intact, metadata_intact=metadata_intact)
+
+
+def _contains(have: Mapping[str, str] | None, want: Mapping[str, str]) -> bool:
+    """Others (users, tools) may add labels and annotations; ours must be there as written."""
+    have = have or {}
+    return all(have.get(key) == value for key, value in want.items())

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from oauth2_token_operator.api.crd import API_VERSION, GROUP
-from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOKEN_ANNOTATION
+from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL, TOKEN_ANNOTATION
 
 _UID = "00000000-0000-0000-0000-000000000000"
 _TIME = "2026-01-01T00:00:00Z"

@@ -11,7 +11,7 @@ from oauth2_token_operator.controller.request_types import Outcome, Request, Res
 from oauth2_token_operator.oauth2.errors import EndpointNotAdvertisedError
 from oauth2_token_operator.oauth2.responses import MAX_SUBJECT
 from oauth2_token_operator.policies.introspection import Judgement, first_look, judge, unsupported
-from oauth2_token_operator.token_secret import parse_rfc3339, rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
 

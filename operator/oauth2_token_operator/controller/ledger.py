@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from oauth2_token_operator.api.token_secret import TokenRecord
 from oauth2_token_operator.manager import AccessToken, TokenKey
-from oauth2_token_operator.manager.one_or_many import OneOrMany
-from oauth2_token_operator.token_secret import TokenRecord
+from oauth2_token_operator.util.one_or_many import OneOrMany
 
 RequestKey = tuple[str, str]
 """`(namespace, name)` of an AccessTokenRequest."""

@@ -26,7 +26,7 @@ from oauth2_token_operator.policies.conditions import (
     ConditionUpdate,
     set_conditions,
 )
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 REGISTERED_RECHECK = 300.0
 """How often a registered token's source Secret is read again for a new token."""

@@ -14,7 +14,7 @@ from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.policies.access import CLIENT_NOT_ALLOWED as CLIENT_NOT_ALLOWED
 from oauth2_token_operator.policies.conditions import ISSUING, READY, ConditionUpdate
 from oauth2_token_operator.policies.identity import TokenIdentity
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 
 class Blocked(Exception):

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
+from oauth2_token_operator.api.token_secret import TokenRecord, is_owned_by
 from oauth2_token_operator.client_config import (
     ClientConfigError,
     SecretKey,
@@ -71,7 +72,7 @@ from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
 from oauth2_token_operator.policies.failures import ApiBackoff, Failure, classify, retry_delay
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.policies.renewal import renewal_min_remaining
-from oauth2_token_operator.token_secret import TokenRecord, is_owned_by, parse_rfc3339, rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
 

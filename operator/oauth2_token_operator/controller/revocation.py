@@ -23,7 +23,7 @@ from oauth2_token_operator.manager import DeleteResult, Revocation
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
-from oauth2_token_operator.token_secret import rfc3339
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError
-from oauth2_token_operator.token_secret import is_owned_by
 
 
 class SecretConflictError(Exception):

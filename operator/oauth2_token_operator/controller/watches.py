@@ -25,13 +25,13 @@ from typing import Any, cast
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 from oauth2_token_operator.controller.context import Views
 from oauth2_token_operator.controller.freezing import freeze, thaw
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.kube.api import SECRETS, JsonObject
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
 from oauth2_token_operator.kube.rest import Lister, PathApi
-from oauth2_token_operator.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 
 REQUESTS = "accesstokenrequests"
 CLIENTS = "oauth2clients"

@@ -7,9 +7,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from oauth2_token_operator.manager.interning import intern_fields
 from oauth2_token_operator.oauth2.responses import Introspection
 from oauth2_token_operator.oauth2.scopes import Scopes
+from oauth2_token_operator.util.interning import intern_fields
 
 
 class Flow(enum.Enum):

@@ -14,7 +14,7 @@ from oauth2_token_operator.manager.model import (
     TokenKey,
     TokenSpec,
 )
-from oauth2_token_operator.manager.one_or_many import OneOrMany
+from oauth2_token_operator.util.one_or_many import OneOrMany
 
 
 class TokenStore(Protocol):

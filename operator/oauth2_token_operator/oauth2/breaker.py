@@ -33,7 +33,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 
 import httpx
@@ -43,6 +42,7 @@ from oauth2_token_operator.oauth2.errors import (
     NoResponseError,
     UnexpectedStatusError,
 )
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 __all__ = ["BreakerPolicy", "CircuitBreakers", "CircuitOpenError", "server_key"]
 
@@ -207,7 +207,7 @@ def _open(
     trial: bool = False,
 ) -> CircuitOpenError:
     until = math.ceil(until)  # a whole second, as status keeps times: never too early
-    when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = rfc3339(until)
     # Our words only: the endpoint's URL may come from the server's metadata document.
     trying = "; a trial call is under way" if trial else ""
     return CircuitOpenError(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,6 @@ def evaluate(chain: Sequence[Check], facts: Facts) -> Verdict | None:
     return None
 
 
-def _at(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def no_token(facts: Facts) -> Verdict | None:
     if facts.token is None:
         return Verdict("Missing", "no token has been issued for this request yet")
@@ -106,13 +103,13 @@ def token_inactive(facts: Facts) -> Verdict | None:
 
 def token_expired(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.now >= facts.token.usable_until:
-        return Verdict("Expired", f"the token expired at {_at(facts.token.usable_until)}")
+        return Verdict("Expired", f"the token expired at {rfc3339(facts.token.usable_until)}")
     return None
 
 
 def renewal_due(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.renew_at is not None and facts.now >= facts.renew_at:
-        return Verdict("Renewing", f"the token's renewal time {_at(facts.renew_at)} has come")
+        return Verdict("Renewing", f"the token's renewal time {rfc3339(facts.renew_at)} has come")
     return None
 
 

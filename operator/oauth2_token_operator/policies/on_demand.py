@@ -9,7 +9,7 @@ that is already too old, again and again until then); unreadable text asks for n
 
 from __future__ import annotations
 
-from oauth2_token_operator.token_secret import parse_rfc3339
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 
 
 def requested_at(value: str | None, now: float) -> float | None:

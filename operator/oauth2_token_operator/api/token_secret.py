@@ -35,12 +35,11 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from oauth2_token_operator.api.crd import API_VERSION, GROUP
-from oauth2_token_operator.manager.interning import intern_fields
-from oauth2_token_operator.policies.checks import SecretFacts
+from oauth2_token_operator.util.interning import intern_fields
+from oauth2_token_operator.util.rfc3339 import rfc3339
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "oauth2-token-operator"
@@ -48,14 +47,6 @@ TOKEN_ANNOTATION = f"{GROUP}/token"
 SEAL_ANNOTATION = f"{GROUP}/seal"
 SEAL_VERSION = "v1"
 DATA_KEYS = ("access_token", "token_type", "expires_at", "scope", "authorization")
-
-
-def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,33 +220,3 @@ def decode_data(data: Mapping[str, str] | None) -> dict[str, str] | None:
 def is_owned_by(secret: Mapping[str, Any], owner_uid: str) -> bool:
     refs = secret.get("metadata", {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner_uid and ref.get("controller") for ref in refs)
-
-
-def inspect_secret(
-    secret: Mapping[str, Any] | None, desired: Mapping[str, Any] | None
-) -> SecretFacts:
-    """How an existing Secret (as the API returns it, data base64) compares to `desired`.
-
-    Without a current token (`desired` is `None`) only existence is known.
-    Ownership is checked separately (`is_owned_by`): a Secret that is not ours is
-    never compared, let alone written.
-    """
-    if secret is None:
-        return SecretFacts(exists=False)
-    if desired is None:
-        return SecretFacts(exists=True)
-    data_intact = (secret.get("data") or {}) == desired["data"]
-    have = secret.get("metadata", {})
-    want = desired["metadata"]
-    metadata_intact = (
-        secret.get("type", "Opaque") == desired["type"]
-        and _contains(have.get("labels"), want["labels"])
-        and _contains(have.get("annotations"), want["annotations"])
-    )
-    return SecretFacts(exists=True, data_intact=data_intact, metadata_intact=metadata_intact)
-
-
-def _contains(have: Mapping[str, str] | None, want: Mapping[str, str]) -> bool:
-    """Others (users, tools) may add labels and annotations; ours must be there as written."""
-    have = have or {}
-    return all(have.get(key) == value for key, value in want.items())
