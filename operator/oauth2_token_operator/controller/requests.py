@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from oauth2_token_operator.api import AccessTokenRequestSpec
+from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST, AccessTokenRequestSpec
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import TokenRecord, is_owned_by
 from oauth2_token_operator.client_config import (
@@ -185,11 +185,11 @@ class RequestReconciler:
                     if changed_only_status(request.body, patched):
                         self.status_echoes.wrote(key, patched)
             except KubeApiError as exc:
-                self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
+                self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
                 self._retry_after_api_error(request, exc)
                 return
             except Exception:
-                self.ctx.metrics.reconcile_errors.labels("accesstokenrequests").inc()
+                self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
                 raise
             self._api_backoff.pop(key, None)
             scheduler = self.ctx.request_scheduler

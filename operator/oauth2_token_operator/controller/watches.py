@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from kubernetes import client as k8s
 
-from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION
 from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL
 from oauth2_token_operator.controller.context import Views
 from oauth2_token_operator.controller.freezing import freeze, thaw
@@ -33,8 +33,8 @@ from oauth2_token_operator.kube.api import SECRETS, JsonObject
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
 from oauth2_token_operator.kube.rest import Lister, PathApi
 
-REQUESTS = "accesstokenrequests"
-CLIENTS = "oauth2clients"
+REQUESTS = ACCESS_TOKEN_REQUEST.plural
+CLIENTS = OAUTH2_CLIENT.plural
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
