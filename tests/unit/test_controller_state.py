@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.token_secret import TokenRecord
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
@@ -244,6 +246,19 @@ def test_a_status_reply_is_an_echo_only_if_nobody_changed_what_reconciles_read(
 def test_failures_become_reasons(exc: Exception, reason: str, retry: bool) -> None:
     failure = classify(exc)
     assert (failure.reason, failure.retry) == (reason, retry)
+
+
+def test_a_spec_pydantic_refuses_is_invalid_and_not_echoed() -> None:
+    """A spec the CRD admitted that pydantic refuses: `InvalidSpec`, waiting for a new
+    spec, and the message does not repeat the input (pydantic's text would)."""
+    try:
+        OAuth2ClientSpec.model_validate({"issuer": "https://as", "clientId": "c",
+                                         "authentication": {"method": "private_key_jwt"},
+                                         "planted": "s3cr3t-value"})  # fmt: skip
+    except ValidationError as exc:
+        failure = classify(exc)
+    assert (failure.reason, failure.retry) == ("InvalidSpec", False)
+    assert "s3cr3t" not in failure.message
 
 
 def test_an_api_servers_retry_after_is_kept() -> None:

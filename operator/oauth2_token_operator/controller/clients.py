@@ -89,13 +89,11 @@ class ClientReconciler:
             spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
             issuer, client = await self.ctx.credentials.configs(*key, spec)
             metadata = await self.ctx.manager.server(issuer, client).metadata()
-        except (ValidationError, Exception) as exc:
-            failure = classify(exc) if not isinstance(exc, ValidationError) else None
+        except Exception as exc:  # whatever it is, the client's Ready condition says it
+            failure = classify(exc)
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
                 self.ctx.awaited.missing_reference((CLIENT, key), key[0], exc)
-            reason = failure.reason if failure else "InvalidSpec"
-            message = failure.message if failure else "the spec does not validate"
-            ready = ConditionUpdate(READY, "False", reason, message)
+            ready = ConditionUpdate(READY, "False", failure.reason, failure.message)
             wake_at = self.ctx.clock() + self.ctx.config.client_retry_interval
         else:
             mtls = client.uses_mtls

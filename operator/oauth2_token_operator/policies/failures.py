@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
@@ -13,6 +15,7 @@ from oauth2_token_operator.policies.renewal import jitter_fraction
 ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
 """The operator's egress rules (`--deny-cidr`, `--allow-issuer`, `--forbid-insecure-http`)
 refuse the client's issuer or one of its endpoints."""
+INVALID_SPEC = "InvalidSpec"
 CIRCUIT_OPEN = "CircuitOpen"
 """The reason of an attempt not made: the server's endpoint failed too often in a row."""
 
@@ -29,6 +32,10 @@ class Failure:
 
 
 def classify(exc: Exception) -> Failure:
+    if isinstance(exc, ValidationError):
+        # A spec the CRD admitted but pydantic refuses (a rule CEL cannot state): its text
+        # would echo the input, so it is not repeated.
+        return Failure(INVALID_SPEC, "the spec does not validate", retry=False)
     message = str(exc)
     if isinstance(exc, ClientConfigError):
         return Failure(exc.reason, exc.message, retry=True)
