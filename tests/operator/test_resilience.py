@@ -10,6 +10,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from oauth2_token_operator.oauth2.transport import RetryPolicy
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.faults import stalled_server
 from tests.gate import gate
 from tests.integration.conftest import Counters
@@ -64,6 +65,9 @@ def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
         status = (ns.get("accesstokenrequests", "api") or {})["status"]
         attempts = status["failedAttempts"]
         assert attempts >= 2
+        # The schedule stays what it was; the retry has its own field (issue 24).
+        assert parse_rfc3339(status["renewalTime"]) < parse_rfc3339(status["expiresAt"])
+        assert parse_rfc3339(status["nextAttemptTime"]) > parse_rfc3339(status["lastFailureTime"])
         assert outage.refused < 5 * attempts, "each attempt is a few calls, not a storm"
 
         before = counters.delta("client=renewal-ttl /token")
@@ -74,6 +78,7 @@ def test_a_renewal_outage_keeps_the_token_and_recovers_without_a_burst(
         assert (ns.token_secret("api") or {})["access_token"] != first["access_token"]
         status = (ns.get("accesstokenrequests", "api") or {})["status"]
         assert status["failedAttempts"] == 0
+        assert "nextAttemptTime" not in status
         assert "Renewed" in {reason for reason, _ in ns.events("api")}, "recovery: an Event"
 
 

@@ -133,7 +133,7 @@ def test_killed_before_a_rotated_refresh_token_is_written_back(
     assert introspect(server, published, client)["active"] is False
     assert counters.delta(calls) - before == 2, "one attempt after the restart"
     attempts = status(ns, "api")["failedAttempts"]
-    next_attempt = parse_rfc3339(status(ns, "api")["renewalTime"])
+    next_attempt = parse_rfc3339(status(ns, "api")["nextAttemptTime"])
     assert next_attempt - time.time() > 60, "no retry soon with the same refresh token"
     time.sleep(5)  # a window in which a loop would call the token endpoint again
     assert counters.delta(calls) - before == 2

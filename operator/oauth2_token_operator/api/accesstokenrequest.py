@@ -231,13 +231,17 @@ class AccessTokenRequestStatus(ApiModel):
     expires_at: datetime | None = None
     """When it expires; absent when the server gave no expiry."""
     renewal_time: datetime | None = None
-    """When the operator will renew the token."""
+    """When the operator will renew the token (its schedule; a retry after a failure is
+    `nextAttemptTime`)."""
     revision: int | None = None
     """Incremented with each issuance."""
     failed_attempts: int | None = None
     """Failed issuances since the last success."""
     last_failure_time: datetime | None = None
     """When the last issuance failed."""
+    next_attempt_time: datetime | None = None
+    """While issuances fail: when the next attempt goes (exponential backoff with jitter,
+    or a server's `Retry-After`; rarely, when only a change can help)."""
     rejected_refresh_token: str | None = None
     """A digest of the refresh token the server refused (SHA-256, 16 hex digits; never
     the token): it is not sent again, across restarts too. A new refresh token in the

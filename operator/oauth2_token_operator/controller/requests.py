@@ -284,7 +284,7 @@ class RequestReconciler:
             retry_at = self._backoff_until(request, now, retry_now=retry_now)
             if retry_at is not None and checks.waits_for_backoff(trigger):
                 # Kept for the next look: a new spec's time can be sooner than the old one's.
-                planned = Outcome(status={"renewalTime": rfc3339(retry_at)})
+                planned = Outcome(status={"nextAttemptTime": rfc3339(retry_at)})
                 outcome = waiting(request, held, facts, trigger, retry_at).merge(planned)
                 return outcome.merge(introspection)
             outcome = await self._issue(request, resolved, held, secret, trigger, now)
@@ -339,7 +339,7 @@ class RequestReconciler:
     def _backoff_until(
         self, request: Request, now: float, *, retry_now: bool = False
     ) -> float | None:
-        """While failures back off, the next attempt's time (in `status.renewalTime`)."""
+        """While failures back off, the next attempt's time (`status.nextAttemptTime`)."""
         if not request.failed_attempts:
             return None
         if retry_now or request.status.get("observedGeneration") != request.generation:
@@ -347,7 +347,7 @@ class RequestReconciler:
             # once, or once the server's wait is over.
             asked = self._server_asked.get(request.key)
             return asked if asked is not None and asked > now else None
-        planned = request.status.get("renewalTime")
+        planned = request.status.get("nextAttemptTime")
         try:
             retry_at = parse_rfc3339(planned) if planned else None
         except ValueError:
@@ -455,7 +455,11 @@ class RequestReconciler:
         )
         outcome = settled(self.ctx, request, resolved, new, facts)
         outcome.status.update(
-            revision=revision, failedAttempts=0, lastFailureTime=None, rejectedRefreshToken=None
+            revision=revision,
+            failedAttempts=0,
+            lastFailureTime=None,
+            nextAttemptTime=None,
+            rejectedRefreshToken=None,
         )
         outcome.status.setdefault("subject", None)  # a new token: the old one's is stale
         # The new token's first introspection: no later event would plan it (this
@@ -508,7 +512,7 @@ class RequestReconciler:
         kind = "renewed" if held is not None else "issued"
         self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
         if failure.retry:
-            # Rounded up to the whole second `status.renewalTime` keeps: the reconcile
+            # Rounded up to the whole second `status.nextAttemptTime` keeps: the reconcile
             # that reads it back (`_backoff_until`) must not find it due early.
             retry_at = math.ceil(now + self._retry_delay(request, attempts, failure.retry_after))
             when = f"; retrying at {rfc3339(retry_at)}"
@@ -540,7 +544,7 @@ class RequestReconciler:
             status={
                 "failedAttempts": attempts,
                 "lastFailureTime": rfc3339(now),
-                "renewalTime": rfc3339(retry_at),
+                "nextAttemptTime": rfc3339(retry_at),
                 "observedGeneration": request.generation,
             },
             conditions=[
@@ -598,7 +602,10 @@ class RequestReconciler:
         )
         expiry = self._expiry_wake(held)
         return Outcome(
-            status={"renewalTime": rfc3339(retry_at), "observedGeneration": request.generation},
+            status={
+                "nextAttemptTime": rfc3339(retry_at),
+                "observedGeneration": request.generation,
+            },
             conditions=[
                 not_ready("RefreshTokenRejected", message),
                 ConditionUpdate(ISSUING, "True", "RefreshTokenRejected", message),
