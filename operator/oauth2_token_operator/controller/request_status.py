@@ -53,8 +53,6 @@ def settled(
         )
     now = ctx.clock()
     until = facts.token.usable_until if facts.token else now
-    if token.expires_at is not None:
-        ctx.metrics.token_expiry.set(request.namespace, request.name, token.expires_at)
     renewal_time: float | None
     if resolved.identity.grant in grants.RENEWABLE:
         schedule = renewal_schedule(ctx, request, resolved, held)

@@ -176,6 +176,7 @@ class RequestReconciler:
             request = Request.of(newest)
             try:
                 outcome = await self._reconcile(request)
+                self._observe_expiry(key)
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
@@ -198,6 +199,12 @@ class RequestReconciler:
                     scheduler.cancel(request.key)
                 else:
                     scheduler.schedule(request.key, outcome.wake_at)
+
+    def _observe_expiry(self, key: RequestKey) -> None:
+        """The expiry gauge follows the token the request holds after the decision."""
+        held = self.ctx.ledger.current(key)
+        if held is not None and held.token.expires_at is not None:
+            self.ctx.metrics.token_expiry.set(*key, held.token.expires_at)
 
     def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
