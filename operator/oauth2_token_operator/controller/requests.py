@@ -68,7 +68,7 @@ from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import InvalidGrantError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
-from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
+from oauth2_token_operator.policies.conditions import ISSUING, READY, ConditionUpdate
 from oauth2_token_operator.policies.failures import ApiBackoff, Failure, classify, retry_delay
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.policies.renewal import renewal_min_remaining
@@ -176,7 +176,7 @@ class RequestReconciler:
             request = Request.of(newest)
             try:
                 outcome = await self._reconcile(request)
-                self._observe_expiry(key)
+                self._observe(key, outcome)
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
@@ -200,11 +200,22 @@ class RequestReconciler:
                 else:
                     scheduler.schedule(request.key, outcome.wake_at)
 
-    def _observe_expiry(self, key: RequestKey) -> None:
-        """The expiry gauge follows the token the request holds after the decision."""
+    def _observe(self, key: RequestKey, outcome: Outcome) -> None:
+        """The request's gauges follow the decision: the held token's expiry, the renewal
+        schedule and the Ready condition, as the status will say them."""
+        metrics = self.ctx.metrics
         held = self.ctx.ledger.current(key)
         if held is not None and held.token.expires_at is not None:
-            self.ctx.metrics.token_expiry.set(*key, held.token.expires_at)
+            metrics.token_expiry.set(*key, held.token.expires_at)
+        if "renewalTime" in outcome.status:
+            renewal = outcome.status["renewalTime"]
+            if renewal is None:
+                metrics.token_renewal.forget(*key)
+            else:
+                metrics.token_renewal.set(*key, parse_rfc3339(renewal))
+        for update in outcome.conditions:
+            if update.type == READY:
+                metrics.request_ready.set(*key, update.status == "True", update.reason)
 
     def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
