@@ -226,7 +226,29 @@ INVALID_REQUESTS = [
         ),
         "only whoever may write a Secret grants",
     ),
+    # secretTemplate.data (issue 25): extra keys only, named as Secret keys, of known fields.
+    Invalid(
+        "template-sets-a-standard-key",
+        _with(VALID_REQUEST, secretTemplate={"data": {"access_token": "x"}}),
+        "standard key",
+    ),
+    Invalid(
+        "template-bad-key",
+        _with(VALID_REQUEST, secretTemplate={"data": {"has space": "$access_token"}}),
+        "Secret keys",
+    ),
+    Invalid(
+        "template-too-many-keys",
+        _with(VALID_REQUEST, secretTemplate={"data": {f"k{i}": "x" for i in range(17)}}),
+        "data",
+    ),
 ]
+
+INVALID_TEMPLATES = [
+    ("unknown-field", {"netrc": "password $client_secret"}, "names client_secret"),
+    ("bad-syntax", {"netrc": "cost: $5"}, "not a valid template"),
+]
+"""Templates the CRD admits that pydantic refuses (CEL cannot parse a template)."""
 
 ACCEPTED_TEMPLATE_TYPES = ["Opaque", "example.com/token", "kubernetes.io.example.com/token"]
 """Secret types a request may choose for its token Secret."""

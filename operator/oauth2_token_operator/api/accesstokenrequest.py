@@ -16,12 +16,19 @@ from oauth2_token_operator.api.oauth2client import (
 )
 from oauth2_token_operator.api.references import (
     CONDITIONS_LIST,
+    DATA_KEY_PATTERN,
     ApiModel,
     CelRule,
     Condition,
     NamespaceName,
     ObjectName,
     SecretKeySelector,
+)
+from oauth2_token_operator.api.secret_data import (
+    DATA_KEYS,
+    MAX_TEMPLATE_LENGTH,
+    MAX_TEMPLATES,
+    template_problem,
 )
 
 Grant = Literal["client_credentials", "refresh_token", "register"]
@@ -67,6 +74,18 @@ class SecretTemplate(ApiModel):
             f"!has(self.labels) || !('{USABLE_BY_OPERATOR}' in self.labels)",
             TEMPLATE_LABEL_MESSAGE,
         ),
+        CelRule(
+            "!has(self.data) || self.data.all(k, size(k) <= 253"
+            f" && k.matches('{DATA_KEY_PATTERN}'))",
+            "secretTemplate.data keys are Secret keys: letters, digits, '-', '_' and '.'",
+        ),
+        CelRule(
+            "!has(self.data) || self.data.all(k, !(k in "
+            + "["
+            + ", ".join(f"'{key}'" for key in DATA_KEYS)
+            + "]))",
+            "secretTemplate.data cannot set a standard key (" + ", ".join(DATA_KEYS) + ")",
+        ),
     )
 
     type: SecretType = "Opaque"
@@ -81,6 +100,19 @@ class SecretTemplate(ApiModel):
         Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
     ) = None
     """Annotations added to the Secret (beside the operator's own)."""
+    data: (
+        Annotated[
+            dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_LENGTH)]],
+            Field(max_length=MAX_TEMPLATES),
+        ]
+        | None
+    ) = None
+    """Extra keys of the Secret, each rendered from a template over the token's values:
+    `$access_token`, `$token_type`, `$expires_at`, `$scope`, `$authorization` (or
+    `${name}`), and each as a JSON string with `_json` (`${access_token_json}`); `$$` is
+    a dollar sign. Nothing else: no expressions, files or environment. A token is always
+    data, never template. E.g. `.netrc: "machine api.example.com password $access_token"`.
+    Not one of the standard keys."""
 
     @model_validator(mode="after")
     def _no_kubernetes_type_nor_grant(self) -> SecretTemplate:
@@ -88,6 +120,10 @@ class SecretTemplate(ApiModel):
             raise ValueError(TEMPLATE_TYPE_MESSAGE)
         if USABLE_BY_OPERATOR in (self.labels or {}):
             raise ValueError(TEMPLATE_LABEL_MESSAGE)
+        for key, text in (self.data or {}).items():
+            problem = template_problem(key, text)
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 
