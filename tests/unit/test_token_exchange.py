@@ -5,10 +5,13 @@ token an exchanged one is."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from oauth2_token_operator.api import AccessTokenRequestSpec
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.oauth2.errors import error_response
 from oauth2_token_operator.policies.exchange import (
@@ -101,3 +104,22 @@ def test_the_exchanged_token_is_the_subject_requests_whatever_its_token() -> Non
     )  # fmt: skip
     other = TokenIdentity(**{**identity.__dict__, "subject": "exchange:apps/other"})
     assert identity.fingerprint() != other.fingerprint()
+
+
+def test_the_example_is_valid() -> None:
+    """deploy/examples/token-exchange-request.yaml parses as the models say."""
+    path = Path(__file__).resolve().parents[2] / "deploy/examples/token-exchange-request.yaml"
+    docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    kinds: dict[str, type[BaseModel]] = {
+        "OAuth2Client": OAuth2ClientSpec,
+        "AccessTokenRequest": AccessTokenRequestSpec,
+    }
+    specs = [kinds[doc["kind"]].model_validate(doc["spec"]) for doc in docs if doc["kind"] in kinds]
+    clients = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "OAuth2Client"}
+    assert all(s.client_ref.name in clients for s in specs if isinstance(s, AccessTokenRequestSpec))
+    (exchanged,) = [
+        s for s in specs if isinstance(s, AccessTokenRequestSpec) and s.grant == "token_exchange"
+    ]
+    assert exchanged.token_exchange is not None
+    subject = exchanged.token_exchange.subject_token_from.access_token_request_ref.name
+    assert subject in {doc["metadata"]["name"] for doc in docs}
