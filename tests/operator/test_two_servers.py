@@ -146,8 +146,9 @@ def test_token_exchange_with_keycloak(
     exchanges the subject's token of the moment (the older one, revoked meanwhile, would
     be refused). A subject token revoked behind the operator's back makes the next
     exchange fail as `SubjectTokenRejected`, the token in hand still Ready. Deleting the
-    request revokes its token."""
-    operator_factory(min_renewal_lead=5.0, revocation_deadline=5.0, retry_base_delay=60.0)
+    request revokes its token, and a restarted operator adopts it."""
+    config = {"min_renewal_lead": 5.0, "revocation_deadline": 5.0, "retry_base_delay": 60.0}
+    first = operator_factory(**config)
     server = keycloak_server(keycloak)
     clients = keycloak.exchange_clients
     for name in ("subject", "exchanger"):
@@ -167,6 +168,10 @@ def test_token_exchange_with_keycloak(
     assert info["active"] is True
     assert info["client_id"] == "exchanger"
     assert "api" in info["aud"]
+    first.stop()  # a restarted operator adopts both tokens, and exchanges nothing
+    settle(operator_factory(**config), ns, "for-api")
+    assert (ns.token_secret("for-api") or {})["access_token"] == exchanged
+    assert revision(ns, "for-api") == 1
 
     first_subject = (ns.token_secret("service") or {})["access_token"]
     renew(ns, "service")

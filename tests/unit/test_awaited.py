@@ -215,3 +215,9 @@ async def test_a_subject_wait_lapses(setup: Setup) -> None:
     await asyncio.sleep(0.05)
     assert setup.poked_requests == []
     assert not setup.awaited.awaits_subject(("apps", "service"))
+    # A wait on a request that never comes (nor holds a token) lapses too: swept when
+    # another wait is registered, at most once per `ttl`.
+    setup.awaited.awaiting_subject(("apps", "for-api"), ("apps", "never"), None)
+    await asyncio.sleep(0.1)
+    setup.awaited.awaiting_subject(("apps", "other"), ("apps", "service"), None)
+    assert not setup.awaited.awaits_subject(("apps", "never"))

@@ -103,6 +103,7 @@ class Awaited:
         self._subjects: dict[RequestKey, dict[RequestKey, tuple[float, str | None]]] = {}
         """Per subject request, the exchanges waiting for its next valid token: until
         when, and the digest of the token they could not use (`None`: any)."""
+        self._next_subject_sweep = float("-inf")
         self._retry: set[RequestKey] = set()
         """Requests poked to try at once (`retry_now`), until their next look."""
         self.poller: Scheduler[ObjectRef] = Scheduler(
@@ -162,7 +163,15 @@ class Awaited:
     ) -> None:
         """Request `waiter` exchanges `subject`'s token and found none it could use (the
         one digested `unwanted`, or none): poke it when `subject` holds another."""
-        self._subjects.setdefault(subject, {})[waiter] = (self._clock() + self._ttl, unwanted)
+        now = self._clock()
+        if now >= self._next_subject_sweep:  # waits on requests that never came, lapsed
+            self._next_subject_sweep = now + self._ttl
+            for key, waiters in list(self._subjects.items()):
+                for lapsed in [w for w, (until, _) in waiters.items() if until <= now]:
+                    del waiters[lapsed]
+                if not waiters:
+                    del self._subjects[key]
+        self._subjects.setdefault(subject, {})[waiter] = (now + self._ttl, unwanted)
 
     def awaits_subject(self, subject: RequestKey) -> bool:
         return subject in self._subjects
