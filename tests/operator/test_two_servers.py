@@ -6,6 +6,7 @@ introspection afterwards), and adopted after a restart without a new token reque
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,10 +150,10 @@ def test_token_exchange_with_keycloak(
     request revokes its token, and a restarted operator adopts it."""
     config = {"min_renewal_lead": 5.0, "revocation_deadline": 5.0, "retry_base_delay": 60.0}
     first = operator_factory(**config)
-    server = keycloak_server(keycloak)
     clients = keycloak.exchange_clients
+    server = keycloak_server(keycloak)
+    server = dataclasses.replace(server, clients={**server.clients, **clients})
     for name in ("subject", "exchanger"):
-        server.clients[name] = clients[name]
         client_for(ns, server, name, name)
     api = clients["api"]
     ns.create("accesstokenrequests", "for-api", {
