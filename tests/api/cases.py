@@ -144,6 +144,9 @@ INVALID_CLIENTS = [
     ),
 ]
 
+EXCHANGE = {"subjectTokenFrom": {"accessTokenRequestRef": {"name": "service"}}}
+"""A `tokenExchange` exchanging the token of the request `service`."""
+
 INVALID_REQUESTS = [
     Invalid("no-client-ref", _with(VALID_REQUEST, clientRef=_DELETE), "clientRef"),
     Invalid("unknown-grant", _with(VALID_REQUEST, grant="password"), "grant"),
@@ -167,6 +170,28 @@ INVALID_REQUESTS = [
             audience="api",
         ),
         "audience",
+    ),
+    Invalid(
+        "exchange-without-source", _with(VALID_REQUEST, grant="token_exchange"), "tokenExchange"
+    ),
+    Invalid(
+        "exchange-source-for-client-credentials",
+        _with(VALID_REQUEST, tokenExchange=EXCHANGE),
+        "tokenExchange",
+    ),
+    Invalid(
+        "exchange-without-request-ref",
+        _with(VALID_REQUEST, grant="token_exchange", tokenExchange={"subjectTokenFrom": {}}),
+        "accessTokenRequestRef",
+    ),
+    Invalid(
+        "exchange-bad-request-name",
+        _with(
+            VALID_REQUEST,
+            grant="token_exchange",
+            tokenExchange={"subjectTokenFrom": {"accessTokenRequestRef": {"name": "Not_A_Name"}}},
+        ),
+        "name",
     ),
     Invalid(
         "both-renewal-settings",

@@ -31,7 +31,7 @@ from oauth2_token_operator.api.secret_data import (
     template_problem,
 )
 
-Grant = Literal["client_credentials", "refresh_token", "register"]
+Grant = Literal["client_credentials", "refresh_token", "register", "token_exchange"]
 SecretType = Annotated[str, Field(min_length=1, max_length=253)]
 ResourceUri = Annotated[
     str, Field(min_length=1, max_length=2048, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$")
@@ -47,6 +47,34 @@ class ClientReference(ApiModel):
     namespace: NamespaceName | None = None
     """Default: the request's namespace. Another namespace works only when that client's
     `allowedNamespaces` admits this request's namespace."""
+
+
+class AccessTokenRequestReference(ApiModel):
+    """An `AccessTokenRequest` in the namespace of the request that refers to it."""
+
+    name: ObjectName
+    """Name of the `AccessTokenRequest`."""
+
+
+class SubjectTokenSource(ApiModel):
+    """Where the subject token of a token exchange comes from."""
+
+    access_token_request_ref: AccessTokenRequestReference
+    """The access token the operator holds for another `AccessTokenRequest` of this
+    namespace: the one it obtained itself (never read from that request's Secret, which
+    others may write), sent only to the server that issued it (the same issuer,
+    endpoints and TLS settings), and only while it is valid. Each exchange uses that
+    request's token of the moment."""
+
+
+class TokenExchange(ApiModel):
+    """The `token_exchange` grant (RFC 8693): a subject token exchanged for an access
+    token. The new token's `audience`, `resources` and `scopes` are the request's own
+    fields of those names."""
+
+    subject_token_from: SubjectTokenSource
+    """The subject token (`subject_token`, sent as an access token:
+    `subject_token_type=urn:ietf:params:oauth:token-type:access_token`)."""
 
 
 KUBERNETES_TYPES = "kubernetes.io/"
@@ -160,6 +188,10 @@ class AccessTokenRequestSpec(ApiModel):
             "tokenSecretRef is required for the register grant and forbidden otherwise",
         ),
         CelRule(
+            "(self.grant == 'token_exchange') == has(self.tokenExchange)",
+            "tokenExchange is required for the token_exchange grant and forbidden otherwise",
+        ),
+        CelRule(
             "!(has(self.renewBefore) && has(self.renewBeforePercentage))",
             "set renewBefore or renewBeforePercentage, not both",
         ),
@@ -180,20 +212,24 @@ class AccessTokenRequestSpec(ApiModel):
     client_ref: ClientReference
     grant: Grant = "client_credentials"
     """How the token is obtained: `client_credentials` (RFC 6749 §4.4), `refresh_token`
-    (§6, from a refresh token in `refreshTokenSecretRef`) or `register` (a token obtained
+    (§6, from a refresh token in `refreshTokenSecretRef`), `register` (a token obtained
     elsewhere, in `tokenSecretRef`: introspected, tracked, revoked on delete, renewed by
-    nobody)."""
+    nobody) or `token_exchange` (RFC 8693, from the subject token `tokenExchange` names;
+    renewed by exchanging again)."""
     scopes: Annotated[list[ScopeToken], Field(max_length=64)] | None = None
     """Scopes to request. Default: the client's `defaultScopes`; for `register`, any."""
     resources: Annotated[list[ResourceUri], Field(max_length=16)] | None = None
     """Resource indicators (RFC 8707): the APIs the token is meant for."""
     audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    """The `audience` parameter some servers take instead of, or beside, `resources`."""
+    """The `audience` parameter some servers take instead of, or beside, `resources`
+    (for `token_exchange`: RFC 8693's `audience`, the target service)."""
     refresh_token_secret_ref: SecretKeySelector | None = None
     """Where the refresh token is, for the `refresh_token` grant. A rotated refresh token is
     written back here before the new access token is published."""
     token_secret_ref: SecretKeySelector | None = None
     """Where the externally obtained access token is, for the `register` grant."""
+    token_exchange: TokenExchange | None = None
+    """The subject token to exchange, for the `token_exchange` grant."""
     secret_name: ObjectName | None = None
     """The Secret the token is written to. Default: the request's name."""
     secret_template: SecretTemplate = Field(
@@ -218,6 +254,7 @@ class AccessTokenRequestSpec(ApiModel):
         for name, value, grant in (
             ("refreshTokenSecretRef", self.refresh_token_secret_ref, "refresh_token"),
             ("tokenSecretRef", self.token_secret_ref, "register"),
+            ("tokenExchange", self.token_exchange, "token_exchange"),
         ):
             if (value is not None) != (self.grant == grant):
                 raise ValueError(

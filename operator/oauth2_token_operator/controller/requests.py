@@ -26,7 +26,7 @@ from oauth2_token_operator.client_config import (
     collect_values,
     referenced_keys,
 )
-from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller import exchange, grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec, key_of
 from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
@@ -193,6 +193,7 @@ class RequestReconciler:
                 self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
                 raise
             self._api_backoff.pop(key, None)
+            exchange.subject_held(self.ctx, key)  # exchanges waiting for its token go on
             scheduler = self.ctx.request_scheduler
             if scheduler is not None:
                 if outcome.wake_at is None:
@@ -399,7 +400,9 @@ class RequestReconciler:
             )
             server = self.ctx.manager.server(issuer, client).endpoint_key()
             self._servers[request.key] = sys.intern(server)
-            token = await self._obtain(resolved, issuer, client, held, trigger, now, source_value)
+            token = await self._obtain(
+                request, resolved, issuer, client, held, trigger, now, source_value
+            )
         except Exception as exc:
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
                 self.ctx.awaited.issuance_failed(
@@ -414,7 +417,8 @@ class RequestReconciler:
                 self._client_authenticated(request, resolved, False, failure.message)
                 await self._await_new_credentials(request, resolved)
             failed = self._failed(request, resolved, held, trigger, failure, now)
-            if isinstance(exc, InvalidGrantError) and source_value is not None:
+            refreshing = resolved.identity.grant == "refresh_token"
+            if isinstance(exc, InvalidGrantError) and refreshing and source_value is not None:
                 # Remembered in status: not sent again, after a restart either.
                 rejected = grants.digest(source_value)
                 failed.status["rejectedRefreshToken"] = rejected
@@ -486,6 +490,7 @@ class RequestReconciler:
 
     async def _obtain(
         self,
+        request: Request,
         resolved: Resolved,
         issuer: IssuerConfig,
         client: ClientConfig,
@@ -499,6 +504,10 @@ class RequestReconciler:
             # A token that outlives the current one: a fresher shared one, or a new one.
             policy = self.ctx.manager.config.validity
             min_remaining = renewal_min_remaining(held.token, now, policy)
+        if resolved.identity.grant == "token_exchange":
+            return await exchange.exchange(
+                self.ctx, request, resolved, issuer, client, min_remaining=min_remaining
+            )
         identity = resolved.identity
         return await grants.obtain(
             self.ctx.manager,
