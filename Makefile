@@ -7,7 +7,7 @@ LOCK_VENV := .venv-lock
 UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup lock cluster kind helm keycloak image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster kind helm keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 # Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
@@ -67,6 +67,11 @@ kind: cluster
 keycloak:
 	bash tests/keycloak/build.sh
 
+# promtool, built from the Prometheus Go module into a cache keyed by version: the
+# chart's alerts and dashboard queries are checked and unit-tested with it.
+promtool:
+	bash tests/monitoring/build.sh >/dev/null
+
 # helm, built from the Go module proxy into a cache keyed by its pinned version.
 helm:
 	bash tests/e2e/helm.sh >/dev/null
@@ -93,7 +98,7 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster kind helm keycloak lint
+test: setup cluster kind helm keycloak promtool lint
 	$(VENV)/bin/pytest
 
 bench: setup
