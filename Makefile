@@ -89,7 +89,7 @@ keycloak:
 helm:
 	bash tests/e2e/helm.sh >/dev/null
 
-# The operator image (Dockerfile): python:3.12-slim where it can be pulled, else a
+# The operator image (Dockerfile): python:3.12-slim (by digest) where it can be pulled, else a
 # Python base made from Debian packages (deploy/image/base.sh). IMAGE=tag to rename.
 image:
 	bash tests/e2e/engine.sh
