@@ -1,7 +1,8 @@
 """The operator image installs exactly the runtime lock (requirements/runtime.txt), checked
-against its hashes: two builds from the same commit, the second without the engine's
-cache, hold the same distributions at the same versions, and a lock whose hash does not
-match the file fails the build. The image records what its base was."""
+against its hashes, every package named by it (none resolved at build time): two builds
+from the same commit, the second without the engine's cache, hold the same distributions
+at the same versions, and a lock whose hash does not match the file fails the build. The
+image records what its base was."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ v = sys.implementation.version
 print(json.dumps({
     "installed": {
         d.metadata["Name"]: d.version for d in importlib.metadata.distributions(path=venv)
+    },
+    "requested": {  # pip's REQUESTED marker: named by the command line or a -r file
+        d.metadata["Name"]: "" for d in importlib.metadata.distributions(path=venv)
+        if d.read_text("REQUESTED") is not None
     },
     "environment": {
         "implementation_name": sys.implementation.name,
@@ -111,6 +116,8 @@ def test_two_builds_install_the_runtime_lock_exactly(images: tuple[str, str]) ->
     expected["oauth2-token-operator"] = VERSION
     installed = {_canonical(name): version for name, version in first["installed"].items()}
     assert installed == expected
+    # Each one named by the lock (or the wheel's own install), none pulled in by a resolver.
+    assert first["requested"].keys() == first["installed"].keys()
 
 
 def test_the_image_records_its_base(images: tuple[str, str]) -> None:
