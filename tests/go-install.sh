@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds a command from its Go module (no binary download) into a cache keyed by version,
 # and prints the binary's path; seconds when already built. Several runs at once build
-# it once (a lock file in the cache). Used by tests/e2e/helm.sh and
-# tests/packaging/actionlint.sh.
+# it once (a lock file in the cache). Used by tests/e2e/helm.sh,
+# tests/packaging/actionlint.sh and tests/monitoring/build.sh.
 #
 #   bash tests/go-install.sh CACHE_DIR NAME VERSION PACKAGE [EXTRA_LDFLAGS]
 #     -> CACHE_DIR/NAME-VERSION/NAME, from `go install PACKAGE@VERSION`

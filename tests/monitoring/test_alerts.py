@@ -51,7 +51,7 @@ def test_the_alerts_name_only_metrics_the_operator_serves() -> None:
     served = {sample_family.name for sample_family in Metrics().registry.collect()}
     counters = {f"{name}_total" for name in served}
     text = yaml.safe_dump(rendered_rules())
-    named = set(re.findall(r"\b(oauth2_token_operator_[a-z_]+)", text))
+    named = set(re.findall(r"\b(oauth2_token_operator_[a-z0-9_]+)", text))
     assert named
     assert named <= served | counters
 

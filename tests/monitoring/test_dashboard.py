@@ -57,7 +57,9 @@ def test_the_sidecar_finds_it_and_every_query_is_valid(promtool: Path, tmp_path:
 def test_the_queries_name_only_metrics_the_operator_serves() -> None:
     served = {family.name for family in Metrics().registry.collect()}
     kinds = {f"{name}{suffix}" for name in served for suffix in ("", "_total", "_bucket")}
-    named = set(re.findall(r"\b(oauth2_token_operator_[a-z_]+)", " ".join(queries(dashboard()[1]))))
+    named = set(
+        re.findall(r"\b(oauth2_token_operator_[a-z0-9_]+)", " ".join(queries(dashboard()[1])))
+    )
     assert named
     assert named <= kinds
 

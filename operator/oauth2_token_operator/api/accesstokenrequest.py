@@ -162,7 +162,9 @@ class RolloutRestartTarget(ApiModel):
     "true"`: whoever may create a request does not thereby restart others' workloads."""
 
     kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
+    """The workload's kind (`apps/v1`)."""
     name: ObjectName
+    """Its name, in the request's namespace."""
 
 
 class RequestIntrospection(ApiModel):
