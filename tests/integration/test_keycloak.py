@@ -10,11 +10,16 @@ the revocation of a token it does not know with HTTP 200."""
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from oauth2_token_operator.cli import main
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
     ClientConfig,
@@ -24,6 +29,7 @@ from oauth2_token_operator.oauth2 import (
 )
 from oauth2_token_operator.oauth2.errors import InvalidGrantError, OAuth2ErrorResponse
 from oauth2_token_operator.policies.failures import classify
+from tests.authserver.fixtures import TestClient
 from tests.integration.conftest import client_config
 from tests.keycloak.fixtures import Keycloak
 
@@ -115,3 +121,73 @@ async def test_refresh_rotates_narrows_and_refuses_a_reused_token(
     assert renewed.refresh_token not in (None, granted["refresh_token"])  # rotated
     with pytest.raises(InvalidGrantError):
         await server.refresh(granted["refresh_token"])
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def password_grant(keycloak: Keycloak, client: TestClient, scope: str) -> dict[str, Any]:
+    """Alice's grant through `client` (the password grant), as an app would get it."""
+    response = httpx.post(
+        f"{keycloak.issuer}/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": client.client_id,
+              "client_secret": client.client_secret, "username": "alice",
+              "password": "wonderland:P@ss w0rd+&=", "scope": scope},
+    )  # fmt: skip
+    return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+
+def test_the_cli_prints_keycloaks_whole_token_response_and_refreshes(
+    keycloak: Keycloak,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`get --json` keeps Keycloak's own members (`refresh_expires_in`,
+    `not-before-policy`); `refresh` uses a refresh token from a file (writing the rotated
+    one back) or stdin (then the rotated one is in the --json response), and narrows the
+    scope; the spent refresh token is refused afterwards."""
+    client = keycloak.clients["client_secret_post"]
+    assert client.client_secret is not None
+    monkeypatch.setenv("KC_SECRET", client.client_secret)
+    flags = ["--issuer", keycloak.issuer, "--allow-insecure-http", "--client-id",
+             client.client_id, "--auth-method", "client_secret_post",
+             "--client-secret-env", "KC_SECRET"]  # fmt: skip
+    code, out, err = cli(capsys, "get", *flags, "--scope", "read", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert {"refresh_expires_in", "not-before-policy"} <= got.keys()
+    assert "read" in got["scope"].split()
+
+    granted = password_grant(keycloak, client, "read email")
+    stored = tmp_path / "refresh-token"
+    stored.write_text(granted["refresh_token"] + "\n")
+    code, out, err = cli(capsys, "refresh", *flags, "--refresh-token-file", str(stored),
+                         "--scope", "profile", "--json")  # fmt: skip
+    assert code == 0, err
+    refreshed = json.loads(out)
+    assert {"refresh_expires_in", "not-before-policy", "session_state"} <= refreshed.keys()
+    assert "profile" in refreshed["scope"].split()
+    assert "read" not in refreshed["scope"].split(), "narrowed"
+    rotated = refreshed["refresh_token"]
+    assert rotated != granted["refresh_token"]
+    assert stored.read_text() == rotated + "\n", "the rotated refresh token is kept"
+    assert f"the new one is in {stored}" in err
+    for secret in (rotated, granted["refresh_token"], refreshed["access_token"]):
+        assert secret not in err
+
+    # The rotated one from stdin works (its successor is in the response, no file written).
+    monkeypatch.setattr("sys.stdin", io.StringIO(rotated + "\n"))
+    code, out, err = cli(capsys, "refresh", *flags, "--json")
+    assert code == 0, err
+    latest = json.loads(out)["refresh_token"]
+    assert latest not in (None, rotated)
+    assert stored.read_text() == rotated + "\n", "stdin: no file written"
+    # The one just spent is refused: exit 1, nothing on stdout.
+    monkeypatch.setattr("sys.stdin", io.StringIO(rotated))
+    code, out, err = cli(capsys, "refresh", *flags, "--json")
+    assert (code, out) == (1, "")
+    assert "invalid_grant" in err
