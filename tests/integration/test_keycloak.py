@@ -5,8 +5,10 @@ makes of it: Keycloak adds its realm's default scopes to what was asked for (and
 them when a refresh narrows the scope), answers a
 wrong client secret with `unauthorized_client` and HTTP 401 (the operator reads a 401 as
 `InvalidClient`),
-rotates refresh tokens (with `revokeRefreshToken`) and refuses a reused one, and answers
-the revocation of a token it does not know with HTTP 200."""
+rotates refresh tokens (with `revokeRefreshToken`) and refuses a reused one, ignores the
+`resource` and `audience` parameters, and answers the revocation of a token it does not
+know with HTTP 200 and an `invalid_token` body. The CLI prints its whole token response
+(`refresh_expires_in`, `not-before-policy`, `session_state`) and does its refresh grant."""
 
 from __future__ import annotations
 
@@ -191,3 +193,28 @@ def test_the_cli_prints_keycloaks_whole_token_response_and_refreshes(
     code, out, err = cli(capsys, "refresh", *flags, "--json")
     assert (code, out) == (1, "")
     assert "invalid_grant" in err
+
+
+async def test_resource_and_audience_are_ignored_and_an_unknown_token_revoked_is_200(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    """Keycloak issues the token without the RFC 8707 `resource` or the `audience`
+    parameter showing in it (no error either: a request naming them is Ready with a token
+    that does not carry them), and answers the revocation of a token it never issued with
+    HTTP 200 and an `invalid_token` body, which RFC 7009 §2.2 makes a success."""
+    test_client = keycloak.clients["client_secret_post"]
+    server = server_for(keycloak, client_config(test_client), transport)
+    api = "https://api.example.test"
+    token = await server.client_credentials(frozenset({"read"}), resources=[api], audience=api)
+    info = await server.introspect(token.access_token)
+    audiences = [info.aud] if isinstance(info.aud, str) else list(info.aud or [])
+    assert info.active
+    assert test_client.client_id in audiences  # the audience mapper's (realm.json)
+    assert api not in audiences
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{keycloak.issuer}/protocol/openid-connect/revoke",
+            data={"token": "never-issued-token", "client_id": test_client.client_id,
+                  "client_secret": test_client.client_secret},
+        )  # fmt: skip
+    assert (answer.status_code, answer.json()["error"]) == (200, "invalid_token")

@@ -2,10 +2,17 @@
 (issue 23): the same tests, parametrized by server, for what compatibility means to a
 user: a token for every secret/JWT authentication method, introspected active by the
 server itself, revoked through the finalizer when its request goes (RFC 7009, proven by
-introspection afterwards), and adopted after a restart without a new token request."""
+introspection afterwards), adopted after a restart without a new token request, a user's
+refresh token used with rotation and a narrower scope, and the client's revoke-all.
+
+What differs between the servers is a field of `Server`, so each difference is stated
+once and pinned by the tests: Keycloak adds its default scopes (`profile`, `email`) to
+every token, and `status.grantedScopes` says so (the request is Ready, not re-requested);
+it ignores `resource`, so its requests name none."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,10 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.authserver.fixtures import AuthServer, TestClient, client_auth
+from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
+from oauth2_token_operator.util.rfc3339 import rfc3339
+from tests.authserver.fixtures import PASSWORD, USERNAME, AuthServer, TestClient, client_auth
 from tests.keycloak.fixtures import Keycloak
 from tests.operator.conftest import Namespace, credentials, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
+from tests.operator.test_refresh_rotation import renew_now, revision
 
 METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]
 
@@ -32,9 +42,32 @@ class Server:
     """OAuth2Client spec fields for reaching it (TLS or plain http on loopback)."""
     request_fields: dict[str, Any]
     introspect: Callable[[str, TestClient], dict[str, Any]]
+    token_request: Callable[[TestClient, dict[str, str]], httpx.Response]
+    """POST a form to the token endpoint as the client; the answer, whatever it is."""
+    added_scopes: frozenset[str]
+    """Scopes the server grants beyond those asked for (its defaults)."""
+    scopes: tuple[str, str]
+    """Two optional scopes the `client_secret_basic` client may ask for."""
+
+    def user_grant(self, client: TestClient, scopes: list[str]) -> dict[str, Any]:
+        """Alice's grant through `client` (the password grant): the token response."""
+        form = {"grant_type": "password", "username": USERNAME, "password": PASSWORD,
+                "scope": " ".join(scopes), **self.request_form}  # fmt: skip
+        return self.token_request(client, form).raise_for_status().json()  # type: ignore[no-any-return]
+
+    @property
+    def request_form(self) -> dict[str, str]:
+        """The request fields as token request parameters (the RFC 8707 resource)."""
+        resources = self.request_fields.get("resources") or []
+        return {"resource": resources[0]} if resources else {}
 
 
 def oidc_provider(authserver: AuthServer) -> Server:
+    def token_request(client: TestClient, form: dict[str, str]) -> httpx.Response:
+        headers, auth = client_auth(client, audience=authserver.issuer)
+        with httpx.Client(verify=authserver.ssl_context(client), timeout=10.0) as http:
+            return http.post(f"{authserver.issuer}/token", data={**form, **auth}, headers=headers)
+
     return Server(
         name="oidc-provider",
         issuer=authserver.issuer,
@@ -42,19 +75,26 @@ def oidc_provider(authserver: AuthServer) -> Server:
         client_fields={"tls": {"caBundle": authserver.ca_bundle.read_text()}},
         request_fields={"scopes": ["read"], "resources": [authserver.resource]},
         introspect=lambda token, client: introspect(authserver, token, client),
+        token_request=token_request,
+        added_scopes=frozenset(),
+        scopes=("read", "write"),
     )
 
 
 def keycloak_server(keycloak: Keycloak) -> Server:
+    endpoint = f"{keycloak.issuer}/protocol/openid-connect"
+
     def keycloak_introspect(token: str, client: TestClient) -> dict[str, Any]:
         headers, form = client_auth(client, audience=keycloak.issuer)
         response = httpx.post(
-            f"{keycloak.issuer}/protocol/openid-connect/token/introspect",
-            data={"token": token, **form},
-            headers=headers,
+            f"{endpoint}/token/introspect", data={"token": token, **form}, headers=headers
         )
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
+
+    def token_request(client: TestClient, form: dict[str, str]) -> httpx.Response:
+        headers, auth = client_auth(client, audience=keycloak.issuer)
+        return httpx.post(f"{endpoint}/token", data={**form, **auth}, headers=headers)
 
     return Server(
         name="keycloak",
@@ -63,6 +103,9 @@ def keycloak_server(keycloak: Keycloak) -> Server:
         client_fields={"allowInsecureHTTP": True},  # loopback, in the tests only
         request_fields={"scopes": ["read"]},  # Keycloak ignores `resource`
         introspect=keycloak_introspect,
+        token_request=token_request,
+        added_scopes=frozenset({"profile", "email"}),  # its realm's default client scopes
+        scopes=("read", "phone"),  # `phone`: one of a new realm's optional client scopes
     )
 
 
@@ -120,3 +163,75 @@ def test_a_restarted_operator_adopts_the_token(
     assert (ns.token_secret("billing") or {})["access_token"] == issued
     status = (ns.get("accesstokenrequests", "billing") or {})["status"]
     assert status["revision"] == 1, "no new token was requested"
+
+
+def test_a_users_refresh_token_rotates_and_narrows_the_scope(
+    ns: Namespace, operator: OperatorThread, server: Server
+) -> None:
+    """grant: refresh_token with a narrower scope than the user granted: the token has
+    only what was asked (and the server's defaults), each refresh's rotated refresh token
+    is written back into the user's Secret, and the one just spent is refused after."""
+    client = client_for(ns, server, "idp", "client_secret_basic")
+    wide, narrow = server.scopes
+    original = server.user_grant(client, [wide, narrow])["refresh_token"]
+    ns.secret("user-grant", {"refresh_token": original})
+    ns.create("accesstokenrequests", "api", {
+        "clientRef": {"name": "idp"}, **server.request_fields, "scopes": [narrow],
+        "grant": "refresh_token",
+        "refreshTokenSecretRef": {"name": "user-grant", "key": "refresh_token"},
+    })  # fmt: skip
+    ns.wait_ready("api", timeout=60)
+    data = ns.token_secret("api") or {}
+    assert set(data["scope"].split()) == {narrow} | server.added_scopes, "narrowed"
+    assert server.introspect(data["access_token"], client)["active"] is True
+
+    def refresh_token() -> str:
+        return (ns.token_secret("user-grant") or {})["refresh_token"]
+
+    first = refresh_token()
+    assert first != original, "the rotated refresh token was written back"
+    renew_now(ns, "api")
+    wait_for("revision 2", lambda: revision(ns, "api") >= 2, timeout=30)
+    wait_for("the next rotation written back", lambda: refresh_token() != first, timeout=10)
+    renewed = ns.token_secret("api") or {}
+    assert renewed["access_token"] != data["access_token"]
+    assert set(renewed["scope"].split()) == {narrow} | server.added_scopes
+    assert server.introspect(renewed["access_token"], client)["active"] is True
+    replay = server.token_request(
+        client, {"grant_type": "refresh_token", "refresh_token": first, **server.request_form}
+    )
+    assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
+
+
+def test_revoke_all_revokes_and_replaces_the_clients_tokens(
+    ns: Namespace, operator: OperatorThread, server: Server
+) -> None:
+    """The client's `revoke-all-requested-at`: each token issued before that time is
+    revoked (inactive at the server afterwards) and its request gets a new one."""
+    client = client_for(ns, server, "idp", "client_secret_basic")
+    names = {"a": [server.scopes[0]], "b": [server.scopes[1]]}  # two tokens, not one shared
+    for name, scopes in names.items():
+        spec = {"clientRef": {"name": "idp"}, **server.request_fields, "scopes": scopes}
+        ns.create("accesstokenrequests", name, spec)
+    for name in names:
+        ns.wait_ready(name, timeout=60)
+
+    def tokens() -> dict[str, str]:
+        return {name: (ns.token_secret(name) or {}).get("access_token", "") for name in names}
+
+    old = tokens()
+    assert old["a"] != old["b"]
+    at = rfc3339(time.time() + 2)  # after both issuances (whole seconds)
+    ns.patch("oauth2clients", "idp", {"metadata": {"annotations": {REVOKE_ALL_REQUESTED_AT: at}}})
+    wait_for(
+        "every token replaced",
+        lambda: all(tokens()[name] not in ("", old[name]) for name in names),
+        timeout=30,
+    )
+    new = tokens()
+    for name in names:
+        ns.wait_ready(name)
+        assert server.introspect(old[name], client)["active"] is False, name
+        assert server.introspect(new[name], client)["active"] is True, name
+        assert "Revoked" in {reason for reason, _ in ns.events(name)}
+        assert revision(ns, name) == 2
