@@ -1,6 +1,7 @@
 """The operator against both real authorization servers, oidc-provider and Keycloak
 (issue 23): the same tests, parametrized by server, for what compatibility means to a
-user: a token for every secret/JWT authentication method, introspected active by the
+user: a token for every authentication method but `none` (Keycloak's `tls_client_auth`
+through its X.509 client authenticator on its HTTPS listener), introspected active by the
 server itself, revoked through the finalizer when its request goes (RFC 7009, proven by
 introspection afterwards), adopted after a restart without a new token request, a user's
 refresh token used with rotation and a narrower scope, and the client's revoke-all.
@@ -28,7 +29,8 @@ from tests.operator.conftest import Namespace, credentials, introspect, settle, 
 from tests.operator.runner import OperatorThread
 from tests.operator.test_refresh_rotation import renew_now, revision
 
-METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"]
+METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt",
+           "tls_client_auth"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class Server:
 
 
 def oidc_provider(authserver: AuthServer) -> Server:
+    def introspector(client: TestClient) -> TestClient:
+        """`client`, unless it authenticates by its certificate, which is asked for on
+        the mTLS listener only: then another (oidc-provider lets any confidential
+        client introspect any token)."""
+        if client.auth_method == "tls_client_auth":
+            return authserver.clients["client_secret_post"]
+        return client
+
     def token_request(client: TestClient, form: dict[str, str]) -> httpx.Response:
         headers, auth = client_auth(client, audience=authserver.issuer)
         with httpx.Client(verify=authserver.ssl_context(client), timeout=10.0) as http:
@@ -74,7 +84,7 @@ def oidc_provider(authserver: AuthServer) -> Server:
         clients=authserver.clients,
         client_fields={"tls": {"caBundle": authserver.ca_bundle.read_text()}},
         request_fields={"scopes": ["read"], "resources": [authserver.resource]},
-        introspect=lambda token, client: introspect(authserver, token, client),
+        introspect=lambda token, client: introspect(authserver, token, introspector(client)),
         token_request=token_request,
         added_scopes=frozenset(),
         scopes=("read", "write"),
@@ -82,28 +92,26 @@ def oidc_provider(authserver: AuthServer) -> Server:
 
 
 def keycloak_server(keycloak: Keycloak) -> Server:
-    endpoint = f"{keycloak.issuer}/protocol/openid-connect"
+    """Keycloak through its HTTPS listener (the one where `tls_client_auth` works)."""
+    endpoint = f"{keycloak.https_issuer}/protocol/openid-connect"
+
+    def post(url: str, client: TestClient, form: dict[str, str]) -> httpx.Response:
+        headers, auth = client_auth(client, audience=keycloak.https_issuer)
+        with httpx.Client(verify=keycloak.ssl_context(client), timeout=10.0) as http:
+            return http.post(url, data={**form, **auth}, headers=headers)
 
     def keycloak_introspect(token: str, client: TestClient) -> dict[str, Any]:
-        headers, form = client_auth(client, audience=keycloak.issuer)
-        response = httpx.post(
-            f"{endpoint}/token/introspect", data={"token": token, **form}, headers=headers
-        )
-        response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
-
-    def token_request(client: TestClient, form: dict[str, str]) -> httpx.Response:
-        headers, auth = client_auth(client, audience=keycloak.issuer)
-        return httpx.post(f"{endpoint}/token", data={**form, **auth}, headers=headers)
+        response = post(f"{endpoint}/token/introspect", client, {"token": token})
+        return response.raise_for_status().json()  # type: ignore[no-any-return]
 
     return Server(
         name="keycloak",
-        issuer=keycloak.issuer,
+        issuer=keycloak.https_issuer,
         clients=keycloak.clients,
-        client_fields={"allowInsecureHTTP": True},  # loopback, in the tests only
+        client_fields={"tls": {"caBundle": keycloak.ca_bundle.read_text()}},
         request_fields={"scopes": ["read"]},  # Keycloak ignores `resource`
         introspect=keycloak_introspect,
-        token_request=token_request,
+        token_request=lambda client, form: post(f"{endpoint}/token", client, form),
         added_scopes=frozenset({"profile", "email"}),  # its realm's default client scopes
         scopes=("read", "phone"),  # `phone`: one of a new realm's optional client scopes
     )
