@@ -4,7 +4,9 @@ user: a token for every authentication method but `none` (Keycloak's `tls_client
 through its X.509 client authenticator on its HTTPS listener), introspected active by the
 server itself, revoked through the finalizer when its request goes (RFC 7009, proven by
 introspection afterwards), adopted after a restart without a new token request, a user's
-refresh token used with rotation and a narrower scope, and the client's revoke-all.
+refresh token used with rotation and a narrower scope, the client's revoke-all, and the
+operator's own introspection (RFC 7662, client-authenticated at both servers): an active
+token is kept, one revoked behind its back replaced.
 
 What differs between the servers is a field of `Server`, so each difference is stated
 once and pinned by the tests: Keycloak adds its default scopes (`profile`, `email`) to
@@ -46,6 +48,8 @@ class Server:
     introspect: Callable[[str, TestClient], dict[str, Any]]
     token_request: Callable[[TestClient, dict[str, str]], httpx.Response]
     """POST a form to the token endpoint as the client; the answer, whatever it is."""
+    revoke: Callable[[str, TestClient], None]
+    """Revoke an access token at the server, as the client (behind the operator's back)."""
     added_scopes: frozenset[str]
     """Scopes the server grants beyond those asked for (its defaults)."""
     scopes: tuple[str, str]
@@ -73,10 +77,13 @@ def oidc_provider(authserver: AuthServer) -> Server:
             return authserver.clients["client_secret_post"]
         return client
 
-    def token_request(client: TestClient, form: dict[str, str]) -> httpx.Response:
+    def post(url: str, client: TestClient, form: dict[str, str]) -> httpx.Response:
         headers, auth = client_auth(client, audience=authserver.issuer)
         with httpx.Client(verify=authserver.ssl_context(client), timeout=10.0) as http:
-            return http.post(f"{authserver.issuer}/token", data={**form, **auth}, headers=headers)
+            return http.post(url, data={**form, **auth}, headers=headers)
+
+    def revoke(token: str, client: TestClient) -> None:
+        post(authserver.revocation_endpoint, client, {"token": token}).raise_for_status()
 
     return Server(
         name="oidc-provider",
@@ -85,7 +92,8 @@ def oidc_provider(authserver: AuthServer) -> Server:
         client_fields={"tls": {"caBundle": authserver.ca_bundle.read_text()}},
         request_fields={"scopes": ["read"], "resources": [authserver.resource]},
         introspect=lambda token, client: introspect(authserver, token, introspector(client)),
-        token_request=token_request,
+        token_request=lambda client, form: post(f"{authserver.issuer}/token", client, form),
+        revoke=revoke,
         added_scopes=frozenset(),
         scopes=("read", "write"),
     )
@@ -104,6 +112,9 @@ def keycloak_server(keycloak: Keycloak) -> Server:
         response = post(f"{endpoint}/token/introspect", client, {"token": token})
         return response.raise_for_status().json()  # type: ignore[no-any-return]
 
+    def revoke(token: str, client: TestClient) -> None:
+        post(f"{endpoint}/revoke", client, {"token": token}).raise_for_status()
+
     return Server(
         name="keycloak",
         issuer=keycloak.https_issuer,
@@ -112,6 +123,7 @@ def keycloak_server(keycloak: Keycloak) -> Server:
         request_fields={"scopes": ["read"]},  # Keycloak ignores `resource`
         introspect=keycloak_introspect,
         token_request=lambda client, form: post(f"{endpoint}/token", client, form),
+        revoke=revoke,
         added_scopes=frozenset({"profile", "email"}),  # its realm's default client scopes
         scopes=("read", "phone"),  # `phone`: one of a new realm's optional client scopes
     )
@@ -124,14 +136,15 @@ def server(request: pytest.FixtureRequest) -> Server:
     return oidc_provider(request.getfixturevalue("authserver"))
 
 
-def client_for(ns: Namespace, server: Server, name: str, method: str) -> TestClient:
-    """OAuth2Client `name` of `server`'s client for `method`, its credential in a Secret."""
+def client_for(ns: Namespace, server: Server, name: str, method: str, **spec: Any) -> TestClient:
+    """OAuth2Client `name` of `server`'s client for `method`, its credential in a Secret;
+    `spec` adds fields."""
     client = server.clients[method]
     authentication, data, secret_type = credentials(client, f"{name}-credentials", "RS256")
     ns.secret(f"{name}-credentials", data, type_=secret_type)
     ns.create("oauth2clients", name, {
         "issuer": server.issuer, "clientId": client.client_id,
-        "authentication": authentication, **server.client_fields,
+        "authentication": authentication, **server.client_fields, **spec,
     })  # fmt: skip
     return client
 
@@ -243,3 +256,31 @@ def test_revoke_all_revokes_and_replaces_the_clients_tokens(
         assert server.introspect(new[name], client)["active"] is True, name
         assert "Revoked" in {reason for reason, _ in ns.events(name)}
         assert revision(ns, name) == 2
+
+
+def test_the_operators_introspection_keeps_an_active_token_and_replaces_a_revoked_one(
+    ns: Namespace, operator: OperatorThread, server: Server
+) -> None:
+    client = client_for(ns, server, "idp", "client_secret_basic",
+                        introspection={"minInterval": "10s"})  # fmt: skip
+    ns.create("accesstokenrequests", "watched", {"clientRef": {"name": "idp"},
+              **server.request_fields, "introspection": {"interval": "10s"}})  # fmt: skip
+    ns.wait_ready("watched", timeout=60)
+    token = (ns.token_secret("watched") or {})["access_token"]
+
+    def status() -> dict[str, Any]:
+        return (ns.get("accesstokenrequests", "watched") or {}).get("status") or {}
+
+    first = wait_for("a first introspection", lambda: status().get("lastIntrospection"), 30)
+    assert first["active"] is True
+    assert status()["revision"] == 1, "an active token is kept"
+    server.revoke(token, client)
+    wait_for(
+        "a new token",
+        lambda: (ns.token_secret("watched") or {}).get("access_token") not in (None, token),
+        timeout=30,
+    )
+    new = (ns.token_secret("watched") or {})["access_token"]
+    assert server.introspect(new, client)["active"] is True
+    assert "Introspected" in {reason for reason, _ in ns.events("watched")}
+    assert status()["revision"] == 2
