@@ -144,6 +144,9 @@ INVALID_CLIENTS = [
     ),
 ]
 
+EXCHANGE = {"subjectTokenFrom": {"accessTokenRequestRef": {"name": "service"}}}
+"""A `tokenExchange` exchanging the token of the request `service`."""
+
 INVALID_REQUESTS = [
     Invalid("no-client-ref", _with(VALID_REQUEST, clientRef=_DELETE), "clientRef"),
     Invalid("unknown-grant", _with(VALID_REQUEST, grant="password"), "grant"),
@@ -167,6 +170,28 @@ INVALID_REQUESTS = [
             audience="api",
         ),
         "audience",
+    ),
+    Invalid(
+        "exchange-without-source", _with(VALID_REQUEST, grant="token_exchange"), "tokenExchange"
+    ),
+    Invalid(
+        "exchange-source-for-client-credentials",
+        _with(VALID_REQUEST, tokenExchange=EXCHANGE),
+        "tokenExchange",
+    ),
+    Invalid(
+        "exchange-without-request-ref",
+        _with(VALID_REQUEST, grant="token_exchange", tokenExchange={"subjectTokenFrom": {}}),
+        "accessTokenRequestRef",
+    ),
+    Invalid(
+        "exchange-bad-request-name",
+        _with(
+            VALID_REQUEST,
+            grant="token_exchange",
+            tokenExchange={"subjectTokenFrom": {"accessTokenRequestRef": {"name": "Not_A_Name"}}},
+        ),
+        "name",
     ),
     Invalid(
         "both-renewal-settings",
@@ -226,7 +251,29 @@ INVALID_REQUESTS = [
         ),
         "only whoever may write a Secret grants",
     ),
+    # secretTemplate.data (issue 25): extra keys only, named as Secret keys, of known fields.
+    Invalid(
+        "template-sets-a-standard-key",
+        _with(VALID_REQUEST, secretTemplate={"data": {"access_token": "x"}}),
+        "standard key",
+    ),
+    Invalid(
+        "template-bad-key",
+        _with(VALID_REQUEST, secretTemplate={"data": {"has space": "$access_token"}}),
+        "Secret keys",
+    ),
+    Invalid(
+        "template-too-many-keys",
+        _with(VALID_REQUEST, secretTemplate={"data": {f"k{i}": "x" for i in range(17)}}),
+        "data",
+    ),
 ]
+
+INVALID_TEMPLATES = [
+    ("unknown-field", {"netrc": "password $client_secret"}, "names client_secret"),
+    ("bad-syntax", {"netrc": "cost: $5"}, "not a valid template"),
+]
+"""Templates the CRD admits that pydantic refuses (CEL cannot parse a template)."""
 
 ACCEPTED_TEMPLATE_TYPES = ["Opaque", "example.com/token", "kubernetes.io.example.com/token"]
 """Secret types a request may choose for its token Secret."""

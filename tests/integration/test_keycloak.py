@@ -29,7 +29,13 @@ from oauth2_token_operator.oauth2 import (
     MetadataCache,
     OAuth2Transport,
 )
-from oauth2_token_operator.oauth2.errors import InvalidGrantError, OAuth2ErrorResponse
+from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_TYPE
+from oauth2_token_operator.oauth2.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    OAuth2ErrorResponse,
+)
+from oauth2_token_operator.policies.exchange import exchange_refusal
 from oauth2_token_operator.policies.failures import classify
 from tests.authserver.fixtures import TestClient
 from tests.integration.conftest import client_config
@@ -218,3 +224,71 @@ async def test_resource_and_audience_are_ignored_and_an_unknown_token_revoked_is
                   "client_secret": test_client.client_secret},
         )  # fmt: skip
     assert (answer.status_code, answer.json()["error"]) == (200, "invalid_token")
+
+
+async def test_token_exchange_for_another_audience(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    """Keycloak's standard token exchange (V2): `exchanger` (allowed to exchange, and in
+    the subject token's audience) gets a token for the audience `api` alone, in
+    exchange for `subject`'s client_credentials token. What Keycloak does not support
+    is pinned too: an unknown audience is `invalid_client` "Audience not found" (HTTP
+    400); a revoked subject token is `invalid_request` (HTTP 400), which the operator
+    says is the subject token's refusal; the exchanged token outlives neither the
+    subject token's `exp` nor survives its own revocation, but does survive the subject
+    token's."""
+    clients = keycloak.exchange_clients
+    subject = server_for(keycloak, client_config(clients["subject"]), transport)
+    exchanger = server_for(keycloak, client_config(clients["exchanger"]), transport)
+    api = server_for(keycloak, client_config(clients["api"]), transport)
+    subject_token = await subject.client_credentials()
+
+    exchanged = await exchanger.token_exchange(subject_token.access_token, audience="api")
+    assert exchanged.token_type == "Bearer"
+    assert exchanged.refresh_token is None
+    assert exchanged.extra["issued_token_type"] == ACCESS_TOKEN_TYPE
+    assert exchanged.expires_at is not None
+    assert subject_token.expires_at is not None
+    assert exchanged.expires_at <= subject_token.expires_at + 2  # capped at the subject's
+    info = await api.introspect(exchanged.access_token)
+    assert info.active
+    assert info.client_id == "exchanger"
+    assert "api" in (info.aud if isinstance(info.aud, list) else [info.aud])
+    # Narrower than asked for by the audience: the exchanger itself cannot see it.
+    assert (await exchanger.introspect(exchanged.access_token)).active is False
+
+    with pytest.raises(InvalidClientError) as unknown:
+        await exchanger.token_exchange(subject_token.access_token, audience="no-such-client")
+    assert unknown.value.status_code == 400
+
+    await subject.revoke(subject_token.access_token)
+    with pytest.raises(OAuth2ErrorResponse) as refused:
+        await exchanger.token_exchange(subject_token.access_token, audience="api")
+    assert (refused.value.error, refused.value.status_code) == ("invalid_request", 400)
+    refusal = exchange_refusal(refused.value, "subject-request")
+    assert refusal is not None
+    assert classify(refusal).reason == "SubjectTokenRejected"
+    assert subject_token.access_token not in str(refusal)
+    assert (await api.introspect(exchanged.access_token)).active  # lives its own life
+
+    await exchanger.revoke(exchanged.access_token)
+    assert (await api.introspect(exchanged.access_token)).active is False
+
+
+async def test_token_exchange_by_a_client_that_may_not(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    """A client that may not exchange the subject token (here: neither enabled for
+    standard token exchange nor in the token's audience) gets `invalid_request` (HTTP
+    400) when it asks for an access token, as for a revoked subject token: the
+    operator's `SubjectTokenRejected`, whose message names both causes."""
+    clients = keycloak.exchange_clients
+    subject = server_for(keycloak, client_config(clients["subject"]), transport)
+    other = server_for(keycloak, client_config(keycloak.clients["client_secret_basic"]), transport)
+    subject_token = await subject.client_credentials()
+    with pytest.raises(OAuth2ErrorResponse) as refused:
+        await other.token_exchange(subject_token.access_token)
+    assert (refused.value.error, refused.value.status_code) == ("invalid_request", 400)
+    refusal = exchange_refusal(refused.value, "subject-request")
+    assert refusal is not None
+    assert "audience must name it" in refusal.message

@@ -3,7 +3,8 @@
 The distribution comes from Maven Central (`tests/keycloak/build.sh`, version in
 `versions.env`); one server per test session runs `kc.sh start-dev` on loopback with an
 in-memory database, so nothing of it outlives the session. Its realm `tokens` is
-`realm.json`, imported through the admin API once the server answers; only the public
+`realm.json`, imported through the admin API once the server answers (with the clients of
+standard token exchange, `Keycloak.exchange_clients`); only the public
 key of the `private_key_jwt` client is filled in here (made for each session). The
 `read` scope is created there too, as an optional scope of every client: a realm
 import that names client scopes replaces Keycloak's default ones.
@@ -77,6 +78,19 @@ class Keycloak:
     def ssl_context(self, client: TestClient | None = None) -> ssl.SSLContext:
         """Trusts the test CA; presents the client certificate of a tls_client_auth client."""
         return ssl_context(self.ca_bundle, client)
+
+    @property
+    def exchange_clients(self) -> dict[str, TestClient]:
+        """The standard token exchange's clients (`client_secret_basic`): `subject`, whose
+        client_credentials tokens name `exchanger` in their audience; `exchanger`, which
+        may exchange them (`standard.token.exchange.enabled`) for the audience `api`;
+        and `api`, which only introspects (an exchanged token for `api` names only it)."""
+        realm = json.loads((HERE / "realm.json").read_text())
+        secrets = {c["clientId"]: c.get("secret") for c in realm["clients"]}
+        return {
+            name: TestClient(name, "client_secret_basic", secrets[name])
+            for name in ("subject", "exchanger", "api")
+        }
 
 
 def distribution() -> Path:

@@ -1,10 +1,12 @@
-"""The refresh_token and register grants end to end."""
+"""The refresh_token, register and token_exchange grants end to end (token_exchange
+against a server that supports it: `test_two_servers`, with Keycloak)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+from tests.faults import Respond, threaded_server
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
@@ -213,3 +215,28 @@ def test_the_subject_introspection_names_is_in_status(
         ),
         timeout=25,
     )
+
+
+def test_a_token_exchange_sends_another_requests_token_only_to_its_server(
+    ns: Namespace, operator: OperatorThread
+) -> None:
+    """`token_exchange` from another request's token: through an OAuth2Client of the same
+    issuer but another token endpoint (anyone who may create clients could name one of
+    their own), the token is not sent (`SubjectTokenElsewhere`: that endpoint hears
+    nothing); nor can a request name itself (`SubjectIsSelf`)."""
+    test_client = ns.authserver.clients["client_secret_basic"]
+    ns.client("idp", test_client)
+    ns.request("service", "idp")
+    ns.wait_ready("service")
+    with threaded_server(Respond(body={"access_token": "x", "token_type": "Bearer"})) as other:
+        ns.client("elsewhere", test_client, endpoints={"token": f"{other.url}/token"},
+                  allowInsecureHTTP=True)  # fmt: skip
+        for name, client, subject in (("stolen", "elsewhere", "service"), ("self", "idp", "self")):
+            ns.create("accesstokenrequests", name, {
+                "clientRef": {"name": client}, "grant": "token_exchange",
+                "tokenExchange": {"subjectTokenFrom": {"accessTokenRequestRef": {"name": subject}}},
+            })  # fmt: skip
+        ns.wait_ready("stolen", "False", "SubjectTokenElsewhere")
+        ns.wait_ready("self", "False", "SubjectIsSelf")
+        assert other.requests == []
+    assert ns.token_secret("stolen") is None

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 from tests.operator.conftest import Namespace, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -24,7 +25,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
+def metric(text: str, name: str, /, **labels: str) -> float | None:
     for line in text.splitlines():
         if not line.startswith(name):
             continue
@@ -52,11 +53,25 @@ def test_metrics(ns: Namespace, operator_factory: Callable[..., OperatorThread])
     assert calls >= 1
     assert metric(text, f"{prefix}_issuances_total", kind="issued", outcome="ok") == 1
     assert metric(text, f"{prefix}_time_to_ready_seconds_count") == 1
+    # What a platform team alerts on (issue 25): readiness with its reason, the renewal
+    # schedule, the client's readiness; a request that cannot be served shows 0.
+    status = (ns.get("accesstokenrequests", "billing") or {})["status"]
+    renewal = metric(text, f"{prefix}_token_renewal_timestamp_seconds", namespace=ns.name)
+    assert renewal == parse_rfc3339(status["renewalTime"])
+    ready = {"namespace": ns.name, "name": "billing", "reason": "TokenValid"}
+    assert metric(text, f"{prefix}_request_ready", **ready) == 1
+    assert metric(text, f"{prefix}_client_ready", namespace=ns.name, reason="Ready") == 1
+    ns.request("orphan", "no-such-client")
+    ns.wait_ready("orphan", status="False", reason="ClientNotFound")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    orphan = {"namespace": ns.name, "name": "orphan", "reason": "ClientNotFound"}
+    assert metric(text, f"{prefix}_request_ready", **orphan) == 0
 
     ns.delete("accesstokenrequests", "billing")
     wait_for("deletion", lambda: ns.get("accesstokenrequests", "billing") is None)
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert metric(text, f"{prefix}_token_expiry_timestamp_seconds", namespace=ns.name) is None
+    assert metric(text, f"{prefix}_request_ready", name="billing") is None
     revocations = metric(
         text, f"{prefix}_oauth2_requests_total", endpoint="revocation_endpoint", outcome="ok"
     )

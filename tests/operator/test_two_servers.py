@@ -11,10 +11,12 @@ token is kept, one revoked behind its back replaced.
 What differs between the servers is a field of `Server`, so each difference is stated
 once and pinned by the tests: Keycloak adds its default scopes (`profile`, `email`) to
 every token, and `status.grantedScopes` says so (the request is Ready, not re-requested);
-it ignores `resource`, so its requests name none."""
+it ignores `resource`, so its requests name none. Keycloak alone: `grant: token_exchange`
+(its standard token exchange)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT as RENEW
 from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.util.rfc3339 import rfc3339
 from tests.authserver.fixtures import PASSWORD, USERNAME, AuthServer, TestClient, client_auth
@@ -284,3 +287,75 @@ def test_the_operators_introspection_keeps_an_active_token_and_replaces_a_revoke
     assert server.introspect(new, client)["active"] is True
     assert "Introspected" in {reason for reason, _ in ns.events("watched")}
     assert status()["revision"] == 2
+
+
+def renew(ns: Namespace, name: str) -> None:
+    """Ask for a token issued after now (the renew annotation)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+    ns.patch("accesstokenrequests", name, {"metadata": {"annotations": {RENEW: at}}})
+
+
+def test_token_exchange_with_keycloak(
+    ns: Namespace, operator_factory: Callable[..., OperatorThread], keycloak: Keycloak
+) -> None:
+    """`grant: token_exchange` (RFC 8693) against Keycloak's standard token exchange: the
+    request waits for the request whose token it exchanges (created later), goes on as
+    soon as that one holds a token (not at its failure backoff, a minute here), and gets
+    a token for the audience asked (the server's introspection says so). The exchanged
+    token lives its own life: the subject's renewal leaves it alone, and its own renewal
+    exchanges the subject's token of the moment (the older one, revoked meanwhile, would
+    be refused). A subject token revoked behind the operator's back makes the next
+    exchange fail as `SubjectTokenRejected`, the token in hand still Ready. Deleting the
+    request revokes its token, and a restarted operator adopts it."""
+    config = {"min_renewal_lead": 5.0, "revocation_deadline": 5.0, "retry_base_delay": 60.0}
+    first = operator_factory(**config)
+    clients = keycloak.exchange_clients
+    server = keycloak_server(keycloak)
+    server = dataclasses.replace(server, clients={**server.clients, **clients})
+    for name in ("subject", "exchanger"):
+        client_for(ns, server, name, name)
+    api = clients["api"]
+    ns.create("accesstokenrequests", "for-api", {
+        "clientRef": {"name": "exchanger"}, "grant": "token_exchange", "audience": "api",
+        "tokenExchange": {"subjectTokenFrom": {"accessTokenRequestRef": {"name": "service"}}},
+    })  # fmt: skip
+    ns.wait_ready("for-api", "False", "SubjectRequestNotFound")
+    ns.create("accesstokenrequests", "service", {"clientRef": {"name": "subject"}})
+    ns.wait_ready("service")
+    ns.wait_ready("for-api", timeout=20)  # far sooner than the failure's backoff
+    exchanged = (ns.token_secret("for-api") or {})["access_token"]
+    info = server.introspect(exchanged, api)
+    assert info["active"] is True
+    assert info["client_id"] == "exchanger"
+    assert "api" in info["aud"]
+    first.stop()  # a restarted operator adopts both tokens, and exchanges nothing
+    settle(operator_factory(**config), ns, "for-api")
+    assert (ns.token_secret("for-api") or {})["access_token"] == exchanged
+    assert revision(ns, "for-api") == 1
+
+    first_subject = (ns.token_secret("service") or {})["access_token"]
+    renew(ns, "service")
+    wait_for("the subject's renewal", lambda: revision(ns, "service") == 2)
+    time.sleep(2)  # anything the subject's renewal would cause happens by now
+    assert (ns.token_secret("for-api") or {})["access_token"] == exchanged
+    assert revision(ns, "for-api") == 1
+
+    server.revoke(first_subject, clients["subject"])
+    renew(ns, "for-api")
+    wait_for("the exchange's renewal", lambda: revision(ns, "for-api") == 2)
+    renewed = (ns.token_secret("for-api") or {})["access_token"]
+    assert renewed != exchanged
+    assert server.introspect(renewed, api)["active"] is True
+
+    server.revoke((ns.token_secret("service") or {})["access_token"], clients["subject"])
+    renew(ns, "for-api")
+    wait_for(
+        "the refused exchange",
+        lambda: (ns.condition("for-api", "Issuing") or {}).get("reason") == "SubjectTokenRejected",
+    )
+    assert (ns.condition("for-api") or {})["status"] == "True"  # the token in hand is valid
+    assert revision(ns, "for-api") == 2
+
+    ns.delete("accesstokenrequests", "for-api")
+    wait_for("the request to go", lambda: ns.get("accesstokenrequests", "for-api") is None)
+    assert server.introspect(renewed, api)["active"] is False

@@ -190,3 +190,34 @@ async def test_a_refused_value_wakes_its_waiter_only_once_replaced(setup: Setup)
     await until(lambda: setup.poked_requests == [request])
     assert setup.awaited.take_retry(request)
     assert len(setup.awaited) == 0
+
+
+async def test_an_exchange_waits_for_its_subjects_next_token(setup: Setup) -> None:
+    """A `token_exchange` request whose subject request holds no usable token (or one the
+    server refused) is poked when that request holds another, at once, not before."""
+    waiter, subject = ("apps", "for-api"), ("apps", "service")
+    setup.awaited.awaiting_subject(waiter, subject, grants.digest("refused"))
+    assert setup.awaited.awaits_subject(subject)
+    setup.awaited.subject_held(subject, grants.digest("refused"))
+    await asyncio.sleep(0.05)
+    assert setup.poked_requests == [], "the token it could not use"
+    setup.awaited.subject_held(subject, grants.digest("new"))
+    await until(lambda: setup.poked_requests == [waiter])
+    assert setup.awaited.take_retry(waiter)
+    assert not setup.awaited.awaits_subject(subject)
+
+
+async def test_a_subject_wait_lapses(setup: Setup) -> None:
+    setup.awaited._ttl = 0.05
+    setup.awaited.awaiting_subject(("apps", "for-api"), ("apps", "service"), None)
+    await asyncio.sleep(0.1)
+    setup.awaited.subject_held(("apps", "service"), grants.digest("new"))
+    await asyncio.sleep(0.05)
+    assert setup.poked_requests == []
+    assert not setup.awaited.awaits_subject(("apps", "service"))
+    # A wait on a request that never comes (nor holds a token) lapses too: swept when
+    # another wait is registered, at most once per `ttl`.
+    setup.awaited.awaiting_subject(("apps", "for-api"), ("apps", "never"), None)
+    await asyncio.sleep(0.1)
+    setup.awaited.awaiting_subject(("apps", "other"), ("apps", "service"), None)
+    assert not setup.awaited.awaits_subject(("apps", "never"))

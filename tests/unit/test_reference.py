@@ -9,7 +9,7 @@ import pytest
 
 from oauth2_token_operator.api.crd import KINDS, Kind, status_schema, structural_schema
 from oauth2_token_operator.api.reference import Row, Rule, render, rows, secret_section, table
-from oauth2_token_operator.api.token_secret import DATA_KEYS
+from oauth2_token_operator.api.secret_data import DATA_KEYS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from oauth2_token_operator.api.secret_data import DATA_KEYS, render_data
 from oauth2_token_operator.api.token_secret import (
-    DATA_KEYS,
     MANAGED_BY_LABEL,
     SEAL_ANNOTATION,
     TOKEN_ANNOTATION,
@@ -22,7 +22,6 @@ from oauth2_token_operator.api.token_secret import (
     encode_data,
     is_owned_by,
     is_sealed,
-    render_data,
     seal,
 )
 from oauth2_token_operator.controller.facts import inspect_secret

@@ -16,6 +16,7 @@ from oauth2_token_operator.api.oauth2client import (
 )
 from oauth2_token_operator.api.references import (
     CONDITIONS_LIST,
+    DATA_KEY_PATTERN,
     ApiModel,
     CelRule,
     Condition,
@@ -23,8 +24,14 @@ from oauth2_token_operator.api.references import (
     ObjectName,
     SecretKeySelector,
 )
+from oauth2_token_operator.api.secret_data import (
+    DATA_KEYS,
+    MAX_TEMPLATE_LENGTH,
+    MAX_TEMPLATES,
+    template_problem,
+)
 
-Grant = Literal["client_credentials", "refresh_token", "register"]
+Grant = Literal["client_credentials", "refresh_token", "register", "token_exchange"]
 SecretType = Annotated[str, Field(min_length=1, max_length=253)]
 ResourceUri = Annotated[
     str, Field(min_length=1, max_length=2048, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$")
@@ -40,6 +47,34 @@ class ClientReference(ApiModel):
     namespace: NamespaceName | None = None
     """Default: the request's namespace. Another namespace works only when that client's
     `allowedNamespaces` admits this request's namespace."""
+
+
+class AccessTokenRequestReference(ApiModel):
+    """An `AccessTokenRequest` in the namespace of the request that refers to it."""
+
+    name: ObjectName
+    """Name of the `AccessTokenRequest`."""
+
+
+class SubjectTokenSource(ApiModel):
+    """Where the subject token of a token exchange comes from."""
+
+    access_token_request_ref: AccessTokenRequestReference
+    """The access token the operator holds for another `AccessTokenRequest` of this
+    namespace: the one it obtained itself (never read from that request's Secret, which
+    others may write), sent only to the server that issued it (the same issuer,
+    endpoints and TLS settings), and only while it is valid. Each exchange uses that
+    request's token of the moment."""
+
+
+class TokenExchange(ApiModel):
+    """The `token_exchange` grant (RFC 8693): a subject token exchanged for an access
+    token. The new token's `audience`, `resources` and `scopes` are the request's own
+    fields of those names."""
+
+    subject_token_from: SubjectTokenSource
+    """The subject token (`subject_token`, sent as an access token:
+    `subject_token_type=urn:ietf:params:oauth:token-type:access_token`)."""
 
 
 KUBERNETES_TYPES = "kubernetes.io/"
@@ -67,6 +102,18 @@ class SecretTemplate(ApiModel):
             f"!has(self.labels) || !('{USABLE_BY_OPERATOR}' in self.labels)",
             TEMPLATE_LABEL_MESSAGE,
         ),
+        CelRule(
+            "!has(self.data) || self.data.all(k, size(k) <= 253"
+            f" && k.matches('{DATA_KEY_PATTERN}'))",
+            "secretTemplate.data keys are Secret keys: letters, digits, '-', '_' and '.'",
+        ),
+        CelRule(
+            "!has(self.data) || self.data.all(k, !(k in "
+            + "["
+            + ", ".join(f"'{key}'" for key in DATA_KEYS)
+            + "]))",
+            "secretTemplate.data cannot set a standard key (" + ", ".join(DATA_KEYS) + ")",
+        ),
     )
 
     type: SecretType = "Opaque"
@@ -81,6 +128,19 @@ class SecretTemplate(ApiModel):
         Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None
     ) = None
     """Annotations added to the Secret (beside the operator's own)."""
+    data: (
+        Annotated[
+            dict[str, Annotated[str, Field(max_length=MAX_TEMPLATE_LENGTH)]],
+            Field(max_length=MAX_TEMPLATES),
+        ]
+        | None
+    ) = None
+    """Extra keys of the Secret, each rendered from a template over the token's values:
+    `$access_token`, `$token_type`, `$expires_at`, `$scope`, `$authorization` (or
+    `${name}`), and each as a JSON string with `_json` (`${access_token_json}`); `$$` is
+    a dollar sign. Nothing else: no expressions, files or environment. A token is always
+    data, never template. E.g. `.netrc: "machine api.example.com password $access_token"`.
+    Not one of the standard keys."""
 
     @model_validator(mode="after")
     def _no_kubernetes_type_nor_grant(self) -> SecretTemplate:
@@ -88,6 +148,10 @@ class SecretTemplate(ApiModel):
             raise ValueError(TEMPLATE_TYPE_MESSAGE)
         if USABLE_BY_OPERATOR in (self.labels or {}):
             raise ValueError(TEMPLATE_LABEL_MESSAGE)
+        for key, text in (self.data or {}).items():
+            problem = template_problem(key, text)
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 
@@ -124,6 +188,10 @@ class AccessTokenRequestSpec(ApiModel):
             "tokenSecretRef is required for the register grant and forbidden otherwise",
         ),
         CelRule(
+            "(self.grant == 'token_exchange') == has(self.tokenExchange)",
+            "tokenExchange is required for the token_exchange grant and forbidden otherwise",
+        ),
+        CelRule(
             "!(has(self.renewBefore) && has(self.renewBeforePercentage))",
             "set renewBefore or renewBeforePercentage, not both",
         ),
@@ -144,20 +212,24 @@ class AccessTokenRequestSpec(ApiModel):
     client_ref: ClientReference
     grant: Grant = "client_credentials"
     """How the token is obtained: `client_credentials` (RFC 6749 §4.4), `refresh_token`
-    (§6, from a refresh token in `refreshTokenSecretRef`) or `register` (a token obtained
+    (§6, from a refresh token in `refreshTokenSecretRef`), `register` (a token obtained
     elsewhere, in `tokenSecretRef`: introspected, tracked, revoked on delete, renewed by
-    nobody)."""
+    nobody) or `token_exchange` (RFC 8693, from the subject token `tokenExchange` names;
+    renewed by exchanging again)."""
     scopes: Annotated[list[ScopeToken], Field(max_length=64)] | None = None
     """Scopes to request. Default: the client's `defaultScopes`; for `register`, any."""
     resources: Annotated[list[ResourceUri], Field(max_length=16)] | None = None
     """Resource indicators (RFC 8707): the APIs the token is meant for."""
     audience: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    """The `audience` parameter some servers take instead of, or beside, `resources`."""
+    """The `audience` parameter some servers take instead of, or beside, `resources`
+    (for `token_exchange`: RFC 8693's `audience`, the target service)."""
     refresh_token_secret_ref: SecretKeySelector | None = None
     """Where the refresh token is, for the `refresh_token` grant. A rotated refresh token is
     written back here before the new access token is published."""
     token_secret_ref: SecretKeySelector | None = None
     """Where the externally obtained access token is, for the `register` grant."""
+    token_exchange: TokenExchange | None = None
+    """The subject token to exchange, for the `token_exchange` grant."""
     secret_name: ObjectName | None = None
     """The Secret the token is written to. Default: the request's name."""
     secret_template: SecretTemplate = Field(
@@ -182,6 +254,7 @@ class AccessTokenRequestSpec(ApiModel):
         for name, value, grant in (
             ("refreshTokenSecretRef", self.refresh_token_secret_ref, "refresh_token"),
             ("tokenSecretRef", self.token_secret_ref, "register"),
+            ("tokenExchange", self.token_exchange, "token_exchange"),
         ):
             if (value is not None) != (self.grant == grant):
                 raise ValueError(

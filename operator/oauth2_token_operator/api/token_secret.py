@@ -10,6 +10,9 @@ Keys (all always present, so a pod can project any of them into an env var):
 | `scope` | granted scopes, space-separated and sorted |
 | `authorization` | `<token_type> <access_token>`, ready for an `Authorization` header |
 
+`spec.secretTemplate.data` adds keys of its own, rendered from the same values (see
+`secret_data`), e.g. a `.netrc` or a JSON credentials file.
+
 The Secret also carries the `app.kubernetes.io/managed-by` label, an ownerReference
 to its AccessTokenRequest (so it is garbage-collected with it), one annotation
 holding the token's non-secret facts (issuer, client, scopes asked for, times,
@@ -39,14 +42,12 @@ from typing import Any
 
 from oauth2_token_operator.api.crd import API_VERSION, GROUP
 from oauth2_token_operator.util.interning import intern_fields
-from oauth2_token_operator.util.rfc3339 import rfc3339
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "oauth2-token-operator"
 TOKEN_ANNOTATION = f"{GROUP}/token"
 SEAL_ANNOTATION = f"{GROUP}/seal"
 SEAL_VERSION = "v1"
-DATA_KEYS = ("access_token", "token_type", "expires_at", "scope", "authorization")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +95,6 @@ def _strings(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("not a list of strings")
     return tuple(value)
-
-
-def render_data(
-    *, access_token: str, token_type: str, expires_at: float | None, scopes: frozenset[str]
-) -> dict[str, str]:
-    """The Secret's data (unencoded) for one token."""
-    return {
-        "access_token": access_token,
-        "token_type": token_type,
-        "expires_at": "" if expires_at is None else rfc3339(expires_at),
-        "scope": " ".join(sorted(scopes)),
-        "authorization": f"{token_type} {access_token}",
-    }
 
 
 @dataclass(frozen=True)

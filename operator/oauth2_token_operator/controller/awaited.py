@@ -28,6 +28,11 @@ within seconds of the missing object's creation, not at its next failure backoff
   that often, a client that is not Ready every `client_retry_interval`), so nothing
   is read forever for a waiter that was deleted or no longer needs it.
 
+- **Another request's token** (the subject token of a `token_exchange`) is the
+  operator's own: an exchange that found none valid (or had one refused) registers here,
+  and is poked when that request is next reconciled holding a valid token other than
+  the one it could not use (`exchange.subject_held`). Same `ttl` as above.
+
 Requests poked because what they waited for came (`retry_now`) try at once, not after
 the backoff of the failure it caused (`RequestReconciler._backoff_until`), as they do
 after a new spec: the change is the fix. A server's `Retry-After` still holds.
@@ -95,6 +100,10 @@ class Awaited:
         """Per missing object, the delay before its next read."""
         self._unwanted: dict[tuple[ObjectRef, Waiter, str], str] = {}
         """A value some waiters wait to see replaced (its digest; see `awaiting_change`)."""
+        self._subjects: dict[RequestKey, dict[RequestKey, tuple[float, str | None]]] = {}
+        """Per subject request, the exchanges waiting for its next valid token: until
+        when, and the digest of the token they could not use (`None`: any)."""
+        self._next_subject_sweep = float("-inf")
         self._retry: set[RequestKey] = set()
         """Requests poked to try at once (`retry_now`), until their next look."""
         self.poller: Scheduler[ObjectRef] = Scheduler(
@@ -148,6 +157,38 @@ class Awaited:
             return False
         self.missing((REQUEST, request), places[0], exc.missing)
         return True
+
+    def awaiting_subject(
+        self, waiter: RequestKey, subject: RequestKey, unwanted: str | None
+    ) -> None:
+        """Request `waiter` exchanges `subject`'s token and found none it could use (the
+        one digested `unwanted`, or none): poke it when `subject` holds another."""
+        now = self._clock()
+        if now >= self._next_subject_sweep:  # waits on requests that never came, lapsed
+            self._next_subject_sweep = now + self._ttl
+            for key, waiters in list(self._subjects.items()):
+                for lapsed in [w for w, (until, _) in waiters.items() if until <= now]:
+                    del waiters[lapsed]
+                if not waiters:
+                    del self._subjects[key]
+        self._subjects.setdefault(subject, {})[waiter] = (now + self._ttl, unwanted)
+
+    def awaits_subject(self, subject: RequestKey) -> bool:
+        return subject in self._subjects
+
+    def subject_held(self, subject: RequestKey, digest: str) -> None:
+        """`subject` holds a valid token (digested `digest`): poke whoever waits for it."""
+        waiters = self._subjects.get(subject, {})
+        now = self._clock()
+        for waiter, (until, unwanted) in list(waiters.items()):
+            if until <= now or unwanted != digest:
+                del waiters[waiter]
+                if until > now:
+                    log.info("AccessTokenRequest %s/%s holds a new token: poking %s/%s",
+                             *subject, *waiter)  # fmt: skip
+                    self.retry_now(waiter)
+        if not waiters:
+            self._subjects.pop(subject, None)
 
     # -- telling them ----------------------------------------------------------------
 

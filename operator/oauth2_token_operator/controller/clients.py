@@ -125,6 +125,7 @@ class ClientReconciler:
             ):
                 updates["metadataFetchedAt"] = rfc3339(self.ctx.clock())
 
+        self.ctx.metrics.client_ready.set(*key, ready.status == "True", ready.reason)
         authenticated = self._authenticated.get(key)
         conditions = set_conditions(
             status.get("conditions"),
@@ -216,6 +217,7 @@ class ClientReconciler:
         self._revoke_all_asked.pop(key, None)
         self._authenticated.pop(key, None)
         self.seen.forget(key)
+        self.ctx.metrics.client_ready.forget(*key)
         if self.ctx.client_scheduler is not None:
             self.ctx.client_scheduler.cancel(key)
         self.poke_requests(key)

@@ -10,7 +10,8 @@ from typing import Any
 
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
-from oauth2_token_operator.api.token_secret import Owner, Template, desired_secret, render_data
+from oauth2_token_operator.api.secret_data import render_data, render_templates
+from oauth2_token_operator.api.token_secret import Owner, Template, desired_secret
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request, Resolved
@@ -101,6 +102,12 @@ def desired_token_secret(
 ) -> dict[str, Any]:
     token = held.token
     template = resolved.spec.secret_template
+    data = render_data(
+        access_token=token.value,
+        token_type=token.token_type,
+        expires_at=token.expires_at,
+        scopes=token.scopes,
+    )
     return desired_secret(
         name=resolved.secret_name,
         namespace=request.namespace,
@@ -108,12 +115,7 @@ def desired_token_secret(
         template=Template(
             type=template.type, labels=template.labels, annotations=template.annotations
         ),
-        data=render_data(
-            access_token=token.value,
-            token_type=token.token_type,
-            expires_at=token.expires_at,
-            scopes=token.scopes,
-        ),
+        data=data | render_templates(template.data or {}, data),
         record=held.record,
         seal_key=ctx.seal_key,
     )

@@ -4,6 +4,9 @@
 - `refresh_token`: the subject is the Secret key holding the refresh token; the token
   is read from it at issuance, and a rotated one is written back there (see
   `refresh_tokens`) before the new access token is published.
+- `token_exchange`: the subject is the AccessTokenRequest whose token is exchanged
+  (`exchange`); the exchanged token lives its own life, whatever that request's token
+  does meanwhile.
 - `register`: a token obtained elsewhere, read from the user's Secret, introspected and
   tracked; nobody can renew it. Its fingerprint includes a digest of the token, so a
   new token in the source Secret is registered anew.
@@ -24,8 +27,9 @@ from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
 REFRESH_SUBJECT_PREFIX = "secret:"
 REGISTERED_SUBJECT_PREFIX = "registered:"
+EXCHANGE_SUBJECT_PREFIX = "exchange:"
 
-RENEWABLE = frozenset({"client_credentials", "refresh_token"})
+RENEWABLE = frozenset({"client_credentials", "refresh_token", "token_exchange"})
 
 
 def source_ref(spec: AccessTokenRequestSpec) -> SecretKeySelector | None:
@@ -38,7 +42,11 @@ def source_ref(spec: AccessTokenRequestSpec) -> SecretKeySelector | None:
 
 
 def subject_of(spec: AccessTokenRequestSpec, namespace: str) -> str | None:
-    """Whose token: `None` for the client itself, else the source Secret key."""
+    """Whose token: `None` for the client itself, the subject request for
+    `token_exchange`, else the source Secret key."""
+    if spec.token_exchange is not None:
+        subject = spec.token_exchange.subject_token_from.access_token_request_ref
+        return f"{EXCHANGE_SUBJECT_PREFIX}{namespace}/{subject.name}"
     ref = source_ref(spec)
     if ref is None:
         return None

@@ -26,7 +26,7 @@ from oauth2_token_operator.client_config import (
     collect_values,
     referenced_keys,
 )
-from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller import exchange, grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec, key_of
 from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
@@ -68,7 +68,7 @@ from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import InvalidGrantError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks
-from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
+from oauth2_token_operator.policies.conditions import ISSUING, READY, ConditionUpdate
 from oauth2_token_operator.policies.failures import ApiBackoff, Failure, classify, retry_delay
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.policies.renewal import renewal_min_remaining
@@ -176,7 +176,7 @@ class RequestReconciler:
             request = Request.of(newest)
             try:
                 outcome = await self._reconcile(request)
-                self._observe_expiry(key)
+                self._observe(key, outcome)
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
@@ -193,6 +193,7 @@ class RequestReconciler:
                 self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
                 raise
             self._api_backoff.pop(key, None)
+            exchange.subject_held(self.ctx, key)  # exchanges waiting for its token go on
             scheduler = self.ctx.request_scheduler
             if scheduler is not None:
                 if outcome.wake_at is None:
@@ -200,11 +201,22 @@ class RequestReconciler:
                 else:
                     scheduler.schedule(request.key, outcome.wake_at)
 
-    def _observe_expiry(self, key: RequestKey) -> None:
-        """The expiry gauge follows the token the request holds after the decision."""
+    def _observe(self, key: RequestKey, outcome: Outcome) -> None:
+        """The request's gauges follow the decision: the held token's expiry, the renewal
+        schedule and the Ready condition, as the status will say them."""
+        metrics = self.ctx.metrics
         held = self.ctx.ledger.current(key)
         if held is not None and held.token.expires_at is not None:
-            self.ctx.metrics.token_expiry.set(*key, held.token.expires_at)
+            metrics.token_expiry.set(*key, held.token.expires_at)
+        if "renewalTime" in outcome.status:
+            renewal = outcome.status["renewalTime"]
+            if renewal is None:
+                metrics.token_renewal.forget(*key)
+            else:
+                metrics.token_renewal.set(*key, parse_rfc3339(renewal))
+        for update in outcome.conditions:
+            if update.type == READY:
+                metrics.request_ready.set(*key, update.status == "True", update.reason)
 
     def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
@@ -388,7 +400,9 @@ class RequestReconciler:
             )
             server = self.ctx.manager.server(issuer, client).endpoint_key()
             self._servers[request.key] = sys.intern(server)
-            token = await self._obtain(resolved, issuer, client, held, trigger, now, source_value)
+            token = await self._obtain(
+                request, resolved, issuer, client, held, trigger, now, source_value
+            )
         except Exception as exc:
             if self.ctx.awaited is not None:  # a missing Secret or ConfigMap: read it again soon
                 self.ctx.awaited.issuance_failed(
@@ -403,7 +417,8 @@ class RequestReconciler:
                 self._client_authenticated(request, resolved, False, failure.message)
                 await self._await_new_credentials(request, resolved)
             failed = self._failed(request, resolved, held, trigger, failure, now)
-            if isinstance(exc, InvalidGrantError) and source_value is not None:
+            refreshing = resolved.identity.grant == "refresh_token"
+            if isinstance(exc, InvalidGrantError) and refreshing and source_value is not None:
                 # Remembered in status: not sent again, after a restart either.
                 rejected = grants.digest(source_value)
                 failed.status["rejectedRefreshToken"] = rejected
@@ -475,6 +490,7 @@ class RequestReconciler:
 
     async def _obtain(
         self,
+        request: Request,
         resolved: Resolved,
         issuer: IssuerConfig,
         client: ClientConfig,
@@ -488,6 +504,10 @@ class RequestReconciler:
             # A token that outlives the current one: a fresher shared one, or a new one.
             policy = self.ctx.manager.config.validity
             min_remaining = renewal_min_remaining(held.token, now, policy)
+        if resolved.identity.grant == "token_exchange":
+            return await exchange.exchange(
+                self.ctx, request, resolved, issuer, client, min_remaining=min_remaining
+            )
         identity = resolved.identity
         return await grants.obtain(
             self.ctx.manager,

@@ -10,7 +10,7 @@ import enum
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,15 +257,58 @@ class TokenManager:
         whose grant covers the scopes. Concurrent calls for the same request
         make one token request. ``min_remaining`` skips tokens expiring sooner.
         """
-        requested = None if scopes is None else _scope_set(scopes)
         server = self.server(issuer, client)
         key = _key(server.issuer.issuer, subject, client)
-        wanted = _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
+        wanted = _wanted(scopes, resources, audience, min_remaining)
+        return await self._stored_or(server, key, wanted, lambda: self._obtain(server, key, wanted))
+
+    async def exchange(
+        self,
+        subject_token: str,
+        issuer: IssuerLike,
+        client: ClientConfig,
+        *,
+        subject: str,
+        scopes: Iterable[str] | None,
+        resources: Iterable[str] = (),
+        audience: str | None = None,
+        min_remaining: float = 0.0,
+    ) -> AccessToken:
+        """A valid access token of ``subject`` (the name of where subject tokens come
+        from, not the token) for ``audience``/``resources`` and ``scopes``: one stored
+        for the same, else one obtained by exchanging ``subject_token`` (RFC 8693). A
+        stored token is handed out for its whole life, whatever subject token it came
+        from: an exchanged token lives its own life. Concurrent calls for the same
+        make one exchange."""
+        server = self.server(issuer, client)
+        key = _key(server.issuer.issuer, subject, client)
+        wanted = _wanted(scopes, resources, audience, min_remaining)
+
+        async def exchange() -> AccessToken:
+            spec = wanted.spec
+            response = await server.token_exchange(
+                subject_token,
+                scopes=spec.scopes,
+                resources=sorted(spec.resources),
+                audience=spec.audience,
+            )
+            return await self._store_new(key, wanted, response)
+
+        return await self._stored_or(server, key, wanted, exchange)
+
+    async def _stored_or(
+        self,
+        server: AuthorizationServer,
+        key: TokenKey,
+        wanted: _Wanted,
+        obtain: Callable[[], Awaitable[AccessToken]],
+    ) -> AccessToken:
+        """A usable stored token for `wanted`, else `obtain`'s, one flight per request."""
         found = await self._find_usable(key, wanted)
         if found is not None:
             return found
-        flight = (server.issuer.cache_key(), client, key, wanted)
-        return await self._flights.run(flight, lambda: self._obtain(server, key, wanted))
+        flight = (server.issuer.cache_key(), server.client, key, wanted)
+        return await self._flights.run(flight, obtain)
 
     async def _find_usable(self, key: TokenKey, wanted: _Wanted) -> AccessToken | None:
         now = self._clock()
@@ -604,6 +647,16 @@ class _Wanted:
     spec: TokenSpec
     min_remaining: float
     """Part of the flight key on purpose: the re-check under the refresh lock honours it."""
+
+
+def _wanted(
+    scopes: Iterable[str] | None,
+    resources: Iterable[str],
+    audience: str | None,
+    min_remaining: float,
+) -> _Wanted:
+    requested = None if scopes is None else _scope_set(scopes)
+    return _Wanted(TokenSpec(requested, frozenset(resources), audience), min_remaining)
 
 
 def _scope_set(scopes: Iterable[str]) -> Scopes:

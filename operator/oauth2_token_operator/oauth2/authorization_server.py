@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -30,6 +31,10 @@ from oauth2_token_operator.oauth2.transport import OAuth2Transport, Replay, pars
 
 TokenTypeHint = str  # "access_token" | "refresh_token" | an extension value (RFC 7009 §2.1)
 ACCESS_TOKEN_HINT: TokenTypeHint = "access_token"  # noqa: S105 - a hint name, not a secret
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant name
+"""RFC 8693 §2.1 `grant_type`."""
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a type name
+"""RFC 8693 §3: the token type identifier of an OAuth 2.0 access token."""
 
 
 class AuthorizationServer:
@@ -83,13 +88,7 @@ class AuthorizationServer:
         audience: str | None = None,
     ) -> TokenResponse:
         """RFC 6749 §4.4, with RFC 8707 ``resource`` and the common ``audience`` extension."""
-        form: dict[str, str | list[str]] = {"grant_type": "client_credentials"}
-        if scopes:
-            form["scope"] = format_scope(scopes)
-        if resource_list := list(resources):
-            form["resource"] = resource_list
-        if audience:
-            form["audience"] = audience
+        form = _with_target({"grant_type": "client_credentials"}, scopes, resources, audience)
         body = await self._call("token_endpoint", form, Replay.SAFE)
         return parse_token_response(
             body, endpoint="token_endpoint", requested_scopes=scopes, now=self._clock()
@@ -121,6 +120,45 @@ class AuthorizationServer:
         return parse_token_response(
             body, endpoint="token_endpoint", requested_scopes=scopes, now=self._clock()
         )
+
+    async def token_exchange(
+        self,
+        subject_token: str,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        scopes: Scopes | None = None,
+        resources: Iterable[str] = (),
+        audience: str | None = None,
+    ) -> TokenResponse:
+        """RFC 8693 §2.1: an access token for ``subject_token`` (an access token unless
+        ``subject_token_type`` says otherwise), for ``audience``/``resources``, narrowed
+        to ``scopes``. Always asks for an access token (``requested_token_type``) and
+        refuses an answer whose ``issued_token_type`` is anything else (§2.2.1): what
+        comes back is published as an access token. A refresh token in the answer is
+        ignored. Replayed like client_credentials: an exchange consumes nothing.
+        """
+        form = _with_target(
+            {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": subject_token,
+                "subject_token_type": subject_token_type,
+                "requested_token_type": ACCESS_TOKEN_TYPE,
+            },
+            scopes,
+            resources,
+            audience,
+        )
+        body = await self._call("token_endpoint", form, Replay.SAFE)
+        issued = body.get("issued_token_type") if isinstance(body, dict) else None
+        if issued is not None and issued != ACCESS_TOKEN_TYPE:
+            raise MalformedResponseError(
+                "the token exchange answer's issued_token_type is not an access token",
+                endpoint="token_endpoint",
+            )
+        response = parse_token_response(
+            body, endpoint="token_endpoint", requested_scopes=scopes, now=self._clock()
+        )
+        return dataclasses.replace(response, refresh_token=None)
 
     async def introspect(
         self, token: str, *, token_type_hint: TokenTypeHint | None = ACCESS_TOKEN_HINT
@@ -199,6 +237,22 @@ class AuthorizationServer:
             )
             call.answered(response.status_code)
         return _interpret(response, endpoint=endpoint, expect_json=expect_json, now=self._clock())
+
+
+def _with_target(
+    form: dict[str, str | list[str]],
+    scopes: Scopes | None,
+    resources: Iterable[str],
+    audience: str | None,
+) -> dict[str, str | list[str]]:
+    """`form` with what the token is for: `scope`, RFC 8707 `resource`s, `audience`."""
+    if scopes:
+        form["scope"] = format_scope(scopes)
+    if resource_list := list(resources):
+        form["resource"] = resource_list
+    if audience:
+        form["audience"] = audience
+    return form
 
 
 def _interpret(response: httpx.Response, *, endpoint: str, expect_json: bool, now: float) -> object:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
+from oauth2_token_operator.policies.exchange import SubjectTokenUnavailable
 from oauth2_token_operator.policies.renewal import jitter_fraction
 
 ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
@@ -39,6 +40,8 @@ def classify(exc: Exception) -> Failure:
     message = str(exc)
     if isinstance(exc, ClientConfigError):
         return Failure(exc.reason, exc.message, retry=True)
+    if isinstance(exc, SubjectTokenUnavailable):
+        return Failure(exc.reason, exc.message, retry=exc.retry)
     if isinstance(exc, errors.OAuth2ErrorResponse) and exc.status_code == 401:
         # RFC 6749 §5.2: a 401 is the client failing to authenticate, whatever code the
         # server names (Keycloak says unauthorized_client for a wrong secret). A fixed

@@ -1,0 +1,112 @@
+"""The `token_exchange` grant (RFC 8693): another request's token, as the operator holds
+it, exchanged for this request's token. The decisions are `policies.exchange`'s."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.context import OperatorContext, first
+from oauth2_token_operator.controller.ledger import Held, RequestKey
+from oauth2_token_operator.controller.request_types import Request, Resolved
+from oauth2_token_operator.kube.api import KubeApiError
+from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager.model import assess_validity
+from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.policies.exchange import (
+    SubjectFacts,
+    exchange_refusal,
+    subject_refusal,
+)
+
+
+async def exchange(
+    ctx: OperatorContext,
+    request: Request,
+    resolved: Resolved,
+    issuer: IssuerConfig,
+    client: ClientConfig,
+    *,
+    min_remaining: float,
+) -> AccessToken:
+    """This request's token: a stored one for the same, else one exchanged for the
+    subject request's current token. `SubjectTokenUnavailable` when that token cannot be
+    sent or was refused: the request then waits for the subject's next token."""
+    spec = resolved.spec.token_exchange
+    assert spec is not None  # the grant's model requires it
+    subject_key = (request.namespace, spec.subject_token_from.access_token_request_ref.name)
+    held = ctx.ledger.current(subject_key)
+    facts = SubjectFacts(
+        name=subject_key[1],
+        is_self=subject_key == request.key,
+        exists=first(ctx.views.requests, subject_key) is not None,
+        token_usable=None if held is None else _usable(ctx, held),
+        same_server=None if held is None else await _same_server(ctx, held, issuer),
+    )
+    refusal = subject_refusal(facts)
+    if refusal is not None:
+        if refusal.retry:
+            _await_next_token(ctx, request.key, subject_key, held)
+        raise refusal
+    assert held is not None  # no refusal means a valid token is held
+    identity = resolved.identity
+    assert identity.subject is not None
+    try:
+        return await ctx.manager.exchange(
+            held.token.value,
+            issuer,
+            client,
+            subject=identity.subject,
+            scopes=identity.scopes,
+            resources=identity.resources,
+            audience=identity.audience,
+            min_remaining=min_remaining,
+        )
+    except Exception as exc:
+        refused = exchange_refusal(exc, subject_key[1])
+        if refused is None:
+            raise
+        _await_next_token(ctx, request.key, subject_key, held)
+        raise refused from None
+
+
+def _usable(ctx: OperatorContext, held: Held) -> bool:
+    return assess_validity(held.token, ctx.clock(), ctx.manager.config.validity).usable
+
+
+async def _same_server(ctx: OperatorContext, held: Held, issuer: IssuerConfig) -> bool | None:
+    """Whether `issuer` is the configuration of the server that issued `held` (that of
+    the OAuth2Client it was obtained with, as it is now); `None` if that client is
+    unusable now (then its request cannot renew either)."""
+    namespace, _, name = held.record.client.partition("/")
+    body = first(ctx.views.clients, (namespace, name))
+    if body is None:
+        return None
+    try:
+        spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
+        subject_issuer, _ = await ctx.credentials.configs(namespace, name, spec)
+    except (ValidationError, ClientConfigError, KubeApiError):
+        return None
+    return subject_issuer.cache_key() == issuer.cache_key()
+
+
+def _await_next_token(
+    ctx: OperatorContext, waiter: RequestKey, subject: RequestKey, held: Held | None
+) -> None:
+    """Poke `waiter` when the subject request holds a valid token other than `held`."""
+    if ctx.awaited is not None:
+        unwanted = None if held is None else grants.digest(held.token.value)
+        ctx.awaited.awaiting_subject(waiter, subject, unwanted)
+
+
+def subject_held(ctx: OperatorContext, key: RequestKey) -> None:
+    """After a reconcile of `key`: if it holds a valid token, the exchanges waiting for
+    one go on (`awaited`)."""
+    if ctx.awaited is None or not ctx.awaited.awaits_subject(key):
+        return
+    held = ctx.ledger.current(key)
+    if held is not None and _usable(ctx, held):
+        ctx.awaited.subject_held(key, grants.digest(held.token.value))

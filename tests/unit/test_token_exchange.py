@@ -1,0 +1,125 @@
+"""The `token_exchange` grant's pure parts (`policies.exchange`, its spec, its subject):
+when another request's token may be sent, what a server's refusal means, and whose
+token an exchanged one is."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.oauth2.errors import error_response
+from oauth2_token_operator.policies.exchange import (
+    SUBJECT_ELSEWHERE,
+    SUBJECT_IS_SELF,
+    SUBJECT_NOT_FOUND,
+    SUBJECT_NOT_READY,
+    SUBJECT_REJECTED,
+    SubjectFacts,
+    exchange_refusal,
+    subject_refusal,
+)
+from oauth2_token_operator.policies.failures import classify
+from oauth2_token_operator.policies.identity import TokenIdentity
+from tests.api.cases import EXCHANGE, VALID_REQUEST
+
+READY = SubjectFacts(name="service", is_self=False, exists=True, token_usable=True,
+                     same_server=True)  # fmt: skip
+
+
+def facts(**changes: object) -> SubjectFacts:
+    return dataclasses.replace(READY, **changes)  # type: ignore[arg-type]
+
+
+def test_a_valid_token_of_the_same_server_is_sent() -> None:
+    assert subject_refusal(READY) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "retry"),
+    [
+        ({"is_self": True}, SUBJECT_IS_SELF, False),
+        ({"exists": False, "token_usable": None, "same_server": None}, SUBJECT_NOT_FOUND, True),
+        ({"token_usable": None, "same_server": None}, SUBJECT_NOT_READY, True),
+        ({"token_usable": False}, SUBJECT_NOT_READY, True),
+        # The subject's client is unusable now: which server issued its token is unknown.
+        ({"same_server": None}, SUBJECT_NOT_READY, True),
+        # Never handed to another server (or another configuration: endpoints, TLS).
+        ({"same_server": False}, SUBJECT_ELSEWHERE, False),
+    ],
+)
+def test_a_subject_token_is_not_sent(changes: dict[str, object], reason: str, retry: bool) -> None:
+    refusal = subject_refusal(facts(**changes))
+    assert refusal is not None
+    failure = classify(refusal)
+    assert (failure.reason, failure.retry) == (reason, retry)
+    assert "service" in failure.message or reason == SUBJECT_IS_SELF
+
+
+@pytest.mark.parametrize("code", ["invalid_request", "invalid_grant", "invalid_token"])
+def test_a_refused_subject_token_is_said_so(code: str) -> None:
+    exc = error_response(
+        endpoint="token_endpoint", status_code=400, error=code, error_description="Invalid token"
+    )
+    refusal = exchange_refusal(exc, "service")
+    assert refusal is not None
+    failure = classify(refusal)
+    assert (failure.reason, failure.retry) == (SUBJECT_REJECTED, True)
+    assert "Invalid token" not in failure.message, "the server's words are not repeated"
+    # Classified alone, an invalid_grant would read as a refused refresh token.
+    assert classify(exc).reason != SUBJECT_REJECTED
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(401, "invalid_request"), (400, "invalid_client"), (400, "invalid_scope"),
+     (401, "unauthorized_client"), (503, "temporarily_unavailable")],
+)  # fmt: skip
+def test_other_failures_keep_their_classification(status: int, code: str) -> None:
+    exc = error_response(endpoint="token_endpoint", status_code=status, error=code)
+    assert exchange_refusal(exc, "service") is None
+
+
+def test_the_exchanged_token_is_the_subject_requests_whatever_its_token() -> None:
+    """Its identity names the subject request, not that request's token: the subject's
+    renewal changes nothing here (no re-exchange for a "new spec"), and two requests
+    exchanging the same request's token for the same share one token."""
+    spec = AccessTokenRequestSpec.model_validate(
+        {**VALID_REQUEST, "grant": "token_exchange", "tokenExchange": EXCHANGE, "audience": "api"}
+    )
+    assert spec.token_exchange is not None
+    assert spec.token_exchange.subject_token_from.access_token_request_ref.name == "service"
+    subject = grants.subject_of(spec, "apps")
+    assert subject == "exchange:apps/service"
+    assert grants.source_ref(spec) is None  # no Secret is read
+    assert "token_exchange" in grants.RENEWABLE
+    identity = TokenIdentity(
+        issuer="https://login.example.com", client_id="exchanger", client="apps/x",
+        grant="token_exchange", subject=subject, scopes=None, resources=(), audience="api",
+    )  # fmt: skip
+    other = TokenIdentity(**{**identity.__dict__, "subject": "exchange:apps/other"})
+    assert identity.fingerprint() != other.fingerprint()
+
+
+def test_the_example_is_valid() -> None:
+    """deploy/examples/token-exchange-request.yaml parses as the models say."""
+    path = Path(__file__).resolve().parents[2] / "deploy/examples/token-exchange-request.yaml"
+    docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    kinds: dict[str, type[BaseModel]] = {
+        "OAuth2Client": OAuth2ClientSpec,
+        "AccessTokenRequest": AccessTokenRequestSpec,
+    }
+    specs = [kinds[doc["kind"]].model_validate(doc["spec"]) for doc in docs if doc["kind"] in kinds]
+    clients = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "OAuth2Client"}
+    assert all(s.client_ref.name in clients for s in specs if isinstance(s, AccessTokenRequestSpec))
+    (exchanged,) = [
+        s for s in specs if isinstance(s, AccessTokenRequestSpec) and s.grant == "token_exchange"
+    ]
+    assert exchanged.token_exchange is not None
+    subject = exchanged.token_exchange.subject_token_from.access_token_request_ref.name
+    assert subject in {doc["metadata"]["name"] for doc in docs}
