@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := requirements/dev.txt
 LOCK_VENV := .venv-lock
+, := ,
 UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup lock cluster kind helm keycloak image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster kind helm actionlint keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 # Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
@@ -20,26 +21,38 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip check
 	touch $@
 
-# Recreates the lock from pyproject.toml (dependencies and the dev extra) and
-# requirements/build.in, for every platform and Python >= 3.11, with uv (pinned, in its
-# own venv .venv-lock/). Pins already in the lock stay while they still fit;
-# `make lock LOCK_FLAGS=--upgrade` moves everything to the newest releases,
-# LOCK_FLAGS='--upgrade-package NAME' only NAME. An unchanged lock is left untouched.
+# Recreates the three locks, for every platform and Python >= 3.11, with uv (pinned, in
+# its own venv .venv-lock/):
+#   requirements/dev.txt      pyproject.toml's dependencies, its dev extra and
+#                             requirements/build.in: what `make setup` installs
+#   requirements/runtime.txt  pyproject.toml's dependencies only: what the image installs
+#   requirements/build.txt    requirements/build.in only: the image's wheel build backend
+# Pins already in the dev lock stay while they still fit; `make lock LOCK_FLAGS=--upgrade`
+# moves everything to the newest releases, LOCK_FLAGS='--upgrade-package NAME' only NAME.
+# The runtime and build locks take the dev lock's pins (uv's preferences), so the image
+# installs the versions the tests ran with (tests/packaging checks both). An unchanged
+# lock is left untouched.
 LOCK_FLAGS ?=
-lock: $(LOCK_VENV)/.uv-$(UV_VERSION)
-	[[ ! -f $(LOCK) ]] || cp $(LOCK) $(LOCK).new # its pins are uv's preferences
-	$(LOCK_VENV)/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
-		--generate-hashes --universal --python-version 3.11 --no-header --quiet \
-		$(LOCK_FLAGS) --output-file $(LOCK).new
-	{ printf '%s\n' \
-		'# The Python packages `make setup` installs (pip --require-hashes): pyproject.toml' \
-		"# with its dev extra, and requirements/build.in. Made by \`make lock\` (uv==$(UV_VERSION)):" \
-		'#   uv pip compile pyproject.toml requirements/build.in --extra dev --generate-hashes' \
+RUNTIME_LOCK := requirements/runtime.txt
+BUILD_LOCK := requirements/build.txt
+# $(call compile,OUTPUT,PREFERENCES,WHAT IT HOLDS,UV ARGUMENTS,UV FLAGS NOT IN THE HEADER)
+define compile
+	cp $(2) $(1).new # its pins are uv's preferences
+	$(LOCK_VENV)/bin/uv pip compile $(4) --generate-hashes --universal \
+		--python-version 3.11 --no-header --quiet $(5) --output-file $(1).new
+	{ printf '%s\n' '# $(3).' '# Made by `make lock` (uv==$(UV_VERSION)):' \
+		'#   uv pip compile $(4) --generate-hashes' \
 		'#     --universal --python-version 3.11' \
-		'# Do not edit by hand.'; cat $(LOCK).new; } > $(LOCK).tmp
-	rm $(LOCK).new
-	if cmp -s $(LOCK).tmp $(LOCK); then rm $(LOCK).tmp; echo "$(LOCK): unchanged"; \
-	else mv $(LOCK).tmp $(LOCK); echo "$(LOCK): written"; fi
+		'# Do not edit by hand.'; cat $(1).new; } > $(1).tmp
+	rm $(1).new
+	if cmp -s $(1).tmp $(1); then rm $(1).tmp; echo "$(1): unchanged"; \
+	else mv $(1).tmp $(1); echo "$(1): written"; fi
+endef
+lock: $(LOCK_VENV)/.uv-$(UV_VERSION)
+	[[ -f $(LOCK) ]] || : > $(LOCK)
+	$(call compile,$(LOCK),$(LOCK),What `make setup` installs (pip --require-hashes),pyproject.toml requirements/build.in --extra dev,$(LOCK_FLAGS))
+	$(call compile,$(RUNTIME_LOCK),$(LOCK),The runtime dependencies the image installs (pip --require-hashes),pyproject.toml)
+	$(call compile,$(BUILD_LOCK),$(LOCK),The build backend that makes the wheel in the image (pip --require-hashes),requirements/build.in)
 
 $(LOCK_VENV)/.uv-$(UV_VERSION):
 	rm -rf $(LOCK_VENV)
@@ -62,16 +75,26 @@ cluster:
 kind: cluster
 	bash tests/e2e/build.sh
 
+# actionlint (with Debian's shellcheck where it can be installed), built from its Go
+# module into a cache keyed by version: tests/packaging checks .github/workflows with it.
+actionlint:
+	bash tests/packaging/actionlint.sh >/dev/null
+
 # Keycloak's distribution (tests/keycloak/versions.env), fetched with Maven into a cache
 # keyed by version; the tests run it on the machine's Java 17.
 keycloak:
 	bash tests/keycloak/build.sh
 
+# promtool, built from the Prometheus Go module into a cache keyed by version: the
+# chart's alerts and dashboard queries are checked and unit-tested with it.
+promtool:
+	bash tests/monitoring/build.sh >/dev/null
+
 # helm, built from the Go module proxy into a cache keyed by its pinned version.
 helm:
 	bash tests/e2e/helm.sh >/dev/null
 
-# The operator image (Dockerfile): python:3.12-slim where it can be pulled, else a
+# The operator image (Dockerfile): python:3.12-slim (by digest) where it can be pulled, else a
 # Python base made from Debian packages (deploy/image/base.sh). IMAGE=tag to rename.
 image:
 	bash tests/e2e/engine.sh
@@ -93,7 +116,7 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster kind helm keycloak lint
+test: setup cluster kind helm actionlint keycloak promtool lint
 	$(VENV)/bin/pytest
 
 bench: setup

@@ -3,6 +3,10 @@
 # Dockerfile's default (python:3.12-slim): debootstrap --variant=minbase plus python3,
 # python3-venv (pip for the build stage) and ca-certificates, imported as an image.
 # Cached: the image carries the hash of this script and is rebuilt only when it changes.
+# What it was made from is recorded in it: /usr/share/oauth2-token-operator/base.txt
+# (the suite, its Release file's date and version, every Debian package with its version,
+# and the recipe hash); the label oauth2-token-operator.base-packages is that list's hash.
+# The operator image is FROM this one, so it carries the file and the label too.
 #
 #   bash deploy/image/base.sh        prints the tag once the image is there
 set -euo pipefail
@@ -37,13 +41,26 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$work/root/usr/local/share/ca-certificates/"
   chroot "$work/root" update-ca-certificates >/dev/null 2>&1
 fi
+record=/usr/share/oauth2-token-operator/base.txt
+mkdir -p "$work/root$(dirname "$record")"
+release="$(ls "$work/root"/var/lib/apt/lists/*_InRelease "$work/root"/var/lib/apt/lists/*_Release 2>/dev/null | head -1)"
+packages="$(chroot "$work/root" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort)"
+{
+  echo "# The Python base of the operator image, made by deploy/image/base.sh (debootstrap)."
+  echo "suite: $SUITE"
+  [[ -z "$release" ]] || grep -E '^(Date|Version|Codename):' "$release" | sed 's/^/release-/' || true
+  echo "recipe: $recipe"
+  echo "packages:"
+  echo "$packages"
+} >"$work/root$record"
+packages_hash="$(sha256sum <<<"$packages" | cut -c1-16)"
 rm -rf "$work/root"/var/lib/apt/lists/* "$work/root"/var/cache/apt/*.bin \
   "$work/root"/var/cache/apt/archives/*.deb "$work/root"/usr/share/doc/* \
   "$work/root"/usr/share/man/* "$work/root"/usr/share/info/* "$work/root"/var/log/*
 : >"$work/root/etc/resolv.conf"
 tar -C "$work/root" -c . | docker import \
-  --change "LABEL $LABEL=$recipe" \
+  --change "LABEL $LABEL=$recipe oauth2-token-operator.base-packages=$packages_hash" \
   --change 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["python3"]' - "$TAG" >/dev/null
-log "$TAG in $((SECONDS - start))s: $(docker image inspect -f '{{.Size}}' "$TAG" | numfmt --to=iec)"
+log "$TAG ($(grep -c '=' "$work/root$record") Debian packages, $(grep -m1 '^python3=' "$work/root$record")) in $((SECONDS - start))s: $(docker image inspect -f '{{.Size}}' "$TAG" | numfmt --to=iec)"
 echo "$TAG"

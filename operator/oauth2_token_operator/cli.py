@@ -170,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: %(default)g)",
     )
     run.add_argument(
+        "--rollout-restart-min-interval",
+        type=float,
+        metavar="SECONDS",
+        default=defaults.rollout_restart_min_interval,
+        help="the least time between two restarts of a request's rolloutRestartTargets"
+        " (default: %(default)g)",
+    )
+    run.add_argument(
         "--concurrency",
         type=int,
         metavar="N",
@@ -278,6 +286,7 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         min_renewal_lead=args.min_renewal_lead,
         assumed_token_lifetime=args.assumed_token_lifetime,
         revocation_deadline=args.revocation_deadline,
+        rollout_restart_min_interval=args.rollout_restart_min_interval,
         concurrency=args.concurrency,
         per_server_concurrency=args.per_server_concurrency,
         breaker_failures=args.breaker_failures,

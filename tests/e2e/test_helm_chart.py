@@ -150,8 +150,26 @@ def test_values_metrics_and_service_monitor() -> None:
         "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=kp"
     )
     endpoints = monitor["ServiceMonitor", OPERATOR_NAME]["spec"]["endpoints"]
-    assert endpoints == [{"port": "metrics", "interval": "30s"}]
+    # honorLabels: the metrics' own `namespace` and `name` (the request's) win.
+    assert endpoints == [{"port": "metrics", "interval": "30s", "honorLabels": True}]
     assert monitor["ServiceMonitor", OPERATOR_NAME]["metadata"]["labels"]["release"] == "kp"
+    tuned = render(
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.scrapeTimeout=5s",
+        "metrics.serviceMonitor.relabelings[0].targetLabel=cluster",
+        "metrics.serviceMonitor.relabelings[0].replacement=prod",
+        "metrics.serviceMonitor.metricRelabelings[0].action=drop",
+        "metrics.serviceMonitor.metricRelabelings[0].regex=go_.*",
+    )
+    (endpoint,) = tuned["ServiceMonitor", OPERATOR_NAME]["spec"]["endpoints"]
+    assert endpoint["scrapeTimeout"] == "5s"
+    assert endpoint["relabelings"] == [{"targetLabel": "cluster", "replacement": "prod"}]
+    assert endpoint["metricRelabelings"] == [{"action": "drop", "regex": "go_.*"}]
+    rules = render(
+        "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=kp"
+    )
+    assert rules["PrometheusRule", OPERATOR_NAME]["metadata"]["labels"]["release"] == "kp"
+    assert ("PrometheusRule", OPERATOR_NAME) not in render()
 
 
 def test_values_proxy_and_extra_env() -> None:

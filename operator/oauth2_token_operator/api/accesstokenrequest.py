@@ -155,6 +155,16 @@ class SecretTemplate(ApiModel):
         return self
 
 
+class RolloutRestartTarget(ApiModel):
+    """A workload of the request's namespace restarted after each new token (as `kubectl
+    rollout restart` does), for a process that reads the token from an environment
+    variable once. It must carry the label `oauth2.token-operator.io/usable-by-operator:
+    "true"`: whoever may create a request does not thereby restart others' workloads."""
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
+    name: ObjectName
+
+
 class RequestIntrospection(ApiModel):
     """Periodic introspection (RFC 7662) of the token in the Secret."""
 
@@ -245,6 +255,13 @@ class AccessTokenRequestSpec(ApiModel):
     it lived this long, and trusted no longer. Default: the operator's
     `--assumed-token-lifetime` (5m)."""
     introspection: RequestIntrospection | None = None
+    rollout_restart_targets: Annotated[list[RolloutRestartTarget], Field(max_length=16)] | None = (
+        None
+    )
+    """Workloads restarted after each new token (at most once per the operator's
+    `--rollout-restart-min-interval`, 60 s by default), for processes that read the token
+    from an environment variable. A mounted Secret file is better: the kubelet updates it
+    in place, with no restart. Each target must carry the opt-in label."""
     revoke_on_delete: bool | None = None
     """Revoke the token when this request is deleted. Default: the client's
     `revokeOnDelete`."""
@@ -320,3 +337,7 @@ class AccessTokenRequestStatus(ApiModel):
     the token): it is not sent again, across restarts too. A new refresh token in the
     Secret is tried at the next look."""
     last_introspection: LastIntrospection | None = None
+    rollout_restart_revision: int | None = None
+    """The token revision `rolloutRestartTargets` were last restarted for."""
+    last_rollout_restart_time: datetime | None = None
+    """When they were."""

@@ -30,6 +30,10 @@ class OperatorConfig(BaseModel):
     revocation_deadline: float = Field(default=30.0, gt=0)
     """How long a deletion waits for the authorization server before giving up on
     revocation (the outcome is an Event): a namespace deletion never wedges."""
+    rollout_restart_min_interval: float = Field(default=60.0, ge=0)
+    """The least time between two restarts of a request's `rolloutRestartTargets`: a token
+    renewed more often than this restarts its workloads no more often (the last renewal
+    meanwhile is what the next restart brings)."""
     credentials_cache_ttl: float = Field(default=5.0, ge=0)
     """How long client credentials read from Secrets are reused: a burst of issuances
     through one client reads its Secret once; a rotation takes effect after this."""

@@ -58,9 +58,10 @@ class Metrics:
         )
         self.issuances = Counter(
             f"{PREFIX}_issuances_total",
-            "Tokens published into Secrets, by kind (issued: a request's first; renewed) "
-            "and outcome (ok, or the condition reason of the failure).",
-            ["kind", "outcome"],
+            "Tokens published into Secrets, by kind (issued: a request's first; renewed), "
+            "outcome (ok, or the condition reason of the failure) and OAuth2Client "
+            "(namespace/name).",
+            ["kind", "outcome", "client"],
             registry=r,
         )
         self.reconcile_errors = Counter(

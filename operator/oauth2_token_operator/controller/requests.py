@@ -59,6 +59,7 @@ from oauth2_token_operator.controller.request_types import (
 )
 from oauth2_token_operator.controller.resolution import resolve, spec_or_none
 from oauth2_token_operator.controller.revocation import revoke_held
+from oauth2_token_operator.controller.rollout_restarts import restart_if_due
 from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
 from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
@@ -176,6 +177,7 @@ class RequestReconciler:
             request = Request.of(newest)
             try:
                 outcome = await self._reconcile(request)
+                outcome = outcome.merge(await restart_if_due(self.ctx, request, outcome))
                 self._observe(key, outcome)
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
@@ -457,7 +459,8 @@ class RequestReconciler:
         ):
             self._revoke_if_unheld(request, previous)
         first_issue = held is None and revision == 1
-        self.ctx.metrics.issuances.labels("issued" if first_issue else "renewed", "ok").inc()
+        kind = "issued" if first_issue else "renewed"
+        self.ctx.metrics.issuances.labels(kind, "ok", client_label(resolved)).inc()
         if first_issue:
             created = request.body.get("metadata", {}).get("creationTimestamp")
             if created:
@@ -537,7 +540,7 @@ class RequestReconciler:
         else:
             self._server_asked.pop(request.key, None)
         kind = "renewed" if held is not None else "issued"
-        self.ctx.metrics.issuances.labels(kind, failure.reason).inc()
+        self.ctx.metrics.issuances.labels(kind, failure.reason, client_label(resolved)).inc()
         if failure.retry:
             # Rounded up to the whole second `status.nextAttemptTime` keeps: the reconcile
             # that reads it back (`_backoff_until`) must not find it due early.
@@ -813,3 +816,8 @@ class RequestReconciler:
         # A create, or a replace guarded by the resourceVersion read: the reply is what
         # this reconcile wrote, nobody else's change.
         self.secret_echoes.wrote((request.namespace, resolved.secret_name), written)
+
+
+def client_label(resolved: Resolved) -> str:
+    """The OAuth2Client as a metric label, `namespace/name` (one per client object)."""
+    return f"{resolved.client_namespace}/{resolved.spec.client_ref.name}"

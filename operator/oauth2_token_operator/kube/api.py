@@ -30,6 +30,9 @@ SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 SECRET = SECRETS + "/{name}"
 CONFIG_MAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 CUSTOM_STATUS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"
+WORKLOAD = "/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+                    "DaemonSet": "daemonsets"}  # fmt: skip
 LEASES_PATH = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE = LEASES_PATH + "/{name}"
 
@@ -200,6 +203,31 @@ class KubeApi:
             content_type=MERGE_PATCH,
         )
         return patched
+
+    async def read_workload(self, kind: str, namespace: str, name: str) -> JsonObject | None:
+        """A Deployment, StatefulSet or DaemonSet."""
+        return await self._read(
+            f"reading {kind} {namespace}/{name}",
+            WORKLOAD,
+            plural=WORKLOAD_PLURALS[kind],
+            namespace=namespace,
+            name=name,
+        )
+
+    async def annotate_pod_template(
+        self, kind: str, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None:
+        """Merge-patch annotations into a workload's pod template: a new rollout, as
+        `kubectl rollout restart` makes."""
+        await self._call(
+            f"patching {kind} {namespace}/{name}",
+            "PATCH",
+            WORKLOAD,
+            path={"plural": WORKLOAD_PLURALS[kind], "namespace": namespace, "name": name},
+            query={"field_manager": FIELD_MANAGER},
+            body={"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}},
+            content_type=MERGE_PATCH,
+        )
 
     # Leases as plain JSON too: the typed API turns bodies into models and back, and
     # writes a MicroTime with zero microseconds in a form the API server refuses

@@ -51,6 +51,11 @@ each rule): a ClusterRole's rules when it serves all, a Role's in each one it se
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.rolloutRestart.enabled }}
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [get, patch]
+{{- end }}
 {{- end -}}
 
 {{- /* What it reads cluster-wide, whichever namespaces it serves: namespaces' labels
@@ -62,4 +67,13 @@ each rule): a ClusterRole's rules when it serves all, a Role's in each one it se
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+{{- end -}}
+
+{{/* A duration such as 5m, 90s or 1h as seconds (for PromQL arithmetic). */}}
+{{- define "oauth2-token-operator.seconds" -}}
+{{- $d := toString . -}}
+{{- if hasSuffix "h" $d -}}{{ mul (trimSuffix "h" $d | atoi) 3600 }}
+{{- else if hasSuffix "m" $d -}}{{ mul (trimSuffix "m" $d | atoi) 60 }}
+{{- else -}}{{ trimSuffix "s" $d | atoi }}
+{{- end -}}
 {{- end -}}
