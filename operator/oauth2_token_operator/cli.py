@@ -6,7 +6,7 @@ match; https unless ``--allow-insecure-http``) and prints, as JSON, the fields t
 operator uses. It is
 the first thing to try when an ``OAuth2Client`` reports a discovery error.
 
-``get``, ``introspect`` and ``revoke`` call the token library for a client given as
+``get``, ``refresh``, ``introspect`` and ``revoke`` call the token library for a client given as
 flags or as an ``OAuth2Client`` manifest (``cli_tokens``); ``run`` runs the operator.
 """
 
@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "discover":
         return asyncio.run(_discover(args))
-    if args.command in ("get", "introspect", "revoke"):
+    if args.command in ("get", "refresh", "introspect", "revoke"):
         return main_token_command(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
 

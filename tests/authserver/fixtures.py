@@ -132,10 +132,7 @@ class AuthServer:
 
     def ssl_context(self, client: TestClient | None = None) -> ssl.SSLContext:
         """Trusts the test CA; loads the client certificate of a tls_client_auth client."""
-        ctx = ssl.create_default_context(cafile=str(self.ca_bundle))
-        if client is not None and client.cert_file is not None:
-            ctx.load_cert_chain(str(client.cert_file), str(client.key_file))
-        return ctx
+        return ssl_context(self.ca_bundle, client)
 
     def counters(self) -> dict[str, int]:
         """Request counters of the server (GET /__test__/counters on the main listener).
@@ -213,6 +210,14 @@ def client_auth(client: TestClient, *, audience: str) -> tuple[dict[str, str], d
         }
     # tls_client_auth (certificate in the TLS handshake) and none
     return {}, {"client_id": client.client_id}
+
+
+def ssl_context(ca_bundle: Path, client: TestClient | None = None) -> ssl.SSLContext:
+    """Trusts `ca_bundle`; presents the client certificate of a tls_client_auth client."""
+    context = ssl.create_default_context(cafile=str(ca_bundle))
+    if client is not None and client.cert_file is not None:
+        context.load_cert_chain(str(client.cert_file), str(client.key_file))
+    return context
 
 
 def basic_authorization(client_id: str, secret: str) -> str:

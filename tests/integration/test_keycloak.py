@@ -5,16 +5,23 @@ makes of it: Keycloak adds its realm's default scopes to what was asked for (and
 them when a refresh narrows the scope), answers a
 wrong client secret with `unauthorized_client` and HTTP 401 (the operator reads a 401 as
 `InvalidClient`),
-rotates refresh tokens (with `revokeRefreshToken`) and refuses a reused one, and answers
-the revocation of a token it does not know with HTTP 200."""
+rotates refresh tokens (with `revokeRefreshToken`) and refuses a reused one, ignores the
+`resource` and `audience` parameters, and answers the revocation of a token it does not
+know with HTTP 200 and an `invalid_token` body. The CLI prints its whole token response
+(`refresh_expires_in`, `not-before-policy`, `session_state`) and does its refresh grant."""
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from oauth2_token_operator.cli import main
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
     ClientConfig,
@@ -30,6 +37,7 @@ from oauth2_token_operator.oauth2.errors import (
 )
 from oauth2_token_operator.policies.exchange import exchange_refusal
 from oauth2_token_operator.policies.failures import classify
+from tests.authserver.fixtures import TestClient
 from tests.integration.conftest import client_config
 from tests.keycloak.fixtures import Keycloak
 
@@ -121,6 +129,101 @@ async def test_refresh_rotates_narrows_and_refuses_a_reused_token(
     assert renewed.refresh_token not in (None, granted["refresh_token"])  # rotated
     with pytest.raises(InvalidGrantError):
         await server.refresh(granted["refresh_token"])
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def password_grant(keycloak: Keycloak, client: TestClient, scope: str) -> dict[str, Any]:
+    """Alice's grant through `client` (the password grant), as an app would get it."""
+    response = httpx.post(
+        f"{keycloak.issuer}/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": client.client_id,
+              "client_secret": client.client_secret, "username": "alice",
+              "password": "wonderland:P@ss w0rd+&=", "scope": scope},
+    )  # fmt: skip
+    return response.raise_for_status().json()  # type: ignore[no-any-return]
+
+
+def test_the_cli_prints_keycloaks_whole_token_response_and_refreshes(
+    keycloak: Keycloak,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`get --json` keeps Keycloak's own members (`refresh_expires_in`,
+    `not-before-policy`); `refresh` uses a refresh token from a file (writing the rotated
+    one back) or stdin (then the rotated one is in the --json response), and narrows the
+    scope; the spent refresh token is refused afterwards."""
+    client = keycloak.clients["client_secret_post"]
+    assert client.client_secret is not None
+    monkeypatch.setenv("KC_SECRET", client.client_secret)
+    flags = ["--issuer", keycloak.issuer, "--allow-insecure-http", "--client-id",
+             client.client_id, "--auth-method", "client_secret_post",
+             "--client-secret-env", "KC_SECRET"]  # fmt: skip
+    code, out, err = cli(capsys, "get", *flags, "--scope", "read", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert {"refresh_expires_in", "not-before-policy"} <= got.keys()
+    assert "read" in got["scope"].split()
+
+    granted = password_grant(keycloak, client, "read email")
+    stored = tmp_path / "refresh-token"
+    stored.write_text(granted["refresh_token"] + "\n")
+    code, out, err = cli(capsys, "refresh", *flags, "--refresh-token-file", str(stored),
+                         "--scope", "profile", "--json")  # fmt: skip
+    assert code == 0, err
+    refreshed = json.loads(out)
+    assert {"refresh_expires_in", "not-before-policy", "session_state"} <= refreshed.keys()
+    assert "profile" in refreshed["scope"].split()
+    assert "read" not in refreshed["scope"].split(), "narrowed"
+    rotated = refreshed["refresh_token"]
+    assert rotated != granted["refresh_token"]
+    assert stored.read_text() == rotated + "\n", "the rotated refresh token is kept"
+    assert f"the new one is in {stored}" in err
+    for secret in (rotated, granted["refresh_token"], refreshed["access_token"]):
+        assert secret not in err
+
+    # The rotated one from stdin works (its successor is in the response, no file written).
+    monkeypatch.setattr("sys.stdin", io.StringIO(rotated + "\n"))
+    code, out, err = cli(capsys, "refresh", *flags, "--json")
+    assert code == 0, err
+    latest = json.loads(out)["refresh_token"]
+    assert latest not in (None, rotated)
+    assert stored.read_text() == rotated + "\n", "stdin: no file written"
+    # The one just spent is refused: exit 1, nothing on stdout.
+    monkeypatch.setattr("sys.stdin", io.StringIO(rotated))
+    code, out, err = cli(capsys, "refresh", *flags, "--json")
+    assert (code, out) == (1, "")
+    assert "invalid_grant" in err
+
+
+async def test_resource_and_audience_are_ignored_and_an_unknown_token_revoked_is_200(
+    keycloak: Keycloak, transport: OAuth2Transport
+) -> None:
+    """Keycloak issues the token without the RFC 8707 `resource` or the `audience`
+    parameter showing in it (no error either: a request naming them is Ready with a token
+    that does not carry them), and answers the revocation of a token it never issued with
+    HTTP 200 and an `invalid_token` body, which RFC 7009 §2.2 makes a success."""
+    test_client = keycloak.clients["client_secret_post"]
+    server = server_for(keycloak, client_config(test_client), transport)
+    api = "https://api.example.test"
+    token = await server.client_credentials(frozenset({"read"}), resources=[api], audience=api)
+    info = await server.introspect(token.access_token)
+    audiences = [info.aud] if isinstance(info.aud, str) else list(info.aud or [])
+    assert info.active
+    assert test_client.client_id in audiences  # the audience mapper's (realm.json)
+    assert api not in audiences
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{keycloak.issuer}/protocol/openid-connect/revoke",
+            data={"token": "never-issued-token", "client_id": test_client.client_id,
+                  "client_secret": test_client.client_secret},
+        )  # fmt: skip
+    assert (answer.status_code, answer.json()["error"]) == (200, "invalid_token")
 
 
 async def test_token_exchange_for_another_audience(

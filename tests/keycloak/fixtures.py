@@ -10,7 +10,12 @@ key of the `private_key_jwt` client is filled in here (made for each session). T
 import that names client scopes replaces Keycloak's default ones.
 
 Keycloak answers on `http://localhost:PORT` (its realm URL is the issuer, and it is also
-the audience a ServiceAccount token must carry for federated client authentication).
+the audience a ServiceAccount token must carry for federated client authentication), and
+on `https://localhost:HTTPS_PORT` with a certificate of a throw-away test CA, asking for a
+client certificate (`--https-client-auth=request`) that its X.509 client authenticator
+checks for `tls_client_auth` (client `mtls`; the CA is its HTTPS trust store). Keycloak
+names its issuer after the URL a request reached, so the same realm has one issuer per
+listener.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -31,10 +37,11 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.authserver.fixtures import TestClient, _pem, _tail
+from tests.authserver.fixtures import TestClient, _pem, _tail, ssl_context
 
 HERE = Path(__file__).resolve().parent
 REALM = "tokens"
@@ -42,6 +49,7 @@ READY_TIMEOUT = 240.0
 """Seconds for a first start (it builds itself for the options given: ~30 s on 2 cores
 when idle, several times that beside a busy test run)."""
 ADMIN = ("admin", "admin-password-for-tests")
+TRUST_STORE_PASSWORD = "trust-store-of-the-tests"  # it holds only the test CA
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,24 @@ class Keycloak:
     """http://localhost:PORT"""
     clients: dict[str, TestClient]
     """auth method -> client (`client_secret_basic`, `client_secret_post`,
-    `client_secret_jwt`, `private_key_jwt`)."""
+    `client_secret_jwt`, `private_key_jwt`; `tls_client_auth`, over HTTPS only)."""
     log_file: Path
+    https_url: str
+    """https://localhost:HTTPS_PORT"""
+    ca_bundle: Path
+    """The test CA (PEM), which issued the HTTPS certificate and the client certificate."""
 
     @property
     def issuer(self) -> str:
         return f"{self.url}/realms/{REALM}"
+
+    @property
+    def https_issuer(self) -> str:
+        return f"{self.https_url}/realms/{REALM}"
+
+    def ssl_context(self, client: TestClient | None = None) -> ssl.SSLContext:
+        """Trusts the test CA; presents the client certificate of a tls_client_auth client."""
+        return ssl_context(self.ca_bundle, client)
 
     @property
     def exchange_clients(self) -> dict[str, TestClient]:
@@ -98,7 +118,37 @@ def _realm(clients: dict[str, TestClient], jwks: dict[str, Any]) -> dict[str, An
     return realm
 
 
-def _clients() -> tuple[dict[str, TestClient], dict[str, Any]]:
+def _pki(tmp: Path, port: int) -> list[str]:
+    """A test CA (`ca.pem`), the HTTPS certificate for localhost, the `mtls` client's
+    certificate (`mtls.pem`, `mtls.key`) and the HTTPS trust store (the CA, in PKCS12:
+    Keycloak reads trust stores as files of a keystore type). Returns kc.sh's options for
+    HTTPS on `port`."""
+    ca = trustme.CA(organization_name="oauth2-token-operator tests")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    for name, cert in (
+        ("server", ca.issue_cert("localhost", "127.0.0.1")),
+        ("mtls", ca.issue_cert("mtls.example.test", common_name="keycloak-mtls-client")),
+    ):
+        for i, pem in enumerate(cert.cert_chain_pems):
+            pem.write_to_path(str(tmp / f"{name}.pem"), append=i > 0)
+        cert.private_key_pem.write_to_path(str(tmp / f"{name}.key"))
+    subprocess.run(
+        ["keytool", "-importcert", "-noprompt", "-alias", "test-ca",
+         "-file", str(tmp / "ca.pem"), "-keystore", str(tmp / "trust.p12"),
+         "-storetype", "PKCS12", "-storepass", TRUST_STORE_PASSWORD],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return [
+        f"--https-port={port}",
+        f"--https-certificate-file={tmp / 'server.pem'}",
+        f"--https-certificate-key-file={tmp / 'server.key'}",
+        "--https-client-auth=request",
+        f"--https-trust-store-file={tmp / 'trust.p12'}",
+        f"--https-trust-store-password={TRUST_STORE_PASSWORD}",
+    ]
+
+
+def _clients(tmp: Path) -> tuple[dict[str, TestClient], dict[str, Any]]:
     realm = json.loads((HERE / "realm.json").read_text())
     secrets = {c["clientId"]: c.get("secret") for c in realm["clients"]}
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -113,6 +163,9 @@ def _clients() -> tuple[dict[str, TestClient], dict[str, Any]]:
             "private_key_jwt",
             private_keys={"RS256": _pem(key)},
             kids={"RS256": "pkjwt-rs256"},
+        ),
+        "tls_client_auth": TestClient(
+            "mtls", "tls_client_auth", cert_file=tmp / "mtls.pem", key_file=tmp / "mtls.key"
         ),
     }
     return clients, {"keys": [public]}
@@ -184,24 +237,26 @@ def run_keycloak() -> Iterator[Keycloak]:
         raise RuntimeError("Keycloak needs Java 17 or later (`java`) on PATH")
     dist = distribution()
     tmp = Path(tempfile.mkdtemp(prefix="keycloak-"))
-    port = _free_port()
-    url = f"http://localhost:{port}"
-    log_file = tmp / "keycloak.log"
-    clients, jwks = _clients()
-    env = {
-        **os.environ,
-        "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN[0],
-        "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN[1],
-        "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={tmp}",
-    }
-    command = [
-        str(dist / "bin" / "kc.sh"), "start-dev",
-        "--db=dev-mem",
-        "--http-host=127.0.0.1", f"--http-port={port}",
-        f"--http-management-port={_free_port()}",
-    ]  # fmt: skip
     proc: subprocess.Popen[bytes] | None = None
     try:
+        port, https_port = _free_port(), _free_port()
+        url = f"http://localhost:{port}"
+        log_file = tmp / "keycloak.log"
+        https_options = _pki(tmp, https_port)
+        clients, jwks = _clients(tmp)
+        env = {
+            **os.environ,
+            "KC_BOOTSTRAP_ADMIN_USERNAME": ADMIN[0],
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": ADMIN[1],
+            "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={tmp}",
+        }
+        command = [
+            str(dist / "bin" / "kc.sh"), "start-dev",
+            "--db=dev-mem",
+            "--http-host=127.0.0.1", f"--http-port={port}",
+            f"--http-management-port={_free_port()}",
+            *https_options,
+        ]  # fmt: skip
         with log_file.open("wb") as log:
             proc = subprocess.Popen(
                 command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -209,7 +264,13 @@ def run_keycloak() -> Iterator[Keycloak]:
             )  # fmt: skip
         _wait_until_answering(url, proc, log_file)
         _configure(url, _realm(clients, jwks))
-        yield Keycloak(url=url, clients=clients, log_file=log_file)
+        yield Keycloak(
+            url=url,
+            clients=clients,
+            log_file=log_file,
+            https_url=f"https://localhost:{https_port}",
+            ca_bundle=tmp / "ca.pem",
+        )
     finally:
         if proc is not None:
             _stop(proc)

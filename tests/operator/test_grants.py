@@ -6,9 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
-
-from tests.authserver.fixtures import client_auth
 from tests.faults import Respond, threaded_server
 from tests.integration.conftest import Counters
 from tests.operator.conftest import Namespace, introspect, settle, wait_for
@@ -95,42 +92,6 @@ def test_register_refuses_an_inactive_token(ns: Namespace, operator: OperatorThr
     ns.register_request("tracked", "idp", "external")
     ns.wait_ready("tracked", status="False", reason="TokenInactive")
     assert ns.token_secret("tracked") is None
-
-
-def test_introspection_finds_a_revoked_token_and_replaces_it(
-    ns: Namespace, operator: OperatorThread
-) -> None:
-    server = ns.authserver
-    client = server.clients["client_secret_basic"]
-    ns.client("idp", client, introspection={"minInterval": "10s"})  # the least allowed
-    ns.request("watched", "idp", introspection={"interval": "10s"})
-    ns.wait_ready("watched")
-    token = (ns.token_secret("watched") or {})["access_token"]
-    wait_for(
-        "a first introspection",
-        lambda: ((ns.get("accesstokenrequests", "watched") or {}).get("status") or {}).get(
-            "lastIntrospection"
-        ),
-        timeout=20,
-    )
-    # Someone revokes the token behind the operator's back.
-    headers, auth = client_auth(client, audience=server.issuer)
-    httpx.post(
-        server.revocation_endpoint,
-        data={"token": token, **auth},
-        headers=headers,
-        verify=server.ssl_context(),
-    ).raise_for_status()
-    wait_for(
-        "a new token",
-        lambda: (ns.token_secret("watched") or {}).get("access_token") not in (None, token),
-        timeout=25,
-    )
-    new = (ns.token_secret("watched") or {})["access_token"]
-    assert introspect(server, new, client)["active"] is True
-    assert "Introspected" in {reason for reason, _ in ns.events("watched")}
-    status = (ns.get("accesstokenrequests", "watched") or {})["status"]
-    assert status["revision"] == 2
 
 
 def test_renew_annotation_gets_a_new_token(ns: Namespace, operator: OperatorThread) -> None:

@@ -4,17 +4,23 @@ reaches a server."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from oauth2_token_operator.cli import build_parser, main, operator_config, parse_arguments
-from oauth2_token_operator.cli_tokens import introspection_json, token_json, token_summary
+from oauth2_token_operator.cli_tokens import (
+    introspection_json,
+    replace_file,
+    token_json,
+    token_summary,
+)
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import Introspection
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
+from oauth2_token_operator.oauth2.responses import TokenResponse
 from tests.api.cases import VALID_CLIENT
 
 ISSUER = ["--issuer", "https://login.example.com", "--client-id", "billing"]
@@ -122,13 +128,13 @@ def test_an_invalid_scope_and_an_empty_token(
     assert "the token is empty (nothing on stdin)" in err
 
 
-TOKEN = AccessToken(
-    value="the-token",
+TOKEN = TokenResponse(
+    access_token="the-token",
     token_type="Bearer",
-    key=TokenKey("https://login.example.com", CLIENT_CREDENTIALS, "billing"),
-    scopes=frozenset({"write", "read"}),
-    obtained_at=1_800_000_000.0,
+    issued_at=1_800_000_000.0,
     expires_at=1_800_000_300.0,
+    scopes=frozenset({"write", "read"}),
+    scope_echoed=True,
 )
 
 
@@ -143,6 +149,65 @@ def test_token_formats() -> None:
     summary = token_summary(TOKEN)
     assert summary == "token_type: Bearer  expires_at: 2027-01-15T08:05:00Z  scope: read write"
     assert "the-token" not in summary
+
+
+def test_the_json_of_a_token_is_the_whole_response() -> None:
+    """Issue 23: `--json` promises the whole token response; Keycloak's own members (and a
+    refresh token, which a rotating server's refresh hands out once) are part of it. A
+    server's `expires_at` does not replace ours."""
+    response = dataclasses.replace(
+        TOKEN,
+        refresh_token="the-refresh-token",
+        extra={"refresh_expires_in": 1800, "not-before-policy": 0, "session_state": "s-1",
+               "expires_at": "the server's"},
+    )  # fmt: skip
+    assert token_json(response, now=1_800_000_000.0) == {
+        "access_token": "the-token",
+        "token_type": "Bearer",
+        "scope": "read write",
+        "expires_in": 300,
+        "expires_at": "2027-01-15T08:05:00Z",
+        "refresh_token": "the-refresh-token",
+        "refresh_expires_in": 1800,
+        "not-before-policy": 0,
+        "session_state": "s-1",
+    }
+    assert "the-refresh-token" not in token_summary(response)
+
+
+def test_refresh_never_takes_the_refresh_token_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The process list shows argv: no place for a refresh token there. From stdin, only
+    with --json (a rotated successor has nowhere else to go)."""
+    monkeypatch.setenv("CLI_SECRET", "x")
+    client = [*ISSUER, "--client-secret-env", "CLI_SECRET"]
+    err = usage_error(capsys, "refresh", *client, "--json", "the-refresh-token")
+    assert "unrecognized arguments (values not shown)" in err
+    assert "the-refresh-token" not in err
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("the-refresh-token\n"))
+    err = usage_error(capsys, "refresh", *client)
+    assert "a refresh token read from stdin needs --json" in err
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("\n"))
+    err = usage_error(capsys, "refresh", *client, "--json")
+    assert "the refresh token is empty (nothing on stdin)" in err
+    empty = tmp_path / "refresh-token"
+    empty.write_text("\n")
+    err = usage_error(capsys, "refresh", *client, "--refresh-token-file", str(empty))
+    assert f"the refresh token is empty (in {empty})" in err
+
+
+@pytest.mark.parametrize(("old", "mode"), [("old-token\n", 0o600), ("old-token", 0o640)])
+def test_a_rotated_refresh_token_replaces_the_file_whole(
+    tmp_path: Path, old: str, mode: int
+) -> None:
+    path = tmp_path / "refresh-token"
+    path.write_text(old)
+    path.chmod(mode)
+    replace_file(path, "new-token")
+    assert path.read_text() == "new-token" + ("\n" if old.endswith("\n") else "")
+    assert path.stat().st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["refresh-token"]
 
 
 def test_introspection_format() -> None:
