@@ -150,10 +150,11 @@ def test_printer_columns(kube_admin: k8s.ApiClient, kube_namespace: str) -> None
     assert columns == [
         ("Name", 0),
         ("Ready", 0),
+        ("Reason", 0),
         ("Secret", 0),
-        ("Client", 0),
         ("Expires", 0),
+        ("Client", 1),
         ("Renewal", 1),
-        ("Reason", 1),
+        ("Revision", 1),
         ("Age", 0),
     ]

@@ -19,6 +19,7 @@ from oauth2_token_operator.controller.awaited import CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.controller.log_refs import about_client
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
@@ -157,7 +158,7 @@ class ClientReconciler:
             except KubeApiError as exc:
                 # Nothing else would bring the client back: again soon, as the server asks.
                 delay = max(self.ctx.config.retry_base_delay, exc.retry_after or 0.0)
-                log.warning("%s/%s: %s; trying again in %.1fs", *key, exc, delay)
+                log.warning("%s; trying again in %.1fs", exc, delay, extra=about_client(key))
                 wake_at = self.ctx.clock() + delay
             else:
                 self.seen.wrote(key, patched)

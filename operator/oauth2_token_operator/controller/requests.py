@@ -39,6 +39,7 @@ from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due, introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
+from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_status import (
     GRANT_REFUSED,
     readiness,
@@ -234,7 +235,7 @@ class RequestReconciler:
             not_before=now + (exc.retry_after or 0.0),
             generation=request.generation,
         )
-        log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
+        log.warning("%s; trying again in %.1fs", exc, delay, extra=about_request(request.key))
         self._backing_off(request.key, request.generation)
 
     def _retry_delay(self, request: Request, attempts: int, retry_after: float | None) -> float:
@@ -561,7 +562,7 @@ class RequestReconciler:
             reason="RenewalFailed" if held is not None else "IssuanceFailed",
             message=message,
         )
-        log.warning("%s/%s: %s (%s)", request.namespace, request.name, failure.reason, message)
+        log.warning("%s (%s)", failure.reason, message, extra=about_request(request.key))
         if held is not None:
             facts = request_facts(self.ctx, request, resolved, held, None, now, secret_intact=True)
             ready = readiness(held, facts)

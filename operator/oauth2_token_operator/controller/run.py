@@ -28,8 +28,11 @@ Flag = asyncio.Event | threading.Event
 
 
 def configure_logging(config: OperatorConfig) -> None:
+    json_logs = config.log_format == "json"
     kopf.configure(
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
+        # The object a line is about (`log_refs`): a field in JSON, a prefix in text.
+        log_prefix=not json_logs,
         debug=config.log_level == "DEBUG",
     )
     logging.getLogger().setLevel(config.log_level)
