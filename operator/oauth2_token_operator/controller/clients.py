@@ -7,13 +7,15 @@ once it is there."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from oauth2_token_operator.api import OAuth2ClientSpec
-from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
+from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.controller.awaited import CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
@@ -28,6 +30,11 @@ from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
+
+LEAVING_GRACE = 10.0
+"""Seconds past the revocation deadline a deleted client waits for requests that are
+being deleted too, before its finalizer fails (and is retried)."""
+LEAVING_POLL = 0.2
 
 AUTHENTICATED = "Authenticated"
 """The client condition that says whether its server accepted its credentials."""
@@ -45,6 +52,8 @@ class ClientReconciler:
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
         self._authenticated: dict[RequestKey, ConditionUpdate] = {}
         """Per client, what its requests' last token requests said of its credentials."""
+        self.revoke_all: Callable[[RequestKey], Awaitable[None]] | None = None
+        """Revokes the tokens of a client's requests (`RequestReconciler.revoke_all`)."""
 
     def authentication(self, key: RequestKey, accepted: bool, message: str) -> None:
         """A request's token request through client `key` succeeded (`accepted`) or the
@@ -180,6 +189,44 @@ class ClientReconciler:
                 self.poke_requests(key)
         return pending_at(value, now)
 
+    async def finalize(self, key: RequestKey, body: Body) -> None:
+        """A client in use is not deleted until its requests are, unless asked to revoke
+        their tokens first (`revoke-all-on-delete`); raises `ClientInUse` meanwhile.
+
+        When every user is being deleted (a namespace going, say), they need this client
+        to revoke their tokens and will be gone within the revocation deadline: wait here
+        rather than fail, as kopf logs each temporary failure at ERROR."""
+        users = sorted(f"{ns}/{name}" for ns, name in self.users(key, body))
+        if not users:
+            return
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(REVOKE_ALL_ON_DELETE) == "true":
+            if self.revoke_all is not None:
+                await self.revoke_all(key)
+            return
+
+        def going(user: RequestKey) -> bool:
+            """Is the user being deleted, or in a namespace being deleted?"""
+            meta = (first(self.ctx.views.requests, user) or {}).get("metadata") or {}
+            return bool(meta.get("deletionTimestamp")) or self.ctx.views.terminating(user[0])
+
+        def all_leaving() -> bool:
+            return all(going(user) for user in self.users(key, body))
+
+        deadline = self.ctx.clock() + self.ctx.config.revocation_deadline + LEAVING_GRACE
+        while all_leaving() and self.users(key, body):
+            if self.ctx.clock() >= deadline:
+                break
+            await asyncio.sleep(LEAVING_POLL)
+        if not self.users(key, body):
+            return
+        raise ClientInUse(
+            f"still used by AccessTokenRequest {', '.join(users[:10])}"
+            + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+            + f"; delete them first, or annotate {REVOKE_ALL_ON_DELETE}=true",
+            delay=1 if all_leaving() else 15,  # all being deleted: soon free
+        )
+
     def users(self, key: RequestKey, body: Body) -> list[RequestKey]:
         """The requests a deletion of client `key` must wait for: those naming it that
         may use it, and any that still holds a token through it (its revocation needs the
@@ -222,6 +269,14 @@ class ClientReconciler:
         if self.ctx.client_scheduler is not None:
             self.ctx.client_scheduler.cancel(key)
         self.poke_requests(key)
+
+
+class ClientInUse(Exception):
+    """A client's deletion waits for the requests that use it; try again in `delay`."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 def _ready_status(status: dict[str, Any]) -> str | None:
