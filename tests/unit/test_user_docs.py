@@ -173,13 +173,13 @@ def check(span: str) -> str | None:
     if m := re.fullmatch(r"([a-z][a-zA-Z]*(?:\.(?:[a-zA-Z]+|\*))*)(?:: .*)?", span):
         # A chart value or a field of the CRDs: dotted (`introspection.interval`) or
         # camelCase (`renewBefore`); a plain lowercase word is not checked.
-        path = m[1]
-        if "." not in path and path == path.lower():
+        dotted: str = m[1]
+        if "." not in dotted and dotted == dotted.lower():
             return None
-        exists = chart_value(path)
+        exists = chart_value(dotted)
         if exists is not None:
             return None if exists else "no such chart value"
-        if path in POD_FIELDS or set(path.split(".")) <= crd_fields()["spec"]:
+        if dotted in POD_FIELDS or set(dotted.split(".")) <= crd_fields()["spec"]:
             return None
         return "no such chart value or CRD field"
     return None
