@@ -164,6 +164,10 @@ class ServiceAccountTokens:
             if lock is not None and not lock.locked():
                 del self._locks[account]
 
+    def minted_for(self) -> set[AccountKey]:
+        """The ServiceAccounts (and audiences) a token is held for (never a token)."""
+        return set(self._minted)
+
     def __len__(self) -> int:
         """Tokens held in memory."""
         return len(self._minted)
