@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -171,6 +172,8 @@ def test_a_secretless_client_gets_renews_introspects_and_revokes_tokens(
     info = introspect(keycloak, ns, client_id, "billing", issued)
     assert info["active"] is True
     assert info["client_id"] == client_id
+    ready = ns.condition("idp", plural="oauth2clients") or {}
+    assert "does not advertise" not in ready["message"]  # its private_key_jwt is ours
     tokens = operator.ctx.credentials.service_accounts
     assert tokens.mints == 1
     assert tokens.minted_for() == {(ns.name, "billing", keycloak.issuer)}
@@ -280,7 +283,7 @@ def test_refusals_give_a_clear_condition_and_no_token(
         answer = httpx.get(
             f"{kube_cluster.server}/api/v1/namespaces/{ns.name}/secrets",
             headers={"Authorization": f"Bearer {minted(ns, 'billing', audience)}"},
-            verify=ca or True,
+            verify=ssl.create_default_context(cafile=ca) if ca else True,
         )
         assert answer.status_code == status, audience
 

@@ -6,11 +6,13 @@ API-server audiences) before anything is minted."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller.credentials import CredentialReader
 from oauth2_token_operator.controller.service_accounts import RENEW_AT
@@ -301,3 +303,15 @@ async def test_a_shorter_life_than_asked_for_is_renewed_sooner() -> None:
     assert await client.client_assertion.assertion() == "token-1"
     clock.now += 81
     assert await client.client_assertion.assertion() == "token-2"
+
+
+def test_the_secretless_example_is_valid() -> None:
+    """deploy/examples/secretless: the client validates, its ServiceAccount opts in."""
+    path = Path(__file__).resolve().parents[2] / "deploy/examples/secretless/keycloak.yaml"
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all(path.read_text()) if doc}
+    spec = OAuth2ClientSpec.model_validate(docs["OAuth2Client"]["spec"])
+    assert spec.authentication.service_account_ref is not None
+    account = docs["ServiceAccount"]["metadata"]
+    assert account["name"] == spec.authentication.service_account_ref.name
+    assert account["labels"] == USABLE
+    AccessTokenRequestSpec.model_validate(docs["AccessTokenRequest"]["spec"])
