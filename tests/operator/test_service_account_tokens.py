@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import ssl
 import time
@@ -125,10 +126,11 @@ def introspect(keycloak: Keycloak, ns: Namespace, client_id: str, account: str, 
     return response.json()
 
 
-def cluster_tokens(ns: Namespace, issuer: str, *names: str) -> list[str]:
+def cluster_tokens(ns: Namespace, issuer: str, *more: str) -> list[str]:
     """Every ServiceAccount token (a JWT whose `iss` is the API server) found in the
-    namespace's Secrets, in the status of its clients and requests, and in its Events."""
-    texts = [
+    namespace's Secrets, in the status of its clients and requests, in its Events and in
+    `more` (the operator's log)."""
+    texts = list(more) + [
         base64.b64decode(value).decode(errors="replace")
         for secret in ns.core.list_namespaced_secret(ns.name).items
         for value in (secret.data or {}).values()
@@ -160,7 +162,9 @@ def test_a_secretless_client_gets_renews_introspects_and_revokes_tokens(
     operator_factory: Callable[..., OperatorThread],
     keycloak: Keycloak,
     federation: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     operator = operator_factory(min_renewal_lead=5.0, revocation_deadline=5.0)
     client_id = f"fed-{ns.name}"
     service_account(ns, "billing")
@@ -206,8 +210,9 @@ def test_a_secretless_client_gets_renews_introspects_and_revokes_tokens(
     assert changes == []
     assert tokens.mints == 2
 
-    # No ServiceAccount token anywhere but in the operator's memory.
-    assert cluster_tokens(ns, federation) == []
+    # No ServiceAccount token anywhere but in the operator's memory (its log at DEBUG too).
+    assert "minted a token of ServiceAccount" in caplog.text
+    assert cluster_tokens(ns, federation, caplog.text) == []
 
     for name in ("first", "second"):
         ns.delete("accesstokenrequests", name)
