@@ -111,15 +111,23 @@ def secretless(keycloak: Keycloak, client_id: str, account: str, **auth: Any) ->
     }  # fmt: skip
 
 
-def introspect(keycloak: Keycloak, ns: Namespace, client_id: str, account: str, token: str) -> Any:
-    """Introspection by the federated client itself (its own ServiceAccount's token)."""
+def introspect(
+    keycloak: Keycloak,
+    ns: Namespace,
+    client_id: str,
+    account: str,
+    token: str,
+    assertion: str | None = None,
+) -> Any:
+    """Introspection by the federated client itself (its own ServiceAccount's token:
+    `assertion`, or one minted now)."""
     response = httpx.post(
         f"{keycloak.issuer}/protocol/openid-connect/token/introspect",
         data={
             "token": token,
             "client_id": client_id,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": minted(ns, account, keycloak.issuer),
+            "client_assertion": assertion or minted(ns, account, keycloak.issuer),
         },
     )
     response.raise_for_status()
@@ -214,11 +222,18 @@ def test_a_secretless_client_gets_renews_introspects_and_revokes_tokens(
     assert "minted a token of ServiceAccount" in caplog.text
     assert cluster_tokens(ns, federation, caplog.text) == []
 
+    # The ServiceAccount goes first (as in a namespace being deleted), and is seen gone
+    # (the credentials' cache lives 5 s): revocation still authenticates, with the token
+    # minted while it existed.
+    assertion = minted(ns, "billing", keycloak.issuer)  # for introspecting afterwards
+    ns.core.delete_namespaced_service_account("billing", ns.name)
+    time.sleep(6)
     for name in ("first", "second"):
         ns.delete("accesstokenrequests", name)
     wait_for("the requests to go", lambda: not json_object(ns.custom.list_namespaced_custom_object(
         GROUP, VERSION, ns.name, "accesstokenrequests"))["items"], timeout=60)  # fmt: skip
-    assert introspect(keycloak, ns, client_id, "billing", renewed)["active"] is False
+    assert introspect(keycloak, ns, client_id, "billing", renewed, assertion)["active"] is False
+    assert tokens.mints == 2
     # The last holder of the shared token revoked it.
     assert "Revoked" in {reason for name in ("first", "second") for reason, _ in ns.events(name)}
 

@@ -39,7 +39,7 @@ class Fixed(ClientAssertionSource):
         super().__init__(key)
         self.token = token
 
-    async def assertion(self) -> str:
+    async def assertion(self, *, endpoint: str = "token_endpoint") -> str:
         return self.token
 
 
@@ -247,6 +247,31 @@ async def test_no_token_without_the_opt_in_label_nor_for_a_missing_account() -> 
     del kube.accounts[("ns", "billing")]
     with pytest.raises(ClientConfigError, match="not found"):
         await client.client_assertion.assertion()
+    assert len(kube.minted) == 1
+
+
+async def test_a_deleted_service_account_still_revokes_with_the_token_it_lent() -> None:
+    """Its namespace being deleted, a ServiceAccount may go before the requests whose
+    tokens were obtained with it: revocation still authenticates with the token minted
+    while it existed (never a new one), until that expires; a token call does not."""
+    kube, clock = FakeKube(), Clock()
+    kube.account("billing")
+    _, client = await reader(kube, clock).configs("ns", "idp", sa_spec())
+    source = client.client_assertion
+    assert source is not None
+    assert await source.assertion() == "token-1"
+    del kube.accounts[("ns", "billing")]
+    with pytest.raises(ClientConfigError, match="not found"):
+        await source.assertion()
+    assert await source.assertion(endpoint="revocation_endpoint") == "token-1"
+    # One that lost its label lends nothing, not even for revocation.
+    kube.account("billing", labels={})
+    with pytest.raises(ClientConfigError, match="does not carry the label"):
+        await source.assertion(endpoint="revocation_endpoint")
+    del kube.accounts[("ns", "billing")]
+    clock.now += 600  # the token minted has expired
+    with pytest.raises(ClientConfigError, match="not found"):
+        await source.assertion(endpoint="revocation_endpoint")
     assert len(kube.minted) == 1
 
 

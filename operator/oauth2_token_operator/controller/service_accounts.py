@@ -48,6 +48,7 @@ from oauth2_token_operator.policies.service_accounts import (
 log = logging.getLogger(__name__)
 
 TOKEN_REQUEST_FAILED = "ServiceAccountTokenFailed"  # noqa: S105 - a condition reason
+REVOCATION = "revocation_endpoint"
 RENEW_AT = 0.8
 """A token is minted again once this fraction of its life has passed."""
 
@@ -98,14 +99,27 @@ class ServiceAccountTokens:
         """The assertion source of clients authenticating as this ServiceAccount."""
         return ServiceAccountAssertions(self, (namespace, name, audience))
 
-    async def token(self, account: AccountKey) -> str:
+    async def token(self, account: AccountKey, *, revoking: bool = False) -> str:
         """A token of the ServiceAccount for the audience: the one in memory while it is
-        fresh and the ServiceAccount still the same and usable, else a new one."""
+        fresh and the ServiceAccount still the same and usable, else a new one.
+
+        `revoking`: for a revocation, a ServiceAccount deleted meanwhile (its namespace
+        going, say) still lends the token minted while it existed, until that expires:
+        the tokens obtained with it are revoked rather than left to expire. Nothing is
+        minted for a ServiceAccount that is not there, and one that lost its label lends
+        nothing."""
         namespace, name, audience = account
         self.check_audience(audience)
         key = SecretKey(SERVICE_ACCOUNT, name, UID)
-        # Missing or without the opt-in label: ClientConfigError, nothing minted.
-        uid = collect_values([key], await self._read(namespace, [key]))[key]
+        try:
+            # Missing or without the opt-in label: ClientConfigError, nothing minted.
+            uid = collect_values([key], await self._read(namespace, [key]))[key]
+        except ClientConfigError as exc:
+            held = self._minted.get(account)
+            gone = exc.reason == f"{SERVICE_ACCOUNT}NotFound"
+            if revoking and gone and held is not None and self._clock() < held.expires_at:
+                return held.token.get_secret_value()
+            raise
         fresh = self._fresh(account, uid)
         if fresh is not None:
             return fresh
@@ -183,8 +197,8 @@ class ServiceAccountAssertions(ClientAssertionSource):
         self._tokens = tokens
         self._account = account
 
-    async def assertion(self) -> str:
-        return await self._tokens.token(self._account)
+    async def assertion(self, *, endpoint: str = "token_endpoint") -> str:
+        return await self._tokens.token(self._account, revoking=endpoint == REVOCATION)
 
 
 def _timestamp(value: object) -> float | None:

@@ -194,7 +194,7 @@ class AuthorizationServer:
         # A ready-made assertion is fetched first, outside the call's metrics and circuit:
         # its source failing (a Kubernetes API error, say) is no failure of the server.
         source = self.client.client_assertion
-        assertion = await source.assertion() if source is not None else None
+        assertion = await source.assertion(endpoint=endpoint) if source is not None else None
         # One deadline for the whole call: discovery (when due) and the request.
         started = time.monotonic()
         outcome = "ok"

@@ -67,9 +67,10 @@ class ClientAssertionSource(ABC):
         self.key = key
 
     @abstractmethod
-    async def assertion(self) -> str:
-        """A currently valid assertion; raises when none can be had (its text must never
-        contain an assertion)."""
+    async def assertion(self, *, endpoint: str = "token_endpoint") -> str:
+        """A currently valid assertion for a call to `endpoint`; raises when none can be
+        had (its text must never contain an assertion). A source may hand out for
+        revocation what it no longer would for a token."""
 
     def __eq__(self, other: object) -> bool:
         return (
