@@ -93,6 +93,12 @@ def test_every_authentication_method_is_accepted(
         {"method": "private_key_jwt", "privateKeyRef": secret, "signingAlgorithm": "ES256"},
         {"method": "tls_client_auth", "tlsSecretRef": {"name": "client-tls"}},
         {"method": "none"},
+        {"method": "service_account_token", "serviceAccountRef": {"name": "billing"}},
+        {
+            "method": "service_account_token",
+            "serviceAccountRef": {"name": "billing"},
+            "audience": "api://AzureADTokenExchange",
+        },
     ):
         spec = dict(VALID_CLIENT, authentication=authentication)
         OAuth2ClientSpec.model_validate(spec)

@@ -67,7 +67,9 @@ async def assemble(
         "forbidden" if egress.forbid_insecure_http else "where a client allows it",
     )
     transport = OAuth2Transport(observer=metrics.observe_oauth2_call, egress=egress)
-    credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
+    credentials = CredentialReader(
+        kube, ttl=config.credentials_cache_ttl, api_audiences=config.kubernetes_api_audiences
+    )
     heap = HeapTrimmer(config.heap_trim_interval)
     events = EventGate(watches.views)
     seal_key = await load_seal_key(kube, config.seal_namespace, config.seal_name)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
+from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
 from oauth2_token_operator.controller.awaited import CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, first
 from oauth2_token_operator.controller.freshness import Freshness
@@ -113,10 +114,14 @@ class ClientReconciler:
                 "revocation": metadata.endpoint("revocation_endpoint", mtls=mtls),
             }
             advertised = metadata.token_endpoint_auth_methods_supported
+            # A ServiceAccount token is a JWT client assertion, which servers advertise
+            # as private_key_jwt (RFC 7523 names no other method).
+            method = spec.authentication.method
+            wire = "private_key_jwt" if method == SERVICE_ACCOUNT_TOKEN else method
             note = ""
-            if advertised is not None and spec.authentication.method not in advertised:
+            if advertised is not None and wire not in advertised:
                 note = (
-                    f"; note: the server does not advertise {spec.authentication.method}"
+                    f"; note: the server does not advertise {wire}"
                     f" (it lists {', '.join(advertised)})"
                 )
             ready = ConditionUpdate(
