@@ -19,7 +19,7 @@ from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_A
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
 from oauth2_token_operator.controller.awaited import CLIENT
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_client
@@ -47,7 +47,7 @@ METADATA_RECHECK = 3600.0
 class ClientReconciler:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
-        self.seen = Freshness(lambda key: first(ctx.views.clients, key))
+        self.seen = Freshness(lambda key: stored(ctx.views.clients, key))
         self._generations: dict[RequestKey, int | None] = {}
         self._revoke_all_asked: dict[RequestKey, float | None] = {}
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
@@ -74,7 +74,7 @@ class ClientReconciler:
                 self.ctx.client_scheduler.poke(key)
 
     async def reconcile_key(self, key: RequestKey) -> None:
-        body = first(self.ctx.views.clients, key)
+        body = stored(self.ctx.views.clients, key)
         if body is not None:
             await self.reconcile(body)
 
@@ -212,7 +212,7 @@ class ClientReconciler:
 
         def going(user: RequestKey) -> bool:
             """Is the user being deleted, or in a namespace being deleted?"""
-            meta = (first(self.ctx.views.requests, user) or {}).get("metadata") or {}
+            meta = (stored(self.ctx.views.requests, user) or {}).get("metadata") or {}
             return bool(meta.get("deletionTimestamp")) or self.ctx.views.terminating(user[0])
 
         def all_leaving() -> bool:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.log_refs import about
 from oauth2_token_operator.manager import DeleteResult, Revocation
@@ -45,7 +45,7 @@ async def revoke_held(
     session and its refresh tokens)."""
     issuer_url = held.token.key.issuer
     client_namespace, _, client_name = held.record.client.partition("/")
-    client_body = first(ctx.views.clients, (client_namespace, client_name))
+    client_body = stored(ctx.views.clients, (client_namespace, client_name))
     failure = None
     revoked = unsupported = False
     try:
