@@ -8,7 +8,7 @@ LOCK_VENV := .venv-lock
 UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup lock cluster kind helm actionlint keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster cluster-oldest kind helm actionlint keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 # Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
@@ -69,6 +69,11 @@ $(AUTHSERVER)/node_modules/.installed: $(AUTHSERVER)/package.json $(AUTHSERVER)/
 cluster:
 	bash tests/cluster/build.sh
 
+# The oldest supported Kubernetes (tests/cluster/versions.env), built the same way.
+OLDEST_KUBERNETES := $(shell sed -n 's/^OLDEST_KUBERNETES_VERSION=//p' tests/cluster/versions.env)
+cluster-oldest:
+	CLUSTER_KUBERNETES_VERSION=$(OLDEST_KUBERNETES) bash tests/cluster/build.sh
+
 # A Docker engine (Debian's docker.io, started here if none answers), kind and a kind
 # node image (kindest/node where a registry answers, else built offline from the
 # binaries above); cached by version. See tests/e2e/README.md.
@@ -116,8 +121,9 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest tests/unit
 
-test: setup cluster kind helm actionlint keycloak promtool lint
+test: setup cluster cluster-oldest kind helm actionlint keycloak promtool lint
 	$(VENV)/bin/pytest
+	CLUSTER_KUBERNETES_VERSION=$(OLDEST_KUBERNETES) $(VENV)/bin/pytest tests/api tests/operator -m "not keycloak" -p no:cacheprovider
 
 bench: setup
 	$(PY) -m bench

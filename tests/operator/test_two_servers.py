@@ -132,7 +132,7 @@ def keycloak_server(keycloak: Keycloak) -> Server:
     )
 
 
-@pytest.fixture(params=["oidc-provider", "keycloak"])
+@pytest.fixture(params=["oidc-provider", pytest.param("keycloak", marks=pytest.mark.keycloak)])
 def server(request: pytest.FixtureRequest) -> Server:
     if request.param == "keycloak":
         return keycloak_server(request.getfixturevalue("keycloak"))
