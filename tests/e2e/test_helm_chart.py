@@ -12,20 +12,26 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
+from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.cli import build_parser, operator_config, parse_arguments
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
+from tests.cluster.harness import KubeCluster, unique_name
+from tests.cluster.rbac import ServiceAccountIdentity
 from tests.e2e.ship import (
     CHART,
     CRDS,
     DEPLOY,
+    EXAMPLES,
     OPERATOR_NAME,
     OPERATOR_NAMESPACE,
     ShipError,
     helm,
     helm_template,
 )
+from tests.polling import wait_for
 
 #: deploy/helm/values_readme.py, the script that writes the chart README's table.
 _spec = importlib.util.spec_from_file_location("values_readme", CHART.parent / "values_readme.py")
@@ -569,3 +575,78 @@ def test_the_helm_test_pod() -> None:
         == ""
     )
     assert not [k for k in render("helmTest.enabled=false") if k[0] == "Pod"]
+
+
+@pytest.mark.cluster
+def test_the_built_in_roles_get_the_operators_kinds(
+    kube_cluster: KubeCluster, kube_admin: k8s.ApiClient, kube_namespace: str
+) -> None:
+    """The chart's aggregated ClusterRoles, on the real API server and its aggregation
+    controller: a user bound to `edit` in a namespace creates AccessTokenRequests and
+    OAuth2Clients there, one bound to `view` reads but does not create them; without the
+    chart's roles, `edit` may not."""
+    rbac = k8s.RbacAuthorizationV1Api(kube_admin)
+    roles = [d for d in helm_template() if d["kind"] == "ClusterRole"
+             and d["metadata"]["name"] != OPERATOR_NAME]  # fmt: skip
+    assert len(roles) == 2
+    users: dict[str, ServiceAccountIdentity] = {}
+    for built_in in ("edit", "view"):
+        identity = kube_cluster.service_account(unique_name(built_in), kube_namespace)
+        rbac.create_namespaced_role_binding(
+            kube_namespace,
+            k8s.V1RoleBinding.model_validate(
+                {
+                    "metadata": {"name": identity.name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": built_in},
+                    "subjects": [{"kind": "ServiceAccount", "name": identity.name,
+                                  "namespace": kube_namespace}],
+                }
+            ),
+        )  # fmt: skip
+        users[built_in] = identity
+
+    examples = {
+        doc["kind"]: doc
+        for name in ("client", "client-credentials-request")
+        for doc in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text())
+    }
+
+    def create(built_in: str, kind: str) -> int:
+        """The API server's answer to the user creating (dry run) the example object."""
+        plural = f"{kind.lower()}s"
+        with users[built_in].client() as api:
+            try:
+                k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+                    GROUP, VERSION, kube_namespace, plural, examples[kind], dry_run="All"
+                )
+            except ApiException as exc:
+                return int(exc.status)
+        return 201
+
+    assert create("edit", "AccessTokenRequest") == 403
+    created: list[str] = []
+    try:
+        for role in roles:
+            name = unique_name(role["metadata"]["name"])
+            metadata = {**role["metadata"], "name": name}
+            rbac.create_cluster_role(
+                k8s.V1ClusterRole.model_validate({**role, "metadata": metadata})
+            )
+            created.append(name)
+        wait_for(
+            "edit to be granted AccessTokenRequests",
+            lambda: create("edit", "AccessTokenRequest") == 201,
+            30,
+            every=0.5,
+        )
+        assert create("edit", "OAuth2Client") == 201
+        assert create("view", "AccessTokenRequest") == 403
+        with users["view"].client() as api:
+            listed: Any = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+                GROUP, VERSION, kube_namespace, "accesstokenrequests"
+            )
+        assert listed["items"] == []
+    finally:
+        for name in created:
+            rbac.delete_cluster_role(name)
