@@ -49,6 +49,16 @@ CRD_NAMES = (
 )
 
 
+def uninstall_all(kubeconfig: Path) -> None:
+    """The release, the CRDs it keeps, and its namespace (with the operator's Lease,
+    which is not Helm's)."""
+    helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
+         "--wait", "--timeout=120s")  # fmt: skip
+    kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
+    kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
+            "--timeout=120s")  # fmt: skip
+
+
 def test_helm_install_serves_and_uninstall_leaves_only_crds(
     kind_cluster: KindCluster,
     kind_admin: k8s.ApiClient,
@@ -186,12 +196,7 @@ def test_two_replicas_one_leads_and_the_other_takes_over(
 
             wait_for("the new leader to renew", renewed, 60, every=1)
     finally:
-        helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
-             "--wait", "--timeout=120s")  # fmt: skip
-        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
-        # The Lease is the operator's, not Helm's: it goes with the namespace.
-        kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
-                "--timeout=120s")  # fmt: skip
+        uninstall_all(kubeconfig)
 
 
 def test_helm_upgrade_from_the_chart_with_crds_in_crds_dir_reissues_nothing(
@@ -249,8 +254,4 @@ def test_helm_upgrade_from_the_chart_with_crds_in_crds_dir_reissues_nothing(
                             *installed.introspection_args(), data["access_token"])  # fmt: skip
             assert answer["active"] is True
     finally:
-        helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
-             "--wait", "--timeout=120s")  # fmt: skip
-        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
-        kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
-                "--timeout=120s")  # fmt: skip
+        uninstall_all(kubeconfig)
