@@ -28,6 +28,7 @@ from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED, parse_host_patte
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
 from oauth2_token_operator.oauth2.transport import OAuth2Transport
+from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="no OAuth2 call connects to an address in this block, checked after name"
         " resolution (repeat; given, it replaces the default list; --deny-cidr= alone"
         f" denies nothing) (default: {', '.join(defaults.deny_cidrs)})",
+    )
+    run.add_argument(
+        "--kubernetes-api-audience",
+        action="append",
+        default=[],
+        metavar="AUDIENCE",
+        help="an audience the Kubernetes API server accepts (its --api-audiences, e.g. its"
+        " issuer URL): no ServiceAccount token is minted for it (repeat; added to the"
+        f" default, always refused: {', '.join(DEFAULT_API_AUDIENCES)})",
     )
     run.add_argument(
         "--allow-issuer",
@@ -280,6 +290,9 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
         if args.deny_cidr is None
         else tuple(cidr for cidr in args.deny_cidr if cidr),
         allow_issuers=tuple(args.allow_issuer),
+        kubernetes_api_audiences=tuple(
+            dict.fromkeys([*DEFAULT_API_AUDIENCES, *args.kubernetes_api_audience])
+        ),
         forbid_insecure_http=args.forbid_insecure_http,
         log_format=args.log_format,
         log_level=args.log_level,

@@ -222,6 +222,11 @@ def _secret_input(args: argparse.Namespace, name: str, environ: Mapping[str, str
 def _from_manifest(args: argparse.Namespace, environ: Mapping[str, str]) -> Client:
     path: Path = args.client_manifest
     spec = load_manifest(path)
+    if spec.authentication.service_account_ref is not None:
+        raise UsageError(
+            f"{path}: service_account_token: only the operator, in the cluster, mints the"
+            " ServiceAccount tokens such a client authenticates with"
+        )
     sources = _value_sources(args.secret_file, "--secret-file", "PATH")
     env_sources = _value_sources(args.secret_env, "--secret-env", "VAR")
     for both in sources.keys() & env_sources.keys():

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR, USABLE_VALUE
-from oauth2_token_operator.api.oauth2client import OAuth2ClientSpec
-from oauth2_token_operator.oauth2.client_auth import ClientConfig
+from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN, OAuth2ClientSpec
+from oauth2_token_operator.oauth2.client_auth import ClientAssertionSource, ClientConfig
 from oauth2_token_operator.oauth2.errors import ConfigurationError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 
@@ -20,19 +20,29 @@ SecretData = Mapping[str, str]
 
 SECRET_NOT_USABLE = "SecretNotUsable"  # noqa: S105 - a condition reason
 """The reason for a referenced Secret that does not grant the operator its use."""
+SERVICE_ACCOUNT_NOT_USABLE = "ServiceAccountNotUsable"
+"""The reason for a ServiceAccount (`service_account_token`) that does not grant it."""
+SERVICE_ACCOUNT = "ServiceAccount"
+UID = "uid"
+"""What is read of a ServiceAccount: its `metadata.uid`, as the value of this key."""
 
 
 @dataclass(frozen=True)
 class NotUsable:
-    """A Secret that exists but does not carry the opt-in label (`api.labels`): its data
-    was not even decoded, and nothing of it is used."""
+    """A Secret (or ServiceAccount) that exists but does not carry the opt-in label
+    (`api.labels`): its data was not even decoded, and nothing of it is used."""
 
     namespace: str
     name: str
+    kind: str = "Secret"
+
+    @property
+    def reason(self) -> str:
+        return SERVICE_ACCOUNT_NOT_USABLE if self.kind == SERVICE_ACCOUNT else SECRET_NOT_USABLE
 
     @property
     def message(self) -> str:
-        return not_usable_message(self.namespace, self.name)
+        return not_usable_message(self.namespace, self.name, self.kind)
 
 
 Found = SecretData | NotUsable | None
@@ -40,25 +50,35 @@ Found = SecretData | NotUsable | None
 or nothing."""
 
 
-def not_usable_message(namespace: str, name: str) -> str:
-    """Why a Secret is not used, and how whoever may write it grants its use."""
+_NO_GRANT = {
+    "Secret": "to use it, so the operator reads and writes none of it",
+    SERVICE_ACCOUNT: "to act as it, so the operator mints no token of it",
+}
+
+
+def not_usable_message(namespace: str, name: str, kind: str = "Secret") -> str:
+    """Why a Secret (or ServiceAccount) is not used, and how whoever may write it grants
+    its use."""
     return (
-        f"Secret {namespace}/{name} does not carry the label {USABLE_BY_OPERATOR}="
-        f'"{USABLE_VALUE}": naming a Secret is no grant to use it, so the operator reads'
-        " and writes none of it. Whoever may write the Secret grants it with: kubectl label"
-        f" secret {name} -n {namespace} {USABLE_BY_OPERATOR}={USABLE_VALUE}"
+        f"{kind} {namespace}/{name} does not carry the label {USABLE_BY_OPERATOR}="
+        f'"{USABLE_VALUE}": naming a {kind} is no grant {_NO_GRANT[kind]}. Whoever may'
+        f" write the {kind} grants it with: kubectl label {kind.lower()} {name} -n"
+        f" {namespace} {USABLE_BY_OPERATOR}={USABLE_VALUE}"
     )
 
 
 @dataclass(frozen=True)
 class SecretKey:
-    """Which object and key of the client's namespace a value comes from."""
+    """Which object and key of the client's namespace a value comes from (a
+    ServiceAccount's: its uid, `UID`)."""
 
     kind: str
     name: str
     key: str
 
     def __str__(self) -> str:
+        if self.kind == SERVICE_ACCOUNT:
+            return f"{self.kind} {self.name!r}"
         return f"{self.kind} {self.name!r} key {self.key!r}"
 
 
@@ -85,6 +105,8 @@ def referenced_keys(spec: OAuth2ClientSpec) -> list[SecretKey]:
     if auth.tls_secret_ref is not None:
         keys.append(SecretKey("Secret", auth.tls_secret_ref.name, "tls.crt"))
         keys.append(SecretKey("Secret", auth.tls_secret_ref.name, "tls.key"))
+    if auth.service_account_ref is not None:
+        keys.append(SecretKey(SERVICE_ACCOUNT, auth.service_account_ref.name, UID))
     if spec.tls is not None and spec.tls.ca_bundle_from is not None:
         source = spec.tls.ca_bundle_from
         keys.append(SecretKey(source.kind, source.name, source.key))
@@ -113,18 +135,37 @@ def issuer_config(spec: OAuth2ClientSpec, values: Mapping[SecretKey, str]) -> Is
     )
 
 
+def assertion_audience(spec: OAuth2ClientSpec) -> str:
+    """The audience of a `service_account_token` client's ServiceAccount tokens."""
+    return spec.authentication.audience or spec.issuer
+
+
 def client_config(
-    spec: OAuth2ClientSpec, values: Mapping[SecretKey, str], *, partition: str = ""
+    spec: OAuth2ClientSpec,
+    values: Mapping[SecretKey, str],
+    *,
+    partition: str = "",
+    assertions: ClientAssertionSource | None = None,
 ) -> ClientConfig:
     """The library's client; `values` holds every key of `referenced_keys(spec)`.
     `partition` keeps its tokens apart from other configurations of the same client_id
-    (the operator passes the OAuth2Client's `namespace/name`)."""
+    (the operator passes the OAuth2Client's `namespace/name`). `assertions`: where a
+    `service_account_token` client's ServiceAccount tokens come from."""
     auth = spec.authentication
     fields: dict[str, object] = {
         "client_id": spec.client_id,
         "auth_method": auth.method,
         "token_partition": partition,
     }
+    if auth.method == SERVICE_ACCOUNT_TOKEN:
+        if assertions is None:
+            raise ClientConfigError(
+                "InvalidConfiguration",
+                "service_account_token: only the operator, in the cluster, mints"
+                " ServiceAccount tokens",
+            )
+        fields["auth_method"] = "client_assertion"
+        fields["client_assertion"] = assertions
     if auth.client_secret_ref is not None:
         ref = auth.client_secret_ref
         fields["client_secret"] = values[SecretKey("Secret", ref.name, ref.key)]
@@ -157,7 +198,7 @@ def collect_values(
             message = f"{key.kind} {key.name!r} not found"
             raise ClientConfigError(f"{key.kind}NotFound", message, missing=key)
         if isinstance(data, NotUsable):
-            raise ClientConfigError(SECRET_NOT_USABLE, data.message, missing=key)
+            raise ClientConfigError(data.reason, data.message, missing=key)
         value = without_final_newline(data.get(key.key) or "")
         if not value:
             message = f"{key} is missing or empty"

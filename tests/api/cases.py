@@ -97,6 +97,42 @@ INVALID_CLIENTS = [
         "tlsSecretRef",
     ),
     Invalid(
+        "service-account-token-without-account",
+        _with(VALID_CLIENT, authentication={"method": "service_account_token"}),
+        "serviceAccountRef",
+    ),
+    Invalid(
+        "service-account-for-basic",
+        _with(VALID_CLIENT, authentication__serviceAccountRef={"name": "billing"}),
+        "serviceAccountRef",
+    ),
+    Invalid(
+        "service-account-token-with-secret",
+        _with(
+            VALID_CLIENT,
+            authentication__method="service_account_token",
+            authentication__serviceAccountRef={"name": "billing"},
+        ),
+        "clientSecretRef",
+    ),
+    Invalid(
+        "audience-for-basic",
+        _with(VALID_CLIENT, authentication__audience="https://login.example.com"),
+        "audience",
+    ),
+    Invalid(
+        "empty-audience",
+        _with(
+            VALID_CLIENT,
+            authentication={
+                "method": "service_account_token",
+                "serviceAccountRef": {"name": "billing"},
+                "audience": "",
+            },
+        ),
+        "audience",
+    ),
+    Invalid(
         "two-credentials",
         _with(VALID_CLIENT, authentication__privateKeyRef={"name": "k", "key": "k.pem"}),
         "privateKeyRef",

@@ -93,6 +93,12 @@ def test_every_authentication_method_is_accepted(
         {"method": "private_key_jwt", "privateKeyRef": secret, "signingAlgorithm": "ES256"},
         {"method": "tls_client_auth", "tlsSecretRef": {"name": "client-tls"}},
         {"method": "none"},
+        {"method": "service_account_token", "serviceAccountRef": {"name": "billing"}},
+        {
+            "method": "service_account_token",
+            "serviceAccountRef": {"name": "billing"},
+            "audience": "api://AzureADTokenExchange",
+        },
     ):
         spec = dict(VALID_CLIENT, authentication=authentication)
         OAuth2ClientSpec.model_validate(spec)
@@ -150,10 +156,11 @@ def test_printer_columns(kube_admin: k8s.ApiClient, kube_namespace: str) -> None
     assert columns == [
         ("Name", 0),
         ("Ready", 0),
+        ("Reason", 0),
         ("Secret", 0),
-        ("Client", 0),
         ("Expires", 0),
+        ("Client", 1),
         ("Renewal", 1),
-        ("Reason", 1),
+        ("Revision", 1),
         ("Age", 0),
     ]

@@ -18,6 +18,7 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.cli import build_parser, operator_config, parse_arguments
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
+from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.cluster.rbac import ServiceAccountIdentity
 from tests.e2e.ship import (
@@ -160,6 +161,11 @@ def test_watched_namespaces_get_roles_and_the_cluster_role_keeps_only_cluster_re
     everywhere = render()["ClusterRole", OPERATOR_NAME]["rules"]
     for namespace, role in roles.items():
         assert role["rules"] + cluster_role["rules"] == everywhere, namespace
+        # Minting ServiceAccount tokens (service_account_token) only where it serves.
+        granted = {
+            (r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]
+        }
+        assert {("serviceaccounts", "get"), ("serviceaccounts/token", "create")} <= granted
         binding = bindings[namespace]
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -327,6 +333,18 @@ def test_values_egress_and_bind_addresses() -> None:
     assert (config.metrics_bind_address, config.health_bind_address) == ("::", "10.1.2.3")
     # An empty list, given: nothing denied (the tests' own servers are on loopback).
     assert _operator_config(render("egress.denyCIDRs={}")).deny_cidrs == ()
+
+
+def test_values_kubernetes_api_audiences() -> None:
+    """Audiences never minted for: the defaults always, and those the values add."""
+    assert _operator_config(render()).kubernetes_api_audiences == DEFAULT_API_AUDIENCES
+    config = _operator_config(
+        render("serviceAccountTokens.kubernetesAPIAudiences={https://oidc.example.com/c1}")
+    )
+    assert config.kubernetes_api_audiences == (
+        *DEFAULT_API_AUDIENCES,
+        "https://oidc.example.com/c1",
+    )
 
 
 def _network_policy(*values: str) -> dict[str, Any]:

@@ -16,6 +16,13 @@ client certificate (`--https-client-auth=request`) that its X.509 client authent
 checks for `tls_client_auth` (client `mtls`; the CA is its HTTPS trust store). Keycloak
 names its issuer after the URL a request reached, so the same realm has one issuer per
 listener.
+
+Federated client authentication (a Kubernetes ServiceAccount token as the client's
+credential) needs Keycloak to trust the API server's CA from its start
+(`--truststore-paths`): when the session's tests use the test control plane too, the
+`keycloak` fixture starts it first and hands Keycloak its CA, so the session still
+starts one Keycloak, whichever test asks first. `trust_kubernetes` and `federated_client`
+then configure the identity provider and clients through the admin API.
 """
 
 from __future__ import annotations
@@ -230,9 +237,60 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)  # a JVM left behind by its shell
 
 
+KUBERNETES_IDP = "kubernetes"
+"""Alias of the identity provider that trusts the test control plane's ServiceAccounts."""
+
+
+def trust_kubernetes(keycloak: Keycloak, issuer: str) -> None:
+    """The realm trusts ServiceAccount tokens of the API server whose issuer is `issuer`
+    (its JWKS found by discovery: the API server must serve it anonymously). Idempotent."""
+    with admin(keycloak.url) as http:
+        instances = f"/admin/realms/{REALM}/identity-provider/instances"
+        if http.get(f"{instances}/{KUBERNETES_IDP}").status_code == 200:
+            return  # a duplicate alias is a 400, not a 409
+        http.post(
+            instances,
+            json={"alias": KUBERNETES_IDP, "providerId": "kubernetes", "enabled": True,
+                  "config": {"issuer": issuer}},
+        ).raise_for_status()  # fmt: skip
+
+
+def federated_client(keycloak: Keycloak, client_id: str, namespace: str, name: str) -> None:
+    """A client that authenticates with a token of ServiceAccount `namespace/name`
+    (`federated-jwt`), with an audience mapper naming itself (so that introspection
+    through it says active) and the optional scope `read`."""
+    with admin(keycloak.url) as http:
+        base = f"/admin/realms/{REALM}"
+        http.post(
+            f"{base}/clients",
+            json={
+                "clientId": client_id, "enabled": True, "protocol": "openid-connect",
+                "publicClient": False, "serviceAccountsEnabled": True,
+                "standardFlowEnabled": False, "clientAuthenticatorType": "federated-jwt",
+                "attributes": {
+                    "jwt.credential.issuer": KUBERNETES_IDP,
+                    "jwt.credential.sub": f"system:serviceaccount:{namespace}:{name}",
+                },
+                "protocolMappers": [{
+                    "name": "audience-itself", "protocol": "openid-connect",
+                    "protocolMapper": "oidc-audience-mapper",
+                    "config": {"included.client.audience": client_id,
+                               "access.token.claim": "true",
+                               "introspection.token.claim": "true"},
+                }],
+            },
+        ).raise_for_status()  # fmt: skip
+        (made,) = http.get(f"{base}/clients", params={"clientId": client_id}).json()
+        (scope,) = [s for s in http.get(f"{base}/client-scopes").json() if s["name"] == "read"]
+        http.put(
+            f"{base}/clients/{made['id']}/optional-client-scopes/{scope['id']}"
+        ).raise_for_status()
+
+
 @contextmanager
-def run_keycloak() -> Iterator[Keycloak]:
-    """Start Keycloak with the realm `tokens`; stop it and delete its files on exit."""
+def run_keycloak(truststore: Path | None = None) -> Iterator[Keycloak]:
+    """Start Keycloak with the realm `tokens`; stop it and delete its files on exit.
+    `truststore`: PEM certificates it trusts besides the system's (a cluster's CA)."""
     if shutil.which("java") is None:
         raise RuntimeError("Keycloak needs Java 17 or later (`java`) on PATH")
     dist = distribution()
@@ -256,6 +314,7 @@ def run_keycloak() -> Iterator[Keycloak]:
             "--http-host=127.0.0.1", f"--http-port={port}",
             f"--http-management-port={_free_port()}",
             *https_options,
+            *([f"--truststore-paths={truststore}"] if truststore is not None else []),
         ]  # fmt: skip
         with log_file.open("wb") as log:
             proc = subprocess.Popen(
@@ -278,7 +337,14 @@ def run_keycloak() -> Iterator[Keycloak]:
 
 
 @pytest.fixture(scope="session")
-def keycloak() -> Iterator[Keycloak]:
-    """The running Keycloak (one per test session, started by the first test asking)."""
-    with run_keycloak() as server:
+def keycloak(request: pytest.FixtureRequest) -> Iterator[Keycloak]:
+    """The running Keycloak (one per test session, started by the first test asking).
+    When any test of the session uses the test control plane, that starts first and
+    Keycloak trusts its CA (for federated client authentication)."""
+    truststore: Path | None = None
+    if any("kube_cluster" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        cluster = request.getfixturevalue("kube_cluster")
+        ca = cluster.configuration().ssl_ca_cert
+        truststore = Path(ca) if ca else None
+    with run_keycloak(truststore) as server:
         yield server

@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller import watches
-from oauth2_token_operator.controller.context import first
+from oauth2_token_operator.controller.context import stored
 from oauth2_token_operator.kube.informer import Informer
 from oauth2_token_operator.kube.rest import PathApi
 from tests.api.cases import VALID_REQUEST
@@ -118,7 +118,7 @@ async def test_the_views_the_reconcilers_read(
     await cluster.start()
     try:
         views = cluster.views
-        listed = first(views.requests, (kube_namespace, "listed"))
+        listed = stored(views.requests, (kube_namespace, "listed"))
         assert listed is not None
         assert listed["kind"] == "AccessTokenRequest"
         assert "managedFields" not in listed["metadata"]
@@ -146,7 +146,7 @@ async def test_the_views_the_reconcilers_read(
                 == ((kube_namespace, "watched"),)
             ),
         )
-        assert first(views.requests, (kube_namespace, "listed")) is None
+        assert stored(views.requests, (kube_namespace, "listed")) is None
     finally:
         await cluster.stop()
     assert all(not i._thread or not i._thread.is_alive() for i in cluster.informers())

@@ -261,7 +261,7 @@ def test_run_help_shows_every_default(
     parser = run_parser()
     formatter = parser._get_formatter()
     options = [action for action in parser._actions if action.dest != "help"]
-    assert len(options) == 24
+    assert len(options) == 25
     for action in options:
         shown = formatter._expand_help(action)
         assert "default" in shown, f"{action.option_strings} does not say its default"

@@ -9,7 +9,7 @@ from typing import cast
 import kopf
 import pytest
 
-from oauth2_token_operator.controller import handlers, watches
+from oauth2_token_operator.controller import app, handlers, watches
 
 
 async def test_the_memo_kopf_copies_for_every_object_stays_small(
@@ -32,7 +32,7 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small(
         return bytes(32)
 
     monkeypatch.setattr(watches.Watches, "start", listed)
-    monkeypatch.setattr(handlers, "load_seal_key", seal_key)
+    monkeypatch.setattr(app, "load_seal_key", seal_key)
     configuration = k8s.Configuration(host="https://127.0.0.1:1")
     memo = kopf.Memo(kube_configuration=configuration, config=OperatorConfig(metrics_port=None))
     await cast(Callable[..., Awaitable[None]], handlers.start)(

@@ -1,5 +1,5 @@
 """What the operator's informers keep of each object (`controller.watches`): no
-managedFields, compressed compact JSON that `first` decodes; and the requests grouped by
+managedFields, compressed compact JSON that `stored` decodes; and the requests grouped by
 the client they use."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oauth2_token_operator.controller.context import first
+from oauth2_token_operator.controller.context import stored
 from oauth2_token_operator.controller.freezing import freeze
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.controller.watches import (
     LAST_APPLIED,
     ClientUsers,
     client_of,
-    kept,
     object_key,
+    stored_form,
 )
 
 
@@ -26,9 +26,9 @@ def test_what_an_informer_keeps_of_an_object() -> None:
     }
     managed = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
     body = {**raw, "metadata": {**raw["metadata"], "managedFields": managed}}
-    held = kept(body)
+    held = stored_form(body)
     assert isinstance(held, bytes)  # frozen: one object, not twenty
-    assert first({("apps", "billing"): (held,)}, ("apps", "billing")) == raw
+    assert stored({("apps", "billing"): (held,)}, ("apps", "billing")) == raw
     assert body["metadata"]["managedFields"] == managed  # the caller's object is its own
 
 
@@ -43,7 +43,7 @@ def test_requests_grouped_by_client_follow_their_changes() -> None:
     """In the order they came: a client's change pokes its requests in that order."""
 
     def request(name: str, client: str) -> bytes:
-        return kept(
+        return stored_form(
             {
                 "metadata": {"namespace": "apps", "name": name},
                 "spec": {"clientRef": {"name": client}},
@@ -67,14 +67,14 @@ def test_each_read_of_a_frozen_object_is_a_copy_of_its_own() -> None:
     """A reconcile may change the body it was given (or keep it): the index must not
     change with it."""
     raw = {"metadata": {"namespace": "n", "name": "a"}, "status": {"conditions": []}}
-    view = {("n", "a"): (kept(raw),)}
-    read = first(view, ("n", "a"))
+    view = {("n", "a"): (stored_form(raw),)}
+    read = stored(view, ("n", "a"))
     assert read == raw
     read["status"]["conditions"].append({"type": "Ready"})
-    assert first(view, ("n", "a")) == raw
-    assert first(view, ("n", "a")) is not first(view, ("n", "a"))
-    assert first({("n", "b"): [("n", "b")]}, ("n", "b")) == ("n", "b")  # others as they are
-    assert first(view, ("n", "missing")) is None
+    assert stored(view, ("n", "a")) == raw
+    assert stored(view, ("n", "a")) is not stored(view, ("n", "a"))
+    assert stored({("n", "b"): [("n", "b")]}, ("n", "b")) == ("n", "b")  # others as they are
+    assert stored(view, ("n", "missing")) is None
 
 
 def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
@@ -82,14 +82,14 @@ def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
     their spec is not kept. A Secret's annotations are written back: it stays."""
     annotations = {LAST_APPLIED: '{"spec": "x"}', "team": "a"}
     raw = {"metadata": {"namespace": "n", "name": "a", "annotations": annotations}}
-    assert held_annotations(kept(raw)) == {"team": "a"}
-    assert held_annotations(kept(raw, keep_last_applied=True)) == annotations
+    assert held_annotations(stored_form(raw)) == {"team": "a"}
+    assert held_annotations(stored_form(raw, keep_last_applied=True)) == annotations
     assert raw["metadata"]["annotations"] == annotations
 
 
 def held_annotations(held: bytes) -> Any:
-    """The annotations of a kept object, as `first` reads them."""
-    return (first({"k": (held,)}, "k") or {})["metadata"]["annotations"]
+    """The annotations of a kept object, as `stored` reads them."""
+    return (stored({"k": (held,)}, "k") or {})["metadata"]["annotations"]
 
 
 def test_a_frozen_object_is_kept_compressed() -> None:
@@ -109,7 +109,7 @@ def test_a_frozen_object_is_kept_compressed() -> None:
     }
     frozen = freeze(body)
     assert len(frozen) < 0.8 * len(json.dumps(body, separators=(",", ":")))
-    assert first({("apps", "billing"): [frozen]}, ("apps", "billing")) == body
+    assert stored({("apps", "billing"): [frozen]}, ("apps", "billing")) == body
 
 
 def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
@@ -117,7 +117,7 @@ def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
     anew on each read: its strings are interned, not kept once per structure."""
     frozen = freeze({"metadata": {"namespace": "apps", "name": "billing", "uid": "u"}})
     view = {("apps", "billing"): [frozen]}
-    one, other = (Request.of(first(view, ("apps", "billing")) or {}) for _ in range(2))
+    one, other = (Request.of(stored(view, ("apps", "billing")) or {}) for _ in range(2))
     assert one.key == other.key == ("apps", "billing")
     assert one.name is other.name
     assert one.namespace is other.namespace

@@ -56,7 +56,7 @@ OAUTH2_CLIENT = Kind(
         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
         {"name": "Issuer", "type": "string", "jsonPath": ".spec.issuer"},
         {"name": "Client ID", "type": "string", "jsonPath": ".spec.clientId"},
-        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ),
 )
@@ -68,13 +68,15 @@ ACCESS_TOKEN_REQUEST = Kind(
     status=AccessTokenRequestStatus,
     description="Keep a valid OAuth2 access token with these scopes in this Secret.",
     columns=(
+        # The reason by default, as External Secrets shows its status; `-o wide` adds more.
         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
+        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
         {"name": "Secret", "type": "string", "jsonPath": ".status.secretName"},
-        {"name": "Client", "type": "string", "jsonPath": ".spec.clientRef.name"},
         # `date` columns print the age of a time: a future expiry would show "<invalid>".
         {"name": "Expires", "type": "string", "jsonPath": ".status.expiresAt"},
+        {"name": "Client", "type": "string", "jsonPath": ".spec.clientRef.name", "priority": 1},
         {"name": "Renewal", "type": "string", "jsonPath": ".status.renewalTime", "priority": 1},
-        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason", "priority": 1},
+        {"name": "Revision", "type": "integer", "jsonPath": ".status.revision", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ),
 )

@@ -32,6 +32,18 @@ ScopeToken = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#-\
 Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
+SERVICE_ACCOUNT_TOKEN = "service_account_token"  # noqa: S105 - a method's name
+Method = Literal[AuthMethod, "service_account_token"]
+"""The RFC 7591 methods, and `service_account_token`: a Kubernetes ServiceAccount token
+sent as an RFC 7523 client assertion."""
+Audience = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[^\s]+$")]
+
+
+class ServiceAccountReference(ApiModel):
+    """A ServiceAccount in the namespace of the object that refers to it."""
+
+    name: ObjectName
+    """Name of the ServiceAccount."""
 
 
 class Endpoints(ApiModel):
@@ -63,6 +75,14 @@ class Authentication(ApiModel):
             "tlsSecretRef is required for tls_client_auth and forbidden otherwise",
         ),
         CelRule(
+            "(self.method == 'service_account_token') == has(self.serviceAccountRef)",
+            "serviceAccountRef is required for service_account_token and forbidden otherwise",
+        ),
+        CelRule(
+            "!has(self.audience) || self.method == 'service_account_token'",
+            "audience applies to service_account_token only",
+        ),
+        CelRule(
             "!has(self.signingAlgorithm) || (self.method == 'client_secret_jwt'"
             " && self.signingAlgorithm.startsWith('HS')) || (self.method == 'private_key_jwt'"
             " && !self.signingAlgorithm.startsWith('HS'))",
@@ -71,8 +91,11 @@ class Authentication(ApiModel):
         ),
     )
 
-    method: AuthMethod = "client_secret_basic"
-    """RFC 7591 name of the method. The client's choice, never the server's."""
+    method: Method = "client_secret_basic"
+    """RFC 7591 name of the method, or `service_account_token` (no secret anywhere: a
+    short-lived token of a ServiceAccount of this namespace, minted by the operator, is the
+    client's credential, sent as an RFC 7523 client assertion). The client's choice, never
+    the server's."""
     client_secret_ref: SecretKeySelector | None = None
     """The client secret, for `client_secret_basic`, `client_secret_post` and
     `client_secret_jwt`."""
@@ -87,6 +110,16 @@ class Authentication(ApiModel):
     tls_secret_ref: SecretReference | None = None
     """A Secret of type `kubernetes.io/tls` with the client certificate (`tls.crt`) and
     its key (`tls.key`), for `tls_client_auth`."""
+    service_account_ref: ServiceAccountReference | None = None
+    """The ServiceAccount whose tokens authenticate the client, for
+    `service_account_token`. It must carry the label
+    `oauth2.token-operator.io/usable-by-operator: "true"` (`ServiceAccountNotUsable`
+    otherwise): naming it is no grant to use it."""
+    audience: Audience | None = None
+    """The one audience of the ServiceAccount tokens, for `service_account_token`.
+    Default: the issuer (Keycloak expects its realm URL; Entra ID
+    `api://AzureADTokenExchange`). Never one the Kubernetes API server accepts
+    (`AudienceNotAllowed`): the operator's `--kubernetes-api-audience` values."""
 
     @model_validator(mode="after")
     def _one_credential_for_the_method(self) -> Authentication:
@@ -94,12 +127,18 @@ class Authentication(ApiModel):
             "clientSecretRef": (self.client_secret_ref, self.method in SECRET_METHODS),
             "privateKeyRef": (self.private_key_ref, self.method == "private_key_jwt"),
             "tlsSecretRef": (self.tls_secret_ref, self.method == "tls_client_auth"),
+            "serviceAccountRef": (
+                self.service_account_ref,
+                self.method == SERVICE_ACCOUNT_TOKEN,
+            ),
         }
         for name, (value, needed) in wanted.items():
             if needed and value is None:
                 raise ValueError(f"authentication method {self.method} needs {name}")
             if value is not None and not needed:
                 raise ValueError(f"{name} does not apply to authentication method {self.method}")
+        if self.audience is not None and self.method != SERVICE_ACCOUNT_TOKEN:
+            raise ValueError(f"audience does not apply to authentication method {self.method}")
         alg = self.signing_algorithm
         if alg is not None and not (
             (self.method == "client_secret_jwt" and alg.startswith("HS"))

@@ -7,18 +7,22 @@ once it is there."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from oauth2_token_operator.api import OAuth2ClientSpec
-from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
+from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
+from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
 from oauth2_token_operator.controller.awaited import CLIENT
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.controller.log_refs import about_client
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
@@ -27,6 +31,11 @@ from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
+
+LEAVING_GRACE = 10.0
+"""Seconds past the revocation deadline a deleted client waits for requests that are
+being deleted too, before its finalizer fails (and is retried)."""
+LEAVING_POLL = 0.2
 
 AUTHENTICATED = "Authenticated"
 """The client condition that says whether its server accepted its credentials."""
@@ -38,12 +47,14 @@ METADATA_RECHECK = 3600.0
 class ClientReconciler:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
-        self.seen = Freshness(lambda key: first(ctx.views.clients, key))
+        self.seen = Freshness(lambda key: stored(ctx.views.clients, key))
         self._generations: dict[RequestKey, int | None] = {}
         self._revoke_all_asked: dict[RequestKey, float | None] = {}
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
         self._authenticated: dict[RequestKey, ConditionUpdate] = {}
         """Per client, what its requests' last token requests said of its credentials."""
+        self.revoke_all: Callable[[RequestKey], Awaitable[None]] | None = None
+        """Revokes the tokens of a client's requests (`RequestReconciler.revoke_all`)."""
 
     def authentication(self, key: RequestKey, accepted: bool, message: str) -> None:
         """A request's token request through client `key` succeeded (`accepted`) or the
@@ -63,7 +74,7 @@ class ClientReconciler:
                 self.ctx.client_scheduler.poke(key)
 
     async def reconcile_key(self, key: RequestKey) -> None:
-        body = first(self.ctx.views.clients, key)
+        body = stored(self.ctx.views.clients, key)
         if body is not None:
             await self.reconcile(body)
 
@@ -103,10 +114,14 @@ class ClientReconciler:
                 "revocation": metadata.endpoint("revocation_endpoint", mtls=mtls),
             }
             advertised = metadata.token_endpoint_auth_methods_supported
+            # A ServiceAccount token is a JWT client assertion, which servers advertise
+            # as private_key_jwt (RFC 7523 names no other method).
+            method = spec.authentication.method
+            wire = "private_key_jwt" if method == SERVICE_ACCOUNT_TOKEN else method
             note = ""
-            if advertised is not None and spec.authentication.method not in advertised:
+            if advertised is not None and wire not in advertised:
                 note = (
-                    f"; note: the server does not advertise {spec.authentication.method}"
+                    f"; note: the server does not advertise {wire}"
                     f" (it lists {', '.join(advertised)})"
                 )
             ready = ConditionUpdate(
@@ -157,7 +172,7 @@ class ClientReconciler:
             except KubeApiError as exc:
                 # Nothing else would bring the client back: again soon, as the server asks.
                 delay = max(self.ctx.config.retry_base_delay, exc.retry_after or 0.0)
-                log.warning("%s/%s: %s; trying again in %.1fs", *key, exc, delay)
+                log.warning("%s; trying again in %.1fs", exc, delay, extra=about_client(key))
                 wake_at = self.ctx.clock() + delay
             else:
                 self.seen.wrote(key, patched)
@@ -178,6 +193,44 @@ class ClientReconciler:
             if asked is not None:
                 self.poke_requests(key)
         return pending_at(value, now)
+
+    async def finalize(self, key: RequestKey, body: Body) -> None:
+        """A client in use is not deleted until its requests are, unless asked to revoke
+        their tokens first (`revoke-all-on-delete`); raises `ClientInUse` meanwhile.
+
+        When every user is being deleted (a namespace going, say), they need this client
+        to revoke their tokens and will be gone within the revocation deadline: wait here
+        rather than fail, as kopf logs each temporary failure at ERROR."""
+        users = sorted(f"{ns}/{name}" for ns, name in self.users(key, body))
+        if not users:
+            return
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(REVOKE_ALL_ON_DELETE) == "true":
+            if self.revoke_all is not None:
+                await self.revoke_all(key)
+            return
+
+        def going(user: RequestKey) -> bool:
+            """Is the user being deleted, or in a namespace being deleted?"""
+            meta = (stored(self.ctx.views.requests, user) or {}).get("metadata") or {}
+            return bool(meta.get("deletionTimestamp")) or self.ctx.views.terminating(user[0])
+
+        def all_leaving() -> bool:
+            return all(going(user) for user in self.users(key, body))
+
+        deadline = self.ctx.clock() + self.ctx.config.revocation_deadline + LEAVING_GRACE
+        while all_leaving() and self.users(key, body):
+            if self.ctx.clock() >= deadline:
+                break
+            await asyncio.sleep(LEAVING_POLL)
+        if not self.users(key, body):
+            return
+        raise ClientInUse(
+            f"still used by AccessTokenRequest {', '.join(users[:10])}"
+            + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+            + f"; delete them first, or annotate {REVOKE_ALL_ON_DELETE}=true",
+            delay=1 if all_leaving() else 15,  # all being deleted: soon free
+        )
 
     def users(self, key: RequestKey, body: Body) -> list[RequestKey]:
         """The requests a deletion of client `key` must wait for: those naming it that
@@ -221,6 +274,14 @@ class ClientReconciler:
         if self.ctx.client_scheduler is not None:
             self.ctx.client_scheduler.cancel(key)
         self.poke_requests(key)
+
+
+class ClientInUse(Exception):
+    """A client's deletion waits for the requests that use it; try again in `delay`."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 def _ready_status(status: dict[str, Any]) -> str | None:

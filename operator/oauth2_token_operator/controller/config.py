@@ -13,6 +13,7 @@ from oauth2_token_operator.oauth2.egress import (
     parse_host_pattern,
     parse_network,
 )
+from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 
 
 class OperatorConfig(BaseModel):
@@ -71,6 +72,9 @@ class OperatorConfig(BaseModel):
     """Host patterns every URL the operator calls must match; empty: every host."""
     forbid_insecure_http: bool = False
     """An OAuth2Client's `allowInsecureHTTP: true` is refused (`IssuerNotAllowed`)."""
+    kubernetes_api_audiences: tuple[str, ...] = DEFAULT_API_AUDIENCES
+    """Audiences the Kubernetes API server accepts (its `--api-audiences`): no
+    ServiceAccount token is minted for one of them (`AudienceNotAllowed`)."""
     leader_election: bool = False
     """Run as one of several replicas: only the holder of the Lease works."""
     lease_namespace: str = "default"

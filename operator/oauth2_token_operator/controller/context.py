@@ -28,7 +28,7 @@ Index = Mapping[Any, Any]
 in tests."""
 
 
-def first(index: Index, key: Any) -> Any | None:
+def stored(index: Index, key: Any) -> Any | None:
     """The value indexed under `key`; an object an index keeps frozen (`freezing`) comes
     back as a new dict of its own, which the caller may keep or change."""
     values = index.get(key)
@@ -54,12 +54,12 @@ class Views:
 
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """The namespace's labels; `None` while the namespace is unknown."""
-        facts = first(self.namespaces, namespace)
+        facts = stored(self.namespaces, namespace)
         return None if facts is None else dict(facts.get("labels") or {})
 
     def terminating(self, namespace: str) -> bool:
         """Is the namespace being deleted? (It then takes no new objects, Events included.)"""
-        facts = first(self.namespaces, namespace)
+        facts = stored(self.namespaces, namespace)
         return facts is not None and bool(facts.get("terminating"))
 
 

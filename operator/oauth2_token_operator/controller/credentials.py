@@ -1,5 +1,5 @@
-"""Reads the Secrets and ConfigMaps an OAuth2Client (or a request's grant) references,
-with a short cache.
+"""Reads the Secrets, ConfigMaps and ServiceAccounts an OAuth2Client (or a request's
+grant) references, with a short cache.
 
 A Secret is used only if it carries the opt-in label (`policies.secret_use`); one that
 does not is found as `NotUsable`, its data not even decoded, and the label added later is
@@ -20,18 +20,23 @@ from collections.abc import Awaitable, Callable
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.token_secret import decode_data
 from oauth2_token_operator.client_config import (
+    SERVICE_ACCOUNT,
+    UID,
     Found,
     NotUsable,
     SecretData,
     SecretKey,
+    assertion_audience,
     client_config,
     collect_values,
     issuer_config,
     referenced_keys,
 )
+from oauth2_token_operator.controller.service_accounts import ServiceAccountTokens
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.policies import service_accounts
 from oauth2_token_operator.policies.secret_use import usable
 
 
@@ -43,6 +48,7 @@ class CredentialReader:
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[IssuerConfig, ClientConfig], Awaitable[object]] | None = None,
+        api_audiences: tuple[str, ...] = service_accounts.DEFAULT_API_AUDIENCES,
     ) -> None:
         self._kube = kube
         self._ttl = ttl
@@ -54,6 +60,10 @@ class CredentialReader:
         self._in_use: dict[tuple[str, str], tuple[IssuerConfig, ClientConfig]] = {}
         """Per OAuth2Client, the configuration last built: when its credentials change,
         `on_change` gets the old one (the operator drops its connection pools)."""
+        self.service_accounts = ServiceAccountTokens(
+            kube, self.objects, api_audiences=api_audiences
+        )
+        """The ServiceAccount tokens of `service_account_token` clients."""
 
     async def configs(
         self, namespace: str, name: str, spec: OAuth2ClientSpec, *, last_known: bool = False
@@ -65,10 +75,16 @@ class CredentialReader:
         tokens obtained with them.
         """
         keys = referenced_keys(spec)
+        assertions = None
+        account = spec.authentication.service_account_ref
+        if account is not None:
+            audience = assertion_audience(spec)
+            self.service_accounts.check_audience(audience)  # before reading anything
+            assertions = self.service_accounts.source(namespace, account.name, audience)
         values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
         partition = f"{namespace}/{name}"  # tokens are shared per OAuth2Client object
         issuer = issuer_config(spec, values)
-        client = client_config(spec, values, partition=partition)
+        client = client_config(spec, values, partition=partition, assertions=assertions)
         previous = self._in_use.get((namespace, name))
         self._in_use[(namespace, name)] = (issuer, client)
         if previous is not None and previous != (issuer, client) and self.on_change:
@@ -119,6 +135,13 @@ class CredentialReader:
         if kind == "ConfigMap":
             config_map = await self._kube.read_config_map(namespace, name)
             return None if config_map is None else dict(config_map.get("data") or {})
+        if kind == SERVICE_ACCOUNT:
+            account = await self._kube.read_service_account(namespace, name)
+            if account is None:
+                return None
+            if not service_accounts.usable(account):
+                return NotUsable(namespace, name, kind=SERVICE_ACCOUNT)
+            return {UID: str((account.get("metadata") or {}).get("uid") or "")}
         secret = await self._kube.read_secret(namespace, name)
         if secret is None:
             return None

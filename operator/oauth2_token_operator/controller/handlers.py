@@ -1,4 +1,5 @@
-"""kopf handlers: thin adapters from watch events to the reconcilers.
+"""kopf handlers: thin adapters from watch events to the reconcilers (built and wired in
+`app`), and kopf's settings.
 
 Requests and clients are handled level-triggered (`on.event`): every event, timer or
 restart re-evaluates the whole state, and kopf writes no bookkeeping of its own for
@@ -12,40 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Awaitable, Callable
 from types import FunctionType
 from typing import Any, cast
 
 import kopf
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
-from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.controller import watches as cluster
-from oauth2_token_operator.controller.awaited import Awaited
-from oauth2_token_operator.controller.clients import ClientReconciler
+from oauth2_token_operator.controller.app import (
+    FINALIZER,
+    assemble,
+    close,
+    load_configuration,
+    start_schedulers,
+)
+from oauth2_token_operator.controller.clients import ClientInUse, ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext, first
-from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.controller.events import EventGate
-from oauth2_token_operator.controller.health import answering_alive
-from oauth2_token_operator.controller.heap import HeapTrimmer
-from oauth2_token_operator.controller.metrics import Metrics
-from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
+from oauth2_token_operator.controller.context import OperatorContext
 from oauth2_token_operator.controller.requests import RequestReconciler
-from oauth2_token_operator.controller.scheduler import Scheduler
-from oauth2_token_operator.controller.seal import load_seal_key
-from oauth2_token_operator.kube.api import KubeApi
-from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
-from oauth2_token_operator.oauth2 import OAuth2Transport
 
 log = logging.getLogger(__name__)
 
 REQUESTS = cluster.REQUESTS
 CLIENTS = cluster.CLIENTS
-FINALIZER = f"{GROUP}/revoke-tokens"
 WORKER_IDLE_TIMEOUT = 1.0
 """Seconds kopf keeps an object's worker after its last event (see `configure`)."""
 LIST_CHUNK = 500
@@ -131,150 +122,32 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     configure(settings)
     config: OperatorConfig = memo.get("config") or OperatorConfig()
-    configuration = memo.get("kube_configuration")
+    configuration: k8s.Configuration | None = memo.get("kube_configuration")
     if configuration is None:
         configuration = await asyncio.to_thread(load_configuration)
-    api_client = k8s.ApiClient(configuration)
-    watch_client = k8s.ApiClient(configuration)  # its connections are held for minutes
-    watches = cluster.build(watch_client, config.namespaces)
-    kube = KubeApi(api_client)
-    refresh_tokens = RefreshTokenWriter(kube)
-    metrics = Metrics()
-    if config.metrics_port is not None:
-        metrics.serve(config.metrics_port, config.metrics_bind_address)
-    egress = config.egress()
-    log.info(
-        "egress: connections to %s denied; issuer hosts allowed: %s; plain http %s",
-        ", ".join(map(str, egress.denied)) or "no address",
-        ", ".join(egress.allowed_hosts) or "all",
-        "forbidden" if egress.forbid_insecure_http else "where a client allows it",
-    )
-    transport = OAuth2Transport(observer=metrics.observe_oauth2_call, egress=egress)
-    credentials = CredentialReader(kube, ttl=config.credentials_cache_ttl)
-    heap = HeapTrimmer(config.heap_trim_interval)
-    events = EventGate(watches.views)
-    seal_key = await load_seal_key(kube, config.seal_namespace, config.seal_name)
-    ctx = OperatorContext(
-        config=config,
-        kube=kube,
-        # Each OAuth2Client sets its own introspection.minInterval (enforced per request).
-        manager=TokenManager(
-            PersistingTokenStore(refresh_tokens),
-            config=TokenManagerConfig(
-                min_introspect_interval=0,
-                unknown_expiry_lifetime=config.assumed_token_lifetime,
-                circuit_failures=config.breaker_failures,
-                circuit_cooldown=config.breaker_cooldown,
-                circuit_max_cooldown=config.retry_max_delay,
-            ),
-            transport=transport,
-        ),
-        metrics=metrics,
-        refresh_tokens=refresh_tokens,
-        credentials=credentials,
-        views=watches.views,
-        post_event=events.post,
-        seal_key=seal_key,
-        closing=[
-            raising(memo.pop("stop_flag", None)),
-            events.close,
-            heap.stop,
-            watches.stop,
-            transport.aclose,
-            lambda: asyncio.to_thread(api_client.close),
-            lambda: asyncio.to_thread(watch_client.close),
-        ],
-    )
-    # A rotated secret, key or certificate: drop what the old configuration kept open.
-    credentials.on_change = ctx.manager.forget_client
-    requests = RequestReconciler(ctx, finalizer=FINALIZER)
-    clients = ClientReconciler(ctx)
-    requests.client_authentication = clients.authentication
-    ctx.request_scheduler = Scheduler(
-        requests.reconcile_key,
-        concurrency=config.concurrency,
-        per_group=config.per_server_concurrency,
-        group_of=requests.server_of,
-    )
-    ctx.client_scheduler = Scheduler(clients.reconcile_key, concurrency=4)
-    ctx.awaited = Awaited(
-        credentials.objects,
-        requests=ctx.request_scheduler,
-        clients=ctx.client_scheduler,
-        # Longer than any waiter goes without looking again (and so renewing it).
-        ttl=2 * max(config.retry_max_delay, config.client_retry_interval),
-    )
-    watches.on_secret_change(requests.secret_event)
-    async with answering_alive(config.health_port, b"starting", config.health_bind_address):
-        await watches.start()  # kopf watches nothing before `on.startup` is over
+    built = await assemble(config, configuration, memo.pop("stop_flag", None))
     # Only these three (and what the caller put there): kopf keeps a copy of the memo
     # for every object it has seen, and a dict of up to five entries is 88 bytes
     # smaller than one of six to ten (the transport and API client are `ctx.closing`).
-    memo.ctx = ctx
-    memo.requests = requests
-    memo.clients = clients
-    heap.start()  # last: `stop` (kopf's cleanup) finds it through `memo.ctx`
+    memo.ctx = built.ctx
+    memo.requests = built.requests
+    memo.clients = built.clients
+    built.heap.start()  # last: `stop` (kopf's cleanup) finds it through `memo.ctx`
 
 
 def _ensure_schedulers(memo: kopf.Memo) -> None:
-    """Start the schedulers from the first handler, not from `on.startup`: tasks inherit
-    the context they are created in, and only handlers run where kopf's Event posting
-    is set up (its context variables).
-
-    kopf gives each object a shallow copy of the memo, so nothing may be assigned to it
+    """kopf gives each object a shallow copy of the memo, so nothing may be assigned to it
     here (the copy would forget it and the next object start the schedulers again: one
     more task woken by every `schedule` per object seen). The schedulers, shared by
     reference, keep their own task."""
-    ctx: OperatorContext = memo.ctx
-    assert ctx.request_scheduler is not None
-    assert ctx.client_scheduler is not None
-    assert ctx.awaited is not None
-    ctx.request_scheduler.start("renewals")
-    ctx.client_scheduler.start("client-checks")
-    ctx.awaited.poller.start("missing-references")
+    start_schedulers(memo.ctx)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     ctx: OperatorContext | None = memo.get("ctx")
     if ctx is not None:
-        if ctx.awaited is not None:
-            await ctx.awaited.poller.stop()
-        for scheduler in (ctx.request_scheduler, ctx.client_scheduler):
-            if scheduler is not None:
-                await scheduler.stop()
-        await ctx.manager.aclose()
-        ctx.metrics.close()
-        for close in ctx.closing:
-            await close()
-
-
-def load_configuration() -> k8s.Configuration:
-    """In-cluster service account first, then the kubeconfig (as kubectl does)."""
-    configuration = k8s.Configuration()
-    try:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return configuration
-
-
-LEAVING_GRACE = 10.0
-"""Seconds past the revocation deadline a deleted client waits for requests that are
-being deleted too, before its finalizer fails (and is retried)."""
-LEAVING_POLL = 0.2
-
-
-def raising(flag: object) -> Callable[[], Awaitable[None]]:
-    """Raises the stop flag `run.serve` gave kopf. Stopped by a signal kopf caught itself,
-    kopf still waits on that flag, in a task of its own that nothing else ends, and only
-    cancels it as "hung" 5 s later: raised at cleanup, an idle operator exits at once."""
-
-    async def raise_flag() -> None:
-        if isinstance(flag, asyncio.Event | threading.Event):
-            flag.set()
-
-    return raise_flag
+        await close(ctx)
 
 
 # -- AccessTokenRequest ----------------------------------------------------------------
@@ -284,7 +157,7 @@ def raising(flag: object) -> Callable[[], Awaitable[None]]:
 async def request_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _ensure_schedulers(memo)
     requests: RequestReconciler = memo.requests
-    requests.requests_seen.observed((body.metadata.namespace or "", body.metadata.name), body)
+    requests.request_versions.observed((body.metadata.namespace or "", body.metadata.name), body)
     raw = dict(body)
     deleted = event["type"] == "DELETED"
     cluster.offer(requests.ctx.views.requests, raw, deleted=deleted)
@@ -319,41 +192,9 @@ async def client_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
 
 @kopf.on.delete(GROUP, VERSION, CLIENTS)
 async def client_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A client in use is not deleted until its requests are, unless asked to revoke
-    their tokens first."""
-    key = (body.metadata.namespace or "", body.metadata.name or "")
-    ctx: OperatorContext = memo.ctx
     clients: ClientReconciler = memo.clients
-    users = sorted(f"{ns}/{name}" for ns, name in clients.users(key, dict(body)))
-    if not users:
-        return
-    if body.metadata.annotations.get(REVOKE_ALL_ON_DELETE) == "true":
-        requests: RequestReconciler = memo.requests
-        await requests.revoke_all(key)
-        return
-
-    def going(user: tuple[str, str]) -> bool:
-        """Is the user being deleted, or in a namespace being deleted?"""
-        meta = (first(ctx.views.requests, user) or {}).get("metadata") or {}
-        return bool(meta.get("deletionTimestamp")) or ctx.views.terminating(user[0])
-
-    def all_leaving() -> bool:
-        return all(going(user) for user in clients.users(key, dict(body)))
-
-    # Every user is being deleted (a namespace going, say): they need this client to
-    # revoke their tokens and will be gone within the revocation deadline. Wait here
-    # rather than fail: kopf logs each temporary failure at ERROR.
-    deadline = ctx.clock() + ctx.config.revocation_deadline + LEAVING_GRACE
-    while all_leaving() and clients.users(key, dict(body)):
-        if ctx.clock() >= deadline:
-            break
-        await asyncio.sleep(LEAVING_POLL)
-    if not clients.users(key, dict(body)):
-        return
-    leaving = all_leaving()
-    raise kopf.TemporaryError(
-        f"still used by AccessTokenRequest {', '.join(users[:10])}"
-        + (f" and {len(users) - 10} more" if len(users) > 10 else "")
-        + f"; delete them first, or annotate {REVOKE_ALL_ON_DELETE}=true",
-        delay=1 if leaving else 15,  # all being deleted (a namespace going): soon free
-    )
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    try:
+        await clients.finalize(key, dict(body))
+    except ClientInUse as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None

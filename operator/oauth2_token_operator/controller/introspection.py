@@ -7,6 +7,7 @@ import logging
 
 from oauth2_token_operator.controller.context import OperatorContext
 from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_types import Outcome, Request, Resolved
 from oauth2_token_operator.oauth2.errors import EndpointNotAdvertisedError
 from oauth2_token_operator.oauth2.responses import MAX_SUBJECT
@@ -69,7 +70,7 @@ async def introspect_if_due(
     except EndpointNotAdvertisedError:
         return held, _carried_out(ctx, request, unsupported(request.status), now + interval)
     except Exception as exc:
-        log.info("%s/%s: introspection failed: %s", request.namespace, request.name, exc)
+        log.info("introspection failed: %s", exc, extra=about_request(request.key))
         return held, Outcome(wake_at=now + interval)
     last = request.status.get("lastIntrospection") or None
     first = first_look(last, _last_time(request), held.record.issued_at)

@@ -183,7 +183,7 @@ def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:
 
 
 async def write_status(
-    ctx: OperatorContext, requests_seen: Freshness, request: Request, outcome: Outcome
+    ctx: OperatorContext, request_versions: Freshness, request: Request, outcome: Outcome
 ) -> Body | None:
     """Patch only the status fields and conditions that changed; remember the write
     until the watch shows it. The reply, if anything was written."""
@@ -203,5 +203,5 @@ async def write_status(
     patched = await ctx.kube.patch_status(
         ACCESS_TOKEN_REQUEST.plural, request.namespace, request.name, patch
     )
-    requests_seen.wrote(request.key, patched)
+    request_versions.wrote(request.key, patched)
     return patched

@@ -52,7 +52,7 @@ class Request:
         meta = body.get("metadata", {})
         return cls(
             # Interned: the key is kept by the ledger, the scheduler and the metrics, from
-            # bodies decoded anew on each read (`context.first`); one copy for all.
+            # bodies decoded anew on each read (`context.stored`); one copy for all.
             namespace=sys.intern(meta["namespace"]),
             name=sys.intern(meta["name"]),
             uid=meta["uid"],

@@ -29,7 +29,7 @@ from oauth2_token_operator.client_config import (
 from oauth2_token_operator.controller import exchange, grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec, key_of
 from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.facts import (
     desired_token_secret,
     request_facts,
@@ -39,6 +39,7 @@ from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due, introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
+from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_status import (
     GRANT_REFUSED,
     readiness,
@@ -103,9 +104,9 @@ class RequestReconciler:
         self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
         """Holds back a request that writes in a loop (a bug; see `write_guard`)."""
         views = ctx.views
-        self.requests_seen = Freshness(lambda key: first(views.requests, key))
+        self.request_versions = Freshness(lambda key: stored(views.requests, key))
         """Our status writes, until the watch shows them (see `freshness`)."""
-        self.secrets_seen = Freshness(lambda key: first(views.token_secrets, key))
+        self.secret_versions = Freshness(lambda key: stored(views.token_secrets, key))
         """Our Secret writes, until the watch shows them."""
         self.status_echoes = Echoes()
         """Our status patches, until their watch events come back."""
@@ -116,7 +117,7 @@ class RequestReconciler:
 
     async def reconcile_key(self, key: RequestKey) -> None:
         """Reconcile the request as the watch last saw it (scheduler, pokes)."""
-        body = first(self.ctx.views.requests, key)
+        body = stored(self.ctx.views.requests, key)
         if body is not None:
             await self.reconcile(body)
 
@@ -131,7 +132,7 @@ class RequestReconciler:
         so that a request busy with its token endpoint holds up no other Secret's."""
         secret = cast(RequestKey, key)
         body: Body = thawed(frozen)
-        self.secrets_seen.observed(secret, body)
+        self.secret_versions.observed(secret, body)
         for ref in body.get("metadata", {}).get("ownerReferences") or ():
             if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
                 task = asyncio.create_task(
@@ -171,7 +172,7 @@ class RequestReconciler:
                 if self.ctx.request_scheduler is not None:
                     self.ctx.request_scheduler.schedule(key, held_back)
                 return
-            newest = self.requests_seen.newest(key, body) or body
+            newest = self.request_versions.newest(key, body) or body
             if self._backing_off(key, newest.get("metadata", {}).get("generation")):
                 return
             request = Request.of(newest)
@@ -182,7 +183,7 @@ class RequestReconciler:
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
-                patched = await write_status(self.ctx, self.requests_seen, request, outcome)
+                patched = await write_status(self.ctx, self.request_versions, request, outcome)
                 if patched is not None:
                     self.write_guard.wrote(key, "status")
                     if changed_only_status(request.body, patched):
@@ -234,7 +235,7 @@ class RequestReconciler:
             not_before=now + (exc.retry_after or 0.0),
             generation=request.generation,
         )
-        log.warning("%s/%s: %s; trying again in %.1fs", *request.key, exc, delay)
+        log.warning("%s; trying again in %.1fs", exc, delay, extra=about_request(request.key))
         self._backing_off(request.key, request.generation)
 
     def _retry_delay(self, request: Request, attempts: int, retry_after: float | None) -> float:
@@ -561,7 +562,7 @@ class RequestReconciler:
             reason="RenewalFailed" if held is not None else "IssuanceFailed",
             message=message,
         )
-        log.warning("%s/%s: %s (%s)", request.namespace, request.name, failure.reason, message)
+        log.warning("%s (%s)", failure.reason, message, extra=about_request(request.key))
         if held is not None:
             facts = request_facts(self.ctx, request, resolved, held, None, now, secret_intact=True)
             ready = readiness(held, facts)
@@ -690,8 +691,8 @@ class RequestReconciler:
         self._servers.pop(request.key, None)
         self.write_guard.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
-        self.requests_seen.forget(request.key)
-        self.secrets_seen.forget((request.namespace, secret_name))
+        self.request_versions.forget(request.key)
+        self.secret_versions.forget((request.namespace, secret_name))
         self.status_echoes.forget(request.key)
         self.secret_echoes.forget((request.namespace, secret_name))
 
@@ -702,7 +703,7 @@ class RequestReconciler:
         revoked: set[tuple[str, str]] = set()
         for key in users:
             held = self.ctx.ledger.current(key)
-            body = first(self.ctx.views.requests, key)
+            body = stored(self.ctx.views.requests, key)
             if held is None or body is None:
                 continue
             token_id = (held.token.key.issuer, held.token.value)
@@ -745,7 +746,7 @@ class RequestReconciler:
         if spec is not None and spec.revoke_on_delete is not None:
             return spec.revoke_on_delete
         namespace, _, name = held.record.client.partition("/")
-        client_body = first(self.ctx.views.clients, (namespace, name))
+        client_body = stored(self.ctx.views.clients, (namespace, name))
         if client_body is None:
             return True
         revoke = (client_body.get("spec") or {}).get("revokeOnDelete", True)
@@ -803,8 +804,8 @@ class RequestReconciler:
     # -- the Secret ----------------------------------------------------------------------
 
     def _secret(self, namespace: str, name: str) -> Body | None:
-        watched = first(self.ctx.views.token_secrets, (namespace, name))
-        return self.secrets_seen.newest((namespace, name), watched)
+        watched = stored(self.ctx.views.token_secrets, (namespace, name))
+        return self.secret_versions.newest((namespace, name), watched)
 
     async def _write_secret(
         self, request: Request, resolved: Resolved, held: Held, secret: Body | None
@@ -812,7 +813,7 @@ class RequestReconciler:
         desired = desired_token_secret(self.ctx, request, resolved, held)
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
         self.write_guard.wrote(request.key, f"Secret {resolved.secret_name}")
-        self.secrets_seen.wrote((request.namespace, resolved.secret_name), written)
+        self.secret_versions.wrote((request.namespace, resolved.secret_name), written)
         # A create, or a replace guarded by the resourceVersion read: the reply is what
         # this reconcile wrote, nobody else's change.
         self.secret_echoes.wrote((request.namespace, resolved.secret_name), written)

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.context import Body, OperatorContext, first
+from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.log_refs import about
 from oauth2_token_operator.manager import DeleteResult, Revocation
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
@@ -44,7 +45,7 @@ async def revoke_held(
     session and its refresh tokens)."""
     issuer_url = held.token.key.issuer
     client_namespace, _, client_name = held.record.client.partition("/")
-    client_body = first(ctx.views.clients, (client_namespace, client_name))
+    client_body = stored(ctx.views.clients, (client_namespace, client_name))
     failure = None
     revoked = unsupported = False
     try:
@@ -95,7 +96,9 @@ async def revoke_held(
             reason="RevocationFailed",
             message=f"token not revoked ({why}): {failure}",
         )
-        log.warning("revocation failed (%s): %s", why, failure)
+        meta = body.get("metadata") or {}
+        ref = about(str(body.get("kind") or ""), meta.get("namespace", ""), meta.get("name", ""))
+        log.warning("revocation failed (%s): %s", why, failure, extra=ref)
     return revoked
 
 

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from oauth2_token_operator.controller.context import OperatorContext
+from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_types import Outcome, Request
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.rollout_restarts import (
@@ -69,7 +70,7 @@ async def restart_if_due(ctx: OperatorContext, request: Request, outcome: Outcom
             message=f"restarted {', '.join(restarted)} for token revision {revision}",
         )
     for problem in refused:
-        log.warning("%s/%s: not restarted: %s", request.namespace, request.name, problem)
+        log.warning("not restarted: %s", problem, extra=about_request(request.key))
         ctx.post_event(
             request.body,
             type="Warning",

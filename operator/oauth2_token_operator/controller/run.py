@@ -15,8 +15,8 @@ import kopf
 from kubernetes import client as k8s
 
 import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
+from oauth2_token_operator.controller.app import load_configuration
 from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.handlers import load_configuration
 from oauth2_token_operator.controller.health import answering_alive
 from oauth2_token_operator.controller.heap import limit_arenas
 from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
@@ -28,8 +28,11 @@ Flag = asyncio.Event | threading.Event
 
 
 def configure_logging(config: OperatorConfig) -> None:
+    json_logs = config.log_format == "json"
     kopf.configure(
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
+        # The object a line is about (`log_refs`): a field in JSON, a prefix in text.
+        log_prefix=not json_logs,
         debug=config.log_level == "DEBUG",
     )
     logging.getLogger().setLevel(config.log_level)
@@ -70,7 +73,7 @@ async def serve(
 ) -> None:
     """The operator: with leader election, only once this replica leads."""
     memo = memo if memo is not None else kopf.Memo(config=config)
-    memo.stop_flag = stop_flag  # raised at cleanup (`handlers.raising`), then dropped
+    memo.stop_flag = stop_flag  # raised at cleanup (`app.raising`), then dropped
     liveness = _liveness_url(config)
     if not config.leader_election:
         await _operator(config, memo, liveness, stop_flag, ready_flag)

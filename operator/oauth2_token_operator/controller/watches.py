@@ -41,7 +41,7 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 """kubectl's copy of the object as last applied: the spec once more, never read here."""
 
 
-def kept(body: JsonObject, *, keep_last_applied: bool = False) -> bytes:
+def stored_form(body: JsonObject, *, keep_last_applied: bool = False) -> bytes:
     """An object as the informers keep it (`freeze`): without `metadata.managedFields`,
     which nothing here reads (client-go's informers strip them too), and unless asked
     without kubectl's last-applied annotation (a Secret's annotations are written back
@@ -216,12 +216,15 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
         secrets=informer(
             "token Secrets",
             *listers("/api/v1/secrets", SECRETS),
-            keep=functools.partial(kept, keep_last_applied=True),
+            keep=functools.partial(stored_form, keep_last_applied=True),
             label_selector=OWNED_SELECTOR,
         ),
-        clients=informer("OAuth2Clients", *custom_objects(CLIENTS), keep=kept),
+        clients=informer("OAuth2Clients", *custom_objects(CLIENTS), keep=stored_form),
         requests=informer(
-            "AccessTokenRequests", *custom_objects(REQUESTS), keep=kept, on_change=users.changed
+            "AccessTokenRequests",
+            *custom_objects(REQUESTS),
+            keep=stored_form,
+            on_change=users.changed,
         ),
         namespaces=Informer(
             "namespaces",

@@ -29,6 +29,8 @@ FIELD_MANAGER = "oauth2-token-operator"
 SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 SECRET = SECRETS + "/{name}"
 CONFIG_MAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+SERVICE_ACCOUNT = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+SERVICE_ACCOUNT_TOKEN = SERVICE_ACCOUNT + "/token"
 CUSTOM_STATUS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"
 WORKLOAD = "/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
 WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
@@ -112,8 +114,8 @@ def _retry_after(exc: ApiException) -> float | None:
 
 
 class KubeApi:
-    """Async facade over the official client for Secrets, ConfigMaps, Leases and the
-    custom resources' status (by path: `kube.rest`)."""
+    """Async facade over the official client for Secrets, ConfigMaps, ServiceAccounts
+    (and their tokens), Leases and the custom resources' status (by path: `kube.rest`)."""
 
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self._paths = PathApi(api_client)
@@ -188,6 +190,33 @@ class KubeApi:
         return await self._read(
             f"reading ConfigMap {namespace}/{name}", CONFIG_MAP, namespace=namespace, name=name
         )
+
+    async def read_service_account(self, namespace: str, name: str) -> JsonObject | None:
+        return await self._read(
+            f"reading ServiceAccount {namespace}/{name}",
+            SERVICE_ACCOUNT,
+            namespace=namespace,
+            name=name,
+        )
+
+    async def create_service_account_token(
+        self, namespace: str, name: str, *, audience: str, expiration_seconds: int
+    ) -> JsonObject:
+        """A TokenRequest (`serviceaccounts/token` create): the answer's `status` holds
+        the token and its `expirationTimestamp`. Nothing of it is logged here; a failure's
+        message carries the status and the server's reason only (`api_error`)."""
+        created: JsonObject = await self._call(
+            f"requesting a token of ServiceAccount {namespace}/{name}",
+            "POST",
+            SERVICE_ACCOUNT_TOKEN,
+            path={"namespace": namespace, "name": name},
+            body={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"audiences": [audience], "expirationSeconds": expiration_seconds},
+            },
+        )
+        return created
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: Mapping[str, Any]

@@ -191,12 +191,18 @@ class AuthorizationServer:
         *,
         expect_json: bool = True,
     ) -> object:
+        # A ready-made assertion is fetched first, outside the call's metrics and circuit:
+        # its source failing (a Kubernetes API error, say) is no failure of the server.
+        source = self.client.client_assertion
+        assertion = await source.assertion(endpoint=endpoint) if source is not None else None
         # One deadline for the whole call: discovery (when due) and the request.
         started = time.monotonic()
         outcome = "ok"
         try:
             with self._transport.deadline():
-                return await self._call_within_deadline(endpoint, form, replay, expect_json)
+                return await self._call_within_deadline(
+                    endpoint, form, replay, expect_json, assertion
+                )
         except OAuth2ErrorResponse as exc:
             # Only known codes: a server's own strings must not grow the label set.
             outcome = exc.error if exc.error in KNOWN_ERROR_CODES else "other_error"
@@ -214,6 +220,7 @@ class AuthorizationServer:
         form: Mapping[str, str | list[str]],
         replay: Replay,
         expect_json: bool,
+        assertion: str | None,
     ) -> object:
         metadata = await self.metadata()
         url = metadata.endpoint(endpoint, mtls=self.client.uses_mtls)
@@ -224,7 +231,7 @@ class AuthorizationServer:
         token_endpoint = metadata.endpoint("token_endpoint") or url
         with self._breakers.call(url, endpoint=endpoint) as call:  # before signing anything
             auth = self._authenticator.authenticate(
-                token_endpoint=token_endpoint, issuer=metadata.issuer
+                token_endpoint=token_endpoint, issuer=metadata.issuer, assertion=assertion
             )
             response = await self._transport.request(
                 "POST",

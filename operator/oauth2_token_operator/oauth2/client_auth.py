@@ -4,7 +4,8 @@ The method comes from the client's own configuration, never from the
 server's metadata (the seed's defect 3). Methods: RFC 6749 §2.3.1
 ``client_secret_basic`` and ``client_secret_post``; RFC 7523 / OIDC Core §9
 ``client_secret_jwt`` and ``private_key_jwt``; RFC 8705 ``tls_client_auth``;
-``none`` for public clients.
+``none`` for public clients; ``client_assertion``: an RFC 7523 §2.2 assertion made
+elsewhere (a Kubernetes ServiceAccount token, say), which this package only sends.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -42,6 +44,46 @@ AuthMethod = Literal[
     "tls_client_auth",
     "none",
 ]
+"""The methods a client configures with its own credential (or none)."""
+ClientAuthMethod = Literal[AuthMethod, "client_assertion"]
+"""Those, and sending an assertion made elsewhere (`ClientAssertionSource`)."""
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+"""RFC 7523 §2.2 `client_assertion_type` of a JWT client assertion."""
+
+
+class ClientAssertionSource(ABC):
+    """Where a ``client_assertion`` client's ready-made assertions come from (RFC 7523
+    §2.2: a JWT that some other party issued for the client, such as a Kubernetes
+    ServiceAccount token), asked for one before each call.
+
+    Compared and hashed by `key` alone, which names where assertions come from, never an
+    assertion: a fresh assertion is no new client configuration, so a `ClientConfig`
+    holding the source stays equal (its stored tokens, protocol client and connection
+    pools stay the same) when the source renews what it hands out.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @abstractmethod
+    async def assertion(self, *, endpoint: str = "token_endpoint") -> str:
+        """A currently valid assertion for a call to `endpoint`; raises when none can be
+        had (its text must never contain an assertion). A source may hand out for
+        revocation what it no longer would for a token."""
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, ClientAssertionSource)
+            and (other.key == self.key)
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__qualname__, self.key))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r})"
 
 
 class ClientConfig(BaseModel):
@@ -52,7 +94,9 @@ class ClientConfig(BaseModel):
     never a value: see ``_never_echo_input``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, arbitrary_types_allowed=True
+    )
 
     client_id: str
     token_partition: str = ""
@@ -60,7 +104,7 @@ class ClientConfig(BaseModel):
     partition. An application that takes client configurations from several owners (the
     operator: one per OAuth2Client object) sets one per owner, so a configuration with
     the right client_id but wrong credentials is never handed another owner's token."""
-    auth_method: AuthMethod = "client_secret_basic"
+    auth_method: ClientAuthMethod = "client_secret_basic"
     client_secret: SecretStr | None = None
     private_key: SecretStr | None = None
     """PEM (PKCS#8, PKCS#1 or SEC1) or a private JWK in JSON, for ``private_key_jwt``."""
@@ -73,6 +117,8 @@ class ClientConfig(BaseModel):
     tls_client_cert: str | None = None
     """PEM certificate chain for ``tls_client_auth``."""
     tls_client_key: SecretStr | None = None
+    client_assertion: ClientAssertionSource | None = None
+    """For ``client_assertion``: where each call's assertion comes from."""
 
     @classmethod
     def model_validate_json(
@@ -118,6 +164,8 @@ class ClientConfig(BaseModel):
                 )
         if method == "tls_client_auth" and not (self.tls_client_cert and self.tls_client_key):
             raise ValueError("tls_client_auth needs a client certificate and its key")
+        if (method == "client_assertion") != (self.client_assertion is not None):
+            raise ValueError("a client assertion source is for (and needed by) client_assertion")
         if self.assertion_lifetime <= 0 or self.assertion_lifetime > 600:
             raise ValueError("assertion_lifetime must be within (0, 600] seconds")
         return self
@@ -203,9 +251,12 @@ class ClientAuthenticator:
                 client.private_key, client.signing_alg, client.key_id, client.client_id
             )
 
-    def authenticate(self, *, token_endpoint: str, issuer: str) -> ClientAuthentication:
+    def authenticate(
+        self, *, token_endpoint: str, issuer: str, assertion: str | None = None
+    ) -> ClientAuthentication:
         """Credentials for a call to any endpoint; a JWT assertion's ``aud`` is the token
-        endpoint or the issuer (RFC 7523 §3), as configured, whichever endpoint is called."""
+        endpoint or the issuer (RFC 7523 §3), as configured, whichever endpoint is called.
+        `assertion`: the ready-made one of a ``client_assertion`` client (its source's)."""
         client = self.client
         method = client.auth_method
         if method == "client_secret_basic":
@@ -227,10 +278,21 @@ class ClientAuthenticator:
                 {},
                 {
                     "client_id": client.client_id,
-                    "client_assertion_type": (
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-                    ),
+                    "client_assertion_type": JWT_BEARER,
                     "client_assertion": self._assertion(audience),
+                },
+            )
+        if method == "client_assertion":
+            if not assertion:
+                raise ConfigurationError("client_assertion: no assertion to send")
+            # RFC 7521 §4.2: client_id is optional beside an assertion; sent, it names the
+            # client for servers that look it up first (Keycloak, Entra ID).
+            return ClientAuthentication(
+                {},
+                {
+                    "client_id": client.client_id,
+                    "client_assertion_type": JWT_BEARER,
+                    "client_assertion": assertion,
                 },
             )
         # tls_client_auth (the certificate is on the connection) and none.

@@ -69,6 +69,12 @@ each rule): a ClusterRole's rules when it serves all, a Role's in each one it se
   resources: [configmaps]
   verbs: [get]
 - apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
+- apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- if .Values.rolloutRestart.enabled }}
