@@ -8,7 +8,7 @@ LOCK_VENV := .venv-lock
 UV_VERSION := 0.13.10
 AUTHSERVER := tests/authserver
 
-.PHONY: setup lock cluster cluster-oldest kind helm actionlint keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs
+.PHONY: setup lock cluster cluster-oldest kind helm actionlint keycloak promtool image demo demo-down lint test unit bench bench-operator crds docs chart-readme
 setup: $(VENV)/.installed $(AUTHSERVER)/node_modules/.installed
 
 # Every Python package (runtime, dev extra, setuptools, wheel and pip) comes from the lock
@@ -140,11 +140,17 @@ OPERATOR_CASE ?= operator
 bench-operator: setup cluster
 	$(PY) -m bench $(OPERATOR_CASE)
 
-# Regenerates crds/ from the pydantic models, and the chart's copy of them (a unit test
+# Regenerates crds/ from the pydantic models, and the chart's copy of them (files/crds,
+# which templates/crds.yaml installs and upgrades; a unit test
 # and a chart test fail while they differ).
 crds: $(VENV)/.installed
 	$(PY) -c 'import pathlib, oauth2_token_operator.api.crd as c; c.write_all(pathlib.Path("crds"))'
-	cp crds/*.yaml deploy/helm/oauth2-token-operator/crds/
+	cp crds/*.yaml deploy/helm/oauth2-token-operator/files/crds/
+
+# Rewrites the values table of the chart's README from values.yaml's comments (a chart
+# test fails while it is stale).
+chart-readme: $(VENV)/.installed
+	$(PY) deploy/helm/values_readme.py
 
 # Regenerates docs/reference.md from the same models (a unit test fails while they differ).
 docs: $(VENV)/.installed

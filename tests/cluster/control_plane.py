@@ -47,6 +47,8 @@ CONTROLLERS = (
     "namespace-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+    # Fills the built-in view/edit/admin ClusterRoles from the ones aggregated into them.
+    "clusterrole-aggregation-controller",
 )
 
 

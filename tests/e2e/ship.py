@@ -191,12 +191,46 @@ def install_with_helm(
     *values: str,
     release: str = OPERATOR_NAME,
     namespace: str = OPERATOR_NAMESPACE,
+    chart: Path = CHART,
 ) -> str:
     """``helm install`` of the chart (its defaults, or ``--set`` each of `values`),
     waiting for the operator."""
     sets = [arg for value in values for arg in ("--set", value)]
-    return helm(kubeconfig, "install", release, str(CHART), "--namespace", namespace,
+    return helm(kubeconfig, "install", release, str(chart), "--namespace", namespace,
                 "--create-namespace", "--wait", "--timeout=180s", *sets)  # fmt: skip
+
+
+def chart_before_crd_templates(dest: Path) -> Path:
+    """The chart as main held it before its CRDs became templates (they were in crds/,
+    which Helm never upgrades): extracted by ``git archive`` of the commit before the one
+    that removed the chart's crds/ directory, into ``dest``; the chart's path there."""
+    chart = CHART.relative_to(ROOT)
+    moved = run_tool(["git", "-C", str(ROOT), "rev-list", "-1", "HEAD", "--",
+                      f"{chart}/crds"]).strip()  # fmt: skip
+    if not moved:
+        raise ShipError(f"no commit removed {chart}/crds in this checkout's history")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", f"{moved}^", str(chart)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / chart
+
+
+def upgrade_with_helm(
+    kubeconfig: Path, *args: str, release: str = OPERATOR_NAME, namespace: str = OPERATOR_NAMESPACE
+) -> str:
+    """``helm upgrade`` of the release to the working tree's chart, waiting for it."""
+    return helm(kubeconfig, "upgrade", release, str(CHART), "--namespace", namespace,
+                "--wait", "--timeout=180s", *args)  # fmt: skip
+
+
+def helm_test(
+    kubeconfig: Path, release: str = OPERATOR_NAME, namespace: str = OPERATOR_NAMESPACE
+) -> str:
+    """``helm test`` of the release (its pod is deleted once it passed, so no --logs)."""
+    return helm(kubeconfig, "test", release, "--namespace", namespace, "--timeout=180s")
 
 
 @dataclass

@@ -1,12 +1,17 @@
-"""The operator installed with ``helm install`` on kind: it serves the examples as the
-``kubectl apply`` install does (test_operator_kubectl.py), and ``helm uninstall`` leaves
-only what Helm always leaves: the CRDs (Helm never deletes them, since that would delete
-every OAuth2Client and AccessTokenRequest) and the namespace ``--create-namespace`` made.
+"""The operator installed with ``helm install`` on kind: ``helm test`` passes, it serves
+the examples as the ``kubectl apply`` install does (test_operator_kubectl.py), and ``helm
+uninstall`` leaves only the CRDs (``helm.sh/resource-policy: keep``: deleting them would
+delete every OAuth2Client and AccessTokenRequest) and the namespace
+``--create-namespace`` made. ``helm upgrade`` from the chart that had its CRDs in crds/
+takes them over and upgrades them, and re-issues no token.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -20,12 +25,16 @@ from tests.e2e.ship import (
     OPERATOR_NAMESPACE,
     TOKEN_DIR,
     apply_documents,
+    chart_before_crd_templates,
     example_documents,
     examples_namespace,
     helm,
+    helm_test,
     in_pod,
     install_with_helm,
     kubectl,
+    start_workload,
+    upgrade_with_helm,
     wait_ready,
     workload_pod,
 )
@@ -40,6 +49,16 @@ CRD_NAMES = (
 )
 
 
+def uninstall_all(kubeconfig: Path) -> None:
+    """The release, the CRDs it keeps, and its namespace (with the operator's Lease,
+    which is not Helm's)."""
+    helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
+         "--wait", "--timeout=120s")  # fmt: skip
+    kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
+    kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
+            "--timeout=120s")  # fmt: skip
+
+
 def test_helm_install_serves_and_uninstall_leaves_only_crds(
     kind_cluster: KindCluster,
     kind_admin: k8s.ApiClient,
@@ -47,34 +66,37 @@ def test_helm_install_serves_and_uninstall_leaves_only_crds(
     cluster_authserver: ClusterAuthServer,
 ) -> None:
     kubeconfig = kind_cluster.kubeconfig
-    notes = install_with_helm(kubeconfig)
     try:
-        assert "serving all namespaces" in notes
-        with examples_namespace(kind_cluster, kind_admin, cluster_authserver) as installed:
-            server = installed.server
-            apply_documents(
-                kubeconfig,
-                installed.namespace,
-                example_documents("client-credentials-request", server)
-                + example_documents("workload", server),
-            )
-            wait_ready(kind_admin, installed.namespace, "accesstokenrequests", "api-token")
-            pod = workload_pod(kind_admin, installed.namespace)
-            args = installed.introspection_args()
-            sample = in_pod(kind_admin, installed.namespace, pod, "sample", TOKEN_DIR, *args)
-            assert sample["active"] is True
-            data = installed.secret_data("api-token")
-            assert data is not None
-            kubectl(kubeconfig, "-n", installed.namespace, "delete", "accesstokenrequest",
-                    "api-token", "--timeout=60s")  # fmt: skip
-            wait_for("the Secret to go", lambda: installed.secret_data("api-token") is None, 60)
-            answer = in_pod(kind_admin, installed.namespace, pod, "introspect", *args,
-                            data["access_token"])  # fmt: skip
-            assert answer["active"] is False
-    finally:
-        helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
-             "--wait", "--timeout=120s")  # fmt: skip
-    try:
+        notes = install_with_helm(kubeconfig)
+        try:
+            assert "serving all namespaces" in notes
+            tested = helm_test(kubeconfig)
+            assert f"TEST SUITE:     {OPERATOR_NAME}-test" in tested, tested
+            assert "Phase:          Succeeded" in tested, tested
+            with examples_namespace(kind_cluster, kind_admin, cluster_authserver) as installed:
+                server = installed.server
+                apply_documents(
+                    kubeconfig,
+                    installed.namespace,
+                    example_documents("client-credentials-request", server)
+                    + example_documents("workload", server),
+                )
+                wait_ready(kind_admin, installed.namespace, "accesstokenrequests", "api-token")
+                pod = workload_pod(kind_admin, installed.namespace)
+                args = installed.introspection_args()
+                sample = in_pod(kind_admin, installed.namespace, pod, "sample", TOKEN_DIR, *args)
+                assert sample["active"] is True
+                data = installed.secret_data("api-token")
+                assert data is not None
+                kubectl(kubeconfig, "-n", installed.namespace, "delete", "accesstokenrequest",
+                        "api-token", "--timeout=60s")  # fmt: skip
+                wait_for("the Secret to go", lambda: installed.secret_data("api-token") is None, 60)
+                answer = in_pod(kind_admin, installed.namespace, pod, "introspect", *args,
+                                data["access_token"])  # fmt: skip
+                assert answer["active"] is False
+        finally:
+            helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
+                 "--wait", "--timeout=120s")  # fmt: skip
 
         def leftovers() -> list[str]:
             found = kubectl(
@@ -174,9 +196,62 @@ def test_two_replicas_one_leads_and_the_other_takes_over(
 
             wait_for("the new leader to renew", renewed, 60, every=1)
     finally:
-        helm(kubeconfig, "uninstall", OPERATOR_NAME, "--namespace", OPERATOR_NAMESPACE,
-             "--wait", "--timeout=120s")  # fmt: skip
-        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(CRDS), "--timeout=120s")
-        # The Lease is the operator's, not Helm's: it goes with the namespace.
-        kubectl(kubeconfig, "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
-                "--timeout=120s")  # fmt: skip
+        uninstall_all(kubeconfig)
+
+
+def test_helm_upgrade_from_the_chart_with_crds_in_crds_dir_reissues_nothing(
+    kind_cluster: KindCluster,
+    kind_admin: k8s.ApiClient,
+    operator_image: str,
+    cluster_authserver: ClusterAuthServer,
+    tmp_path: Path,
+) -> None:
+    """Install the previous chart (CRDs in crds/), create a client and a request, upgrade
+    to this chart (``--take-ownership``, as the chart README says): the CRDs are now the
+    release's (and kept on uninstall), the token stays valid, nothing is re-issued (same
+    revision, same Secret data), and ``helm test`` passes."""
+    kubeconfig = kind_cluster.kubeconfig
+    previous = chart_before_crd_templates(tmp_path)
+    assert (previous / "crds").is_dir()
+    assert not (previous / "templates" / "crds.yaml").exists()
+    install_with_helm(kubeconfig, chart=previous)
+
+    def crd_metadata(name: str) -> Any:
+        return json.loads(kubectl(kubeconfig, "get", "crd", name, "-o", "json"))["metadata"]
+
+    try:
+        for name in CRD_NAMES:
+            assert "meta.helm.sh/release-name" not in crd_metadata(name).get("annotations", {})
+        with examples_namespace(kind_cluster, kind_admin, cluster_authserver) as installed:
+            apply_documents(
+                kubeconfig,
+                installed.namespace,
+                example_documents("client-credentials-request", installed.server),
+            )
+            before = wait_ready(kind_admin, installed.namespace, "accesstokenrequests",
+                                "api-token")  # fmt: skip
+            data = installed.secret_data("api-token")
+            assert data is not None
+            pod = start_workload(installed, "token-consumer", "api-token")
+
+            upgrade_with_helm(kubeconfig, "--take-ownership")
+            for name in CRD_NAMES:
+                metadata = crd_metadata(name)
+                assert metadata["annotations"]["meta.helm.sh/release-name"] == OPERATOR_NAME
+                assert metadata["annotations"]["helm.sh/resource-policy"] == "keep"
+                assert metadata["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+            tested = helm_test(kubeconfig)
+            assert "Phase:          Succeeded" in tested, tested
+
+            # The upgraded operator has had time to look at the request (it handles every
+            # object at start): still the same token.
+            time.sleep(15)
+            after = wait_ready(kind_admin, installed.namespace, "accesstokenrequests",
+                               "api-token")  # fmt: skip
+            assert after["status"]["revision"] == before["status"]["revision"]
+            assert installed.secret_data("api-token") == data
+            answer = in_pod(kind_admin, installed.namespace, pod, "introspect",
+                            *installed.introspection_args(), data["access_token"])  # fmt: skip
+            assert answer["active"] is True
+    finally:
+        uninstall_all(kubeconfig)

@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.harness import KubeCluster, unique_name
-from tests.e2e.ship import helm_template
+from tests.e2e.ship import OPERATOR_NAME, helm_template
 from tests.operator.conftest import Namespace, introspect, wait_for
 from tests.operator.runner import OperatorThread
 
@@ -25,7 +25,9 @@ def test_an_operator_serving_one_namespace_needs_only_the_charts_role_there(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     docs = helm_template(f"watchNamespaces={{{ns.name}}}")
-    (cluster_role,) = (d for d in docs if d["kind"] == "ClusterRole")
+    (cluster_role,) = (
+        d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == OPERATOR_NAME
+    )
     (role,) = (d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == ns.name)
     assert role["metadata"]["namespace"] == ns.name
     identity = kube_cluster.service_account(
