@@ -261,6 +261,21 @@ def test_operator_rbac_is_exactly_what_it_uses(installed: Installed) -> None:
             _status(lambda: custom.list_cluster_custom_object(GROUP, VERSION, "oauth2clients"))
             == 200
         )
+        # ServiceAccount tokens, for secretless clients (`service_account_token`): RBAC
+        # grants them everywhere it serves; the operator mints one only for a
+        # ServiceAccount that opted in (tests/operator/test_service_account_tokens.py).
+        assert (
+            _status(
+                lambda: core.create_namespaced_service_account_token(
+                    "oauth2-token-operator",
+                    OPERATOR_NAMESPACE,
+                    k8s.AuthenticationV1TokenRequest.model_validate(
+                        {"spec": {"audiences": ["https://issuer.example.test"]}}
+                    ),
+                )
+            )
+            == 200
+        )
         # Anything else is refused.
         refused = {
             "list pods": lambda: core.list_namespaced_pod(ns),
@@ -279,10 +294,8 @@ def test_operator_rbac_is_exactly_what_it_uses(installed: Installed) -> None:
                 GROUP, VERSION, ns, "oauth2clients", {"metadata": {"name": "x"}}
             ),
             "list deployments": lambda: apps.list_namespaced_deployment(ns),
-            "create service account token": lambda: core.create_namespaced_service_account_token(
-                "oauth2-token-operator",
-                OPERATOR_NAMESPACE,
-                k8s.AuthenticationV1TokenRequest(spec={}),
+            "delete service account": lambda: core.delete_namespaced_service_account(
+                "oauth2-token-operator", OPERATOR_NAMESPACE
             ),
         }
         statuses = {what: _status(call) for what, call in refused.items()}
