@@ -28,13 +28,13 @@ BASE: Identity = ("https://a.example", "secret:ns/rt#token", "app", "ns/client")
 @pytest.mark.parametrize(
     ("other", "shared"),
     [
-        (BASE, True),  # the same identity
-        (("https://b.example", *BASE[1:]), False),  # another issuer
-        ((BASE[0], "secret:ns/other#token", *BASE[2:]), False),  # another subject
-        ((BASE[0], None, *BASE[2:]), False),  # the client's own token
-        ((*BASE[:2], "other-app", BASE[3]), False),  # another client_id
-        ((*BASE[:3], "other-ns/client"), False),  # the same client_id, another owner
-        ((*BASE[:3], ""), False),  # an unpartitioned (library) configuration
+        pytest.param(BASE, True, id="the same identity"),
+        pytest.param(("https://b.example", *BASE[1:]), False, id="another issuer"),
+        pytest.param((BASE[0], "secret:ns/other#token", *BASE[2:]), False, id="another subject"),
+        pytest.param((BASE[0], None, *BASE[2:]), False, id="the client's own token"),
+        pytest.param((*BASE[:2], "other-app", BASE[3]), False, id="another client_id"),
+        pytest.param((*BASE[:3], "other-ns/client"), False, id="the same client_id, another owner"),
+        pytest.param((*BASE[:3], ""), False, id="an unpartitioned (library) configuration"),
     ],
 )
 def test_tokens_are_shared_only_within_one_identity(other: Identity, shared: bool) -> None:
