@@ -4,7 +4,9 @@ reaching into the store (adoption, deletion, revoke-all)."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +115,25 @@ async def test_the_refresh_tokens_of_an_identity(manager: TokenManager) -> None:
     mine = await manager.refresh_tokens(manager.key_for(ISSUER, "alice", CLIENT))
     assert [rt.value for rt in mine] == ["rt-1"]
     assert await manager.refresh_tokens(manager.key_for(ISSUER, "bob", CLIENT)) == []
+
+
+CONTROLLER = (
+    Path(__file__).resolve().parents[2] / "operator" / "oauth2_token_operator" / "controller"
+)
+
+
+def reaches_into_sharing(package: Path) -> list[str]:
+    """Where modules of `package` use the manager's store or build a `TokenKey` themselves
+    (which tokens are shared is the manager's to say: `manager.sharing`)."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "store":
+                found.append(f"{path.name}:{node.lineno}: .store")
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("TokenKey"):
+                found.append(f"{path.name}:{node.lineno}: TokenKey(...)")
+    return found
+
+
+def test_the_controller_leaves_sharing_to_the_manager() -> None:
+    assert reaches_into_sharing(CONTROLLER) == []
