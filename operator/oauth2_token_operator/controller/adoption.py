@@ -4,9 +4,9 @@ instead of issuing a new one.
 Whatever a tenant can write, it cannot choose where an adopted token goes. A Secret's
 annotation and ownerReference are the tenant's to write (any user who may create
 Secrets in the namespace), so the token's place in the shared store (its `TokenKey`:
-issuer, subject, client id, and the OAuth2Client as partition) comes from the client
-the request resolves to now, never from the annotation. A record naming another
-partition (another namespace's client, say) is not adopted: otherwise the token a
+issuer, subject, client id, and the OAuth2Client as partition: `manager.sharing`) comes
+from the client the request resolves to now, never from the annotation. A record naming
+another partition (another namespace's client, say) is not adopted: otherwise the token a
 tenant planted would be handed to every request sharing that partition at its next
 renewal, and revoked with that client's credentials.
 
@@ -33,7 +33,7 @@ from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
-from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
+from oauth2_token_operator.manager import AccessToken, TokenKey, token_key
 from oauth2_token_operator.policies.identity import TokenIdentity
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,13 @@ async def adopt(
     held = held_from_secret(secret, key, seal_key=ctx.seal_key, owner_uid=request.uid)
     if held is not None:
         ctx.ledger.hold(request.key, held)
-        await ctx.manager.store.put_access_token(held.token)
+        await ctx.manager.adopt(held.token)
     return held
 
 
 def key_of(identity: TokenIdentity) -> TokenKey:
-    """Where a token of `identity` belongs in the manager's store."""
-    subject = CLIENT_CREDENTIALS if identity.subject is None else identity.subject
-    return TokenKey(identity.issuer, subject, identity.client_id, identity.client)
+    """Where a token of `identity` belongs in the manager's store (`manager.sharing`)."""
+    return token_key(identity.issuer, identity.subject, identity.client_id, identity.client)
 
 
 def key_for_spec(
@@ -75,10 +74,9 @@ def key_for_spec(
         client = OAuth2ClientSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return None
-    subject = grants.subject_of(spec, request.namespace)
-    return TokenKey(
+    return token_key(
         client.issuer,
-        CLIENT_CREDENTIALS if subject is None else subject,
+        grants.subject_of(spec, request.namespace),
         client.client_id,
         f"{client_namespace}/{spec.client_ref.name}",
     )
@@ -103,11 +101,8 @@ def held_from_secret(
     data = decode_data(secret.get("data"))
     if record is None or not data or not data.get("access_token"):
         return None
-    recorded_subject = CLIENT_CREDENTIALS if record.subject is None else record.subject
-    if (record.issuer, recorded_subject, record.client_id, record.client) != (
-        key.issuer, key.subject, key.client_id, key.partition,
-    ):  # fmt: skip
-        return None
+    if token_key(record.issuer, record.subject, record.client_id, record.client) != key:
+        return None  # obtained for another partition (or subject): never shared with this one
     token = AccessToken(
         value=data["access_token"],
         token_type=data.get("token_type") or "Bearer",

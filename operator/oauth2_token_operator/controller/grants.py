@@ -20,7 +20,7 @@ from oauth2_token_operator.api import AccessTokenRequestSpec
 from oauth2_token_operator.api.references import SecretKeySelector
 from oauth2_token_operator.client_config import ClientConfigError, SecretKey, collect_values
 from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey, TokenManager
+from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenManager
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import SpentRefreshTokenError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
@@ -101,8 +101,8 @@ async def obtain(
     if subject is None or source_value is None:
         raise ClientConfigError("SecretKeyMissing", f"the {grant} grant has no source value")
     if grant == "refresh_token":
-        key = TokenKey(issuer.issuer, subject, client.client_id, client.token_partition)
-        known = {rt.value for rt in await manager.store.find_refresh_tokens(key)}
+        key = manager.key_for(issuer, subject, client)
+        known = {rt.value for rt in await manager.refresh_tokens(key)}
         if source_value not in known:
             # A value the manager does not hold: a new one the user put in the Secret, or
             # a copy of one the operator rotated away (a read older than its own write).

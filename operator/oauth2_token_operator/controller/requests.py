@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST, AccessTokenRequestSpec
+from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import TokenRecord, is_owned_by
 from oauth2_token_operator.client_config import (
@@ -26,8 +26,8 @@ from oauth2_token_operator.client_config import (
     collect_values,
     referenced_keys,
 )
-from oauth2_token_operator.controller import exchange, grants
-from oauth2_token_operator.controller.adoption import adopt, key_for_spec, key_of
+from oauth2_token_operator.controller import exchange, grants, revocation
+from oauth2_token_operator.controller.adoption import adopt, key_of
 from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.facts import (
@@ -58,8 +58,7 @@ from oauth2_token_operator.controller.request_types import (
     secret_conflict,
     time_or_unknown,
 )
-from oauth2_token_operator.controller.resolution import resolve, spec_or_none
-from oauth2_token_operator.controller.revocation import revoke_held
+from oauth2_token_operator.controller.resolution import resolve
 from oauth2_token_operator.controller.rollout_restarts import restart_if_due
 from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
 from oauth2_token_operator.controller.write_guard import WriteGuard
@@ -338,15 +337,17 @@ class RequestReconciler:
         if held.token.active is False or not revocation_requested(resolved, held, now):
             return held
         why = "revoke-all was requested on its OAuth2Client"
-        await self._revoke_for_every_holder(request.body, held, why=why)
+        await revocation.revoke_for_every_holder(self.ctx, request.body, held, why=why)
         # The tokens it superseded are still valid at the server and still in the store,
         # where the replacement would find them: revoke them too, never publish them.
         asked = requested_at(resolved.revoke_all_requested_at, now)
         assert asked is not None  # revocation_requested said so
-        for older in await self.ctx.manager.store.find_access_tokens(held.token.key):
+        for older in await self.ctx.manager.stored_tokens(held.token.key):
             if older.issued_at < asked and older.active is not False:
                 superseded = Held(token=older, record=held.record)
-                await self._revoke_for_every_holder(request.body, superseded, why=why)
+                await revocation.revoke_for_every_holder(
+                    self.ctx, request.body, superseded, why=why
+                )
         for key in self.ctx.ledger.holders_of(held):
             if key != request.key and self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.poke(key)
@@ -655,7 +656,9 @@ class RequestReconciler:
         """A spec change replaced the token: revoke the old one once nobody holds it."""
         if not self.ctx.ledger.is_held(previous):
             task = asyncio.ensure_future(
-                revoke_held(self.ctx, request.body, previous, why="replaced after a spec change")
+                revocation.revoke_held(
+                    self.ctx, request.body, previous, why="replaced after a spec change"
+                )
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -663,29 +666,13 @@ class RequestReconciler:
     # -- deletion ------------------------------------------------------------------------
 
     async def finalize(self, body: Body) -> None:
-        """The request is being deleted: revoke its token unless another request holds it
-        or revocation is off, then delete its Secret. Never raises for the server."""
+        """The request is being deleted: its token and Secret go (`revocation.finalize`),
+        then everything kept about it here."""
         request = Request.of(body)
         async with self._locks(request.key):
             if self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.cancel(request.key)
-            spec, secret_name, secret, held = await self._leaving(request)
-            self.ctx.ledger.release(request.key)
-            if held is not None and not self.ctx.ledger.is_held(held):
-                if self._revoke_on_delete(spec, held):
-                    refresh_token = await self._grant_to_end(request, spec, held)
-                    await revoke_held(
-                        self.ctx, body, held, why="the request was deleted",
-                        refresh_token=refresh_token,
-                    )  # fmt: skip
-                else:
-                    await self.ctx.manager.store.delete_access_token(
-                        held.token.key.issuer, held.token.value
-                    )
-            if secret is not None:
-                await self.ctx.kube.delete_secret(
-                    request.namespace, secret_name, uid=secret["metadata"]["uid"]
-                )
+            secret_name = await revocation.finalize(self.ctx, request, self._secret)
         self._api_backoff.pop(request.key, None)
         self._server_asked.pop(request.key, None)
         self._servers.pop(request.key, None)
@@ -697,96 +684,12 @@ class RequestReconciler:
         self.secret_echoes.forget((request.namespace, secret_name))
 
     async def revoke_all(self, client_key: RequestKey) -> None:
-        """Revoke every token held by requests using the client (the seed's `delete_all`);
-        the requests then hold an inactive token and get a new one when they can."""
-        users = list(self.ctx.views.requests_by_client.get(client_key) or ())
-        revoked: set[tuple[str, str]] = set()
-        for key in users:
-            held = self.ctx.ledger.current(key)
-            body = stored(self.ctx.views.requests, key)
-            if held is None or body is None:
-                continue
-            token_id = (held.token.key.issuer, held.token.value)
-            if token_id not in revoked:
-                revoked.add(token_id)
-                await self._revoke_for_every_holder(
-                    body, held, why="revoke-all on its OAuth2Client"
-                )
-
-    async def _revoke_for_every_holder(self, body: Body, held: Held, *, why: str) -> None:
-        """Revoke `held` for every request holding it (they then want a new token). It is
-        marked inactive for all of them and leaves the store before the first await, so
-        that requests sharing it, reconciled meanwhile, neither revoke it again nor get
-        it back from the store as their "new" token."""
-        self.ctx.ledger.deactivate(held)
-        await self.ctx.manager.store.delete_access_token(held.token.key.issuer, held.token.value)
-        await revoke_held(self.ctx, body, held, why=why)
-
-    async def _grant_to_end(
-        self, request: Request, spec: AccessTokenRequestSpec | None, held: Held
-    ) -> str | None:
-        """A deleted refresh_token request ends the user's grant: the refresh token to
-        revoke (the newest the operator holds, else the one in the user's Secret), unless
-        another request still refreshes with it."""
-        if spec is None or spec.grant != "refresh_token":
-            return None
-        if self.ctx.ledger.holds_subject(held.token.key):
-            return None
-        held_refresh = await self.ctx.manager.store.find_refresh_tokens(held.token.key)
-        if held_refresh:
-            return max(held_refresh, key=lambda rt: rt.obtained_at).value
-        source = grants.source_ref(spec)
-        assert source is not None
-        try:
-            return await grants.read_source(self.ctx.credentials, request.namespace, source)
-        except (ClientConfigError, KubeApiError):
-            return None  # the user's Secret is gone (or unreadable): the access token only
-
-    def _revoke_on_delete(self, spec: AccessTokenRequestSpec | None, held: Held) -> bool:
-        if spec is not None and spec.revoke_on_delete is not None:
-            return spec.revoke_on_delete
-        namespace, _, name = held.record.client.partition("/")
-        client_body = stored(self.ctx.views.clients, (namespace, name))
-        if client_body is None:
-            return True
-        revoke = (client_body.get("spec") or {}).get("revokeOnDelete", True)
-        return bool(revoke)
-
-    async def _leaving(
-        self, request: Request
-    ) -> tuple[AccessTokenRequestSpec | None, str, Body | None, Held | None]:
-        """For a request that lets its token go (deleted, or no longer allowed its client):
-        its spec (if valid), its Secret's name, that Secret if the request owns it, and
-        the token it holds, adopted from that Secret when the operator has none yet."""
-        spec = spec_or_none(request.body)
-        secret_name = (spec.secret_name if spec else None) or request.name
-        secret = self._secret(request.namespace, secret_name)
-        if secret is not None and not is_owned_by(secret, request.uid):
-            secret = None
-        held = self.ctx.ledger.current(request.key) or await adopt(
-            self.ctx, request, secret, key_for_spec(self.ctx, request, spec)
-        )
-        return spec, secret_name, secret, held
+        """Revoke every token of the client's requests (`revocation.revoke_all`)."""
+        await revocation.revoke_all(self.ctx, client_key)
 
     async def _withdraw(self, request: Request) -> None:
-        """The request's namespace may no longer use its client (its `allowedNamespaces`
-        changed): the token is no longer served to it. Its Secret goes, and the token is
-        revoked once no request that may still use it holds it."""
-        _, secret_name, secret, held = await self._leaving(request)
-        if held is None and secret is None:
-            return
-        self.ctx.ledger.release(request.key)
-        why = "its namespace may no longer use the OAuth2Client"
-        if held is not None and not self.ctx.ledger.is_held(held):
-            await revoke_held(self.ctx, request.body, held, why=why)
-        if secret is not None:
-            await self.ctx.kube.delete_secret(
-                request.namespace, secret_name, uid=secret["metadata"]["uid"]
-            )
-            self.ctx.post_event(
-                request.body, type="Warning", reason="TokenWithdrawn",
-                message=f"Secret {secret_name} deleted: {why}",
-            )  # fmt: skip
+        """Its namespace may no longer use its client (`revocation.withdraw`)."""
+        await revocation.withdraw(self.ctx, request, self._secret)
 
     def _conflict(self, request: Request, secret_name: str, message: str | None = None) -> Outcome:
         """A SecretConflict: said once in an Event when it begins, and in the conditions."""

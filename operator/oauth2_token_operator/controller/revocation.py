@@ -1,4 +1,7 @@
-"""Revokes a token nobody holds any more (RFC 7009), bounded by a deadline.
+"""Revoking tokens: when a request lets its token go (deleted, or no longer allowed its
+client), when its client asks to revoke all, and the RFC 7009 call itself, bounded by a
+deadline. What to do is decided in `policies.deletion` (revoke on delete or not, last
+holder or not, every holder); this module gathers the facts and carries it out.
 
 The deadline keeps a deletion, and so a namespace deletion, from wedging when the
 authorization server is unreachable: the outcome is an Event either way, and the
@@ -12,21 +15,179 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from oauth2_token_operator.api import OAuth2ClientSpec
+from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.client_config import ClientConfigError
+from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.adoption import adopt, key_for_spec
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
-from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.log_refs import about
+from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.resolution import spec_or_none
+from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import DeleteResult, Revocation
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
+from oauth2_token_operator.policies.deletion import Cause, Disposal, TokenRelease, disposal
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
+
+SecretOf = Callable[[str, str], Body | None]
+"""The newest known version of a Secret `(namespace, name)` (`RequestReconciler._secret`)."""
+
+WHY = {
+    Cause.DELETED: "the request was deleted",
+    Cause.WITHDRAWN: "its namespace may no longer use the OAuth2Client",
+    Cause.REVOKE_ALL: "revoke-all on its OAuth2Client",
+}
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """A request letting its token go: its spec (if valid), its Secret's name, that
+    Secret if the request owns it, and the token it holds, adopted from that Secret
+    when the operator has none yet (a restart before the deletion)."""
+
+    spec: AccessTokenRequestSpec | None
+    secret_name: str
+    secret: Body | None
+    held: Held | None
+
+
+async def leaving(ctx: OperatorContext, request: Request, secret_of: SecretOf) -> Leaving:
+    spec = spec_or_none(request.body)
+    secret_name = (spec.secret_name if spec else None) or request.name
+    secret = secret_of(request.namespace, secret_name)
+    if secret is not None and not is_owned_by(secret, request.uid):
+        secret = None
+    held = ctx.ledger.current(request.key) or await adopt(
+        ctx, request, secret, key_for_spec(ctx, request, spec)
+    )
+    return Leaving(spec, secret_name, secret, held)
+
+
+async def finalize(ctx: OperatorContext, request: Request, secret_of: SecretOf) -> str:
+    """The request is being deleted: revoke its token unless another request holds it
+    or revocation is off, then delete its Secret. Never raises for the server. Returns
+    the Secret's name."""
+    going = await leaving(ctx, request, secret_of)
+    ctx.ledger.release(request.key)
+    await _let_go(ctx, request, going, Cause.DELETED)
+    if going.secret is not None:
+        await ctx.kube.delete_secret(
+            request.namespace, going.secret_name, uid=going.secret["metadata"]["uid"]
+        )
+    return going.secret_name
+
+
+async def withdraw(ctx: OperatorContext, request: Request, secret_of: SecretOf) -> None:
+    """The request's namespace may no longer use its client (its `allowedNamespaces`
+    changed): the token is no longer served to it. Its Secret goes, and the token is
+    revoked once no request that may still use it holds it."""
+    going = await leaving(ctx, request, secret_of)
+    if going.held is None and going.secret is None:
+        return
+    ctx.ledger.release(request.key)
+    await _let_go(ctx, request, going, Cause.WITHDRAWN)
+    if going.secret is not None:
+        await ctx.kube.delete_secret(
+            request.namespace, going.secret_name, uid=going.secret["metadata"]["uid"]
+        )
+        ctx.post_event(
+            request.body, type="Warning", reason="TokenWithdrawn",
+            message=f"Secret {going.secret_name} deleted: {WHY[Cause.WITHDRAWN]}",
+        )  # fmt: skip
+
+
+async def revoke_all(ctx: OperatorContext, client_key: RequestKey) -> None:
+    """Revoke every token held by requests using the client (the seed's `delete_all`);
+    the requests then hold an inactive token and get a new one when they can."""
+    users = list(ctx.views.requests_by_client.get(client_key) or ())
+    revoked: set[tuple[str, str]] = set()
+    for key in users:
+        held = ctx.ledger.current(key)
+        body = stored(ctx.views.requests, key)
+        if held is None or body is None:
+            continue
+        token_id = (held.token.key.issuer, held.token.value)
+        release = TokenRelease(Cause.REVOKE_ALL, held=True)
+        if token_id not in revoked and disposal(release) is Disposal.REVOKE_EVERY_HOLDER:
+            revoked.add(token_id)
+            await revoke_for_every_holder(ctx, body, held, why=WHY[Cause.REVOKE_ALL])
+
+
+async def revoke_for_every_holder(
+    ctx: OperatorContext, body: Body, held: Held, *, why: str
+) -> None:
+    """Revoke `held` for every request holding it (they then want a new token). It is
+    marked inactive for all of them and leaves the store before the first await, so
+    that requests sharing it, reconciled meanwhile, neither revoke it again nor get
+    it back from the store as their "new" token."""
+    ctx.ledger.deactivate(held)
+    await ctx.manager.forget(held.token)
+    await revoke_held(ctx, body, held, why=why)
+
+
+async def _let_go(ctx: OperatorContext, request: Request, going: Leaving, cause: Cause) -> None:
+    """Carry out `policies.deletion` for a request that no longer holds its token."""
+    held = going.held
+    decision = disposal(_release(ctx, going, cause))
+    if held is None or decision in (Disposal.NOTHING, Disposal.KEEP):
+        return
+    if decision is Disposal.FORGET:
+        await ctx.manager.forget(held.token)
+        return
+    refresh_token = None
+    if decision is Disposal.END_GRANT:
+        assert going.spec is not None  # a refresh_token grant, so a valid spec
+        refresh_token = await _grant_to_end(ctx, request, going.spec, held)
+    await revoke_held(ctx, request.body, held, why=WHY[cause], refresh_token=refresh_token)
+
+
+def _release(ctx: OperatorContext, going: Leaving, cause: Cause) -> TokenRelease:
+    """The facts `policies.deletion` decides on, once the request is off the ledger."""
+    held, spec = going.held, going.spec
+    if held is None:
+        return TokenRelease(cause, held=False)
+    namespace, _, name = held.record.client.partition("/")
+    client_body = stored(ctx.views.clients, (namespace, name))
+    refresh_grant = spec is not None and spec.grant == "refresh_token"
+    return TokenRelease(
+        cause,
+        held=True,
+        other_holders=ctx.ledger.is_held(held),
+        request_revokes=spec.revoke_on_delete if spec is not None else None,
+        client_revokes=None
+        if client_body is None
+        else bool((client_body.get("spec") or {}).get("revokeOnDelete", True)),
+        refresh_grant=refresh_grant,
+        # Looked for only when it matters: it walks every held token.
+        subject_in_use=refresh_grant and ctx.ledger.holds_subject(held.token.key),
+    )
+
+
+async def _grant_to_end(
+    ctx: OperatorContext, request: Request, spec: AccessTokenRequestSpec, held: Held
+) -> str | None:
+    """The refresh token to revoke to end a deleted refresh_token request's grant: the
+    newest the operator holds, else the one in the user's Secret."""
+    held_refresh = await ctx.manager.refresh_tokens(held.token.key)
+    if held_refresh:
+        return max(held_refresh, key=lambda rt: rt.obtained_at).value
+    source = grants.source_ref(spec)
+    assert source is not None
+    try:
+        return await grants.read_source(ctx.credentials, request.namespace, source)
+    except (ClientConfigError, KubeApiError):
+        return None  # the user's Secret is gone (or unreadable): the access token only
 
 
 async def revoke_held(
@@ -43,7 +204,6 @@ async def revoke_held(
     (RFC 7009, `token_type_hint=refresh_token`): that ends the user's grant on every
     server, where revoking the access token alone does not on all (Keycloak keeps the
     session and its refresh tokens)."""
-    issuer_url = held.token.key.issuer
     client_namespace, _, client_name = held.record.client.partition("/")
     client_body = stored(ctx.views.clients, (client_namespace, client_name))
     failure = None
@@ -74,7 +234,7 @@ async def revoke_held(
     except (ClientConfigError, OAuth2Error, ValidationError) as exc:
         failure = str(exc) if not isinstance(exc, ValidationError) else "the client is invalid"
     finally:
-        await ctx.manager.store.delete_access_token(issuer_url, held.token.value)
+        await ctx.manager.forget(held.token)
     outcome = "revoked" if revoked else "unsupported" if unsupported else "failed"
     ctx.metrics.revocations.labels(outcome).inc()
     if revoked:

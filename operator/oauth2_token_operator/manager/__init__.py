@@ -20,6 +20,7 @@ from oauth2_token_operator.manager.model import (
     ValidityPolicy,
     assess_validity,
 )
+from oauth2_token_operator.manager.sharing import token_key
 from oauth2_token_operator.manager.store import InMemoryTokenStore, TokenStore
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "Validity",
     "ValidityPolicy",
     "assess_validity",
+    "token_key",
 ]

@@ -32,6 +32,7 @@ from oauth2_token_operator.manager.model import (
     refresh_token_covers,
     with_introspection,
 )
+from oauth2_token_operator.manager.sharing import token_key
 from oauth2_token_operator.manager.singleflight import SingleFlight
 from oauth2_token_operator.manager.spent import SpentRefreshTokens
 from oauth2_token_operator.manager.store import TokenStore
@@ -463,6 +464,37 @@ class TokenManager:
         await self.store.put_refresh_token(stored)
         return stored
 
+    # -- an identity's stored tokens (what an application keeping its own records needs) ---
+
+    def key_for(
+        self, issuer: IssuerLike, subject: Subject | None, client: ClientConfig
+    ) -> TokenKey:
+        """The key under which this manager's calls keep ``subject``'s tokens obtained
+        through ``client`` (``None``: the client's own); ``sharing.token_key`` says why."""
+        return _key(_issuer_config(issuer).issuer, subject, client)
+
+    async def adopt(self, token: AccessToken) -> None:
+        """Take back a token this application obtained before and kept elsewhere (the
+        operator: in a Secret it sealed, found again after a restart), without asking
+        the server: from now on ``get`` hands it out for its key and spec, as if obtained
+        here. Its key must come from ``sharing.token_key``; whether the token may be
+        trusted at all is the caller's to check (``register`` asks the server instead)."""
+        await self.store.put_access_token(token)
+
+    async def forget(self, token: AccessToken) -> bool:
+        """Remove ``token`` from the store without revoking it (its last holder let it go
+        with revocation off, or it was revoked); whether it was stored."""
+        return await self.store.delete_access_token(token.key.issuer, token.value)
+
+    async def stored_tokens(self, key: TokenKey) -> list[AccessToken]:
+        """Every access token stored for ``key``, whatever it was obtained for, usable or
+        not (say, to revoke those a leak made suspect)."""
+        return await self.store.find_access_tokens(key)
+
+    async def refresh_tokens(self, key: TokenKey) -> list[RefreshToken]:
+        """The refresh tokens stored for ``key`` (rotated successors included)."""
+        return await self.store.find_refresh_tokens(key)
+
     # -- register / introspect / revoke / delete ---------------------------------------------
 
     async def register(
@@ -678,5 +710,5 @@ def _issuer_config(issuer: IssuerLike) -> IssuerConfig:
     return issuer if isinstance(issuer, IssuerConfig) else IssuerConfig(issuer=issuer)
 
 
-def _key(issuer: str, subject: Subject, client: ClientConfig) -> TokenKey:
-    return TokenKey(issuer, subject, client.client_id, client.token_partition)
+def _key(issuer: str, subject: Subject | None, client: ClientConfig) -> TokenKey:
+    return token_key(issuer, subject, client.client_id, client.token_partition)
