@@ -116,4 +116,4 @@ def test_the_wheel_holds_the_package_and_nothing_else(dist: Path) -> None:
     assert tops == {DIST_NAME, f"{PREFIX}.dist-info"}
     assert f"{DIST_NAME}/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert "oauth2-token-operator = oauth2_token_operator.cli:main" in entry_points
+    assert "oauth2-token-operator = oauth2_token_operator.cli.main:main" in entry_points
