@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -376,8 +377,10 @@ def baseline_process(bench: Bench, namespace: str, n: int) -> subprocess.Popen[s
         "concurrency": CONCURRENCY,
         "count": n,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.operator_baseline"],
+    profile = os.environ.get("CPROFILE")  # as the operator's (`OperatorProcess`)
+    under = ["-m", "cProfile", "-o", f"{profile}.{namespace}"] if profile else []
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, *under, "-m", "bench.operator_baseline"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
