@@ -130,6 +130,8 @@ bench: setup
 
 # The operator against a control plane it starts (minutes; see BENCHMARKS.md).
 # N=1000: make bench-operator OPERATOR_CASE=operator-1000
+# The issuance case alone, in rounds (the spread): OPERATOR_CASE=operator-issuance-100
+# (or operator-issuance-1000)
 # 10 000 tokens, steady state only: make bench-operator OPERATOR_CASE=operator-steady-10000
 # 1000 renewals of 20 s tokens: make bench-operator OPERATOR_CASE=operator-renewal-1000
 # (of 10 min tokens: OPERATOR_CASE=operator-renewal-1000-10m; 10 000 of them:

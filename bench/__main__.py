@@ -38,6 +38,8 @@ CASES: dict[str, Callable[[Setup], Coroutine[Any, Any, None]]] = {
     "operator-renewal-10000-10m": lambda s: operator_cases.run(
         s, n=10000, renewal_client="renew-10m"
     ),
+    "operator-issuance-100": lambda s: operator_cases.run(s, n=100, issuance_only=5),
+    "operator-issuance-1000": lambda s: operator_cases.run(s, n=1000, issuance_only=2),
     "operator-hung": operator_isolation.run,
     "operator-hung-unshared": lambda s: operator_isolation.run(
         s, flags=("--per-server-concurrency=16",)

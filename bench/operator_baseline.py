@@ -2,9 +2,12 @@
 work per token, run as its own process so it is measured like the operator.
 
 It watches the namespace's AccessTokenRequests (the only way to learn of them) and, for
-each one added, with at most ``concurrency`` at once: one token request (httpx), one
-Secret create, one status patch that says Ready. Nothing else: no finalizer, no Event,
-no validation, no sharing, no retry, no renewal.
+each one added, with at most ``concurrency`` at once: one finalizer patch, one token
+request (httpx), one Secret create, one status patch that says Ready. The finalizer is
+unavoidable for an operator that revokes tokens when their request is deleted, and it goes
+on before a token is issued (as the operator does it: a token issued for a request deleted
+meanwhile would never be revoked), so it is one of the three writes per token here too.
+Nothing else: no Event, no validation, no sharing, no retry, no renewal.
 
 Protocol (``python -m bench.operator_baseline``): one JSON line on stdin with the
 settings; it prints ``watching`` once its watch is open, then ``done`` after ``count``
@@ -25,6 +28,12 @@ from typing import Any
 import httpx
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
+
+FINALIZER = f"{GROUP}/revoke-tokens"
+"""The operator's finalizer (`controller.app.FINALIZER`, not imported: that would load
+kopf into the baseline's process), so that both leave the same objects behind. The
+baseline never removes it: its requests stay until the control plane goes (each of its
+runs has a namespace of its own), so nothing ever waits on it."""
 
 
 async def main(settings: dict[str, Any]) -> None:
@@ -51,6 +60,15 @@ async def main(settings: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         spec = body["spec"]
         async with gate:
+            # A merge patch replaces the whole list: the request has no other finalizer.
+            finalizer = {"metadata": {"finalizers": [FINALIZER]}}
+            (
+                await api.patch(
+                    f"{requests}/{name}",
+                    json=finalizer,
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+            ).raise_for_status()
             form = {
                 "grant_type": "client_credentials",
                 "scope": " ".join(spec["scopes"]),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -376,8 +377,10 @@ def baseline_process(bench: Bench, namespace: str, n: int) -> subprocess.Popen[s
         "concurrency": CONCURRENCY,
         "count": n,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.operator_baseline"],
+    profile = os.environ.get("CPROFILE")  # as the operator's (`OperatorProcess`)
+    under = ["-m", "cProfile", "-o", f"{profile}.{namespace}"] if profile else []
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, *under, "-m", "bench.operator_baseline"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -396,7 +399,7 @@ def issuance_case(
     operator: OperatorProcess,
     namespaces: tuple[str, str],
     n: int,
-) -> None:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The operator's issuance in `namespaces[0]`, then the baseline process's in
     `namespaces[1]`."""
     client = bench.server.clients["client_secret_basic"]
@@ -428,6 +431,31 @@ def issuance_case(
     print(f"  operator API requests: {show_counts(op['counts'])}")
     print(f"  baseline API requests: {show_counts(base['counts'])}")
     print("  (both include the bench's own: a POST per request and its WATCH)")
+    return op, base
+
+
+def issuance_rounds(
+    bench: Bench, operator: OperatorProcess, namespace: str, n: int, rounds: int
+) -> None:
+    """The issuance case `rounds` times, for the spread of its ratios on a shared machine:
+    the operator's requests are deleted between rounds (so that each round starts from the
+    same state), the baseline gets a fresh namespace each round (its watch would list the
+    last round's requests as added)."""
+    ratios: dict[str, list[float]] = {"total": [], "p50": [], "p99": [], "cpu": []}
+    for round_ in range(1, rounds + 1):
+        print(f"\n-- round {round_} of {rounds}, load average before: {load_average()}")
+        op, base = issuance_case(bench, operator, (namespace, bench.namespace(f"base-{round_}")), n)
+        print(f"  load average after: {load_average()}")
+        for figure, values in ratios.items():
+            values.append(op[figure] / base[figure])
+        bench.delete_all_requests(namespace, timeout=max(120.0, n * 0.5))
+    print(f"\nIssuance of {n}, operator / baseline over {rounds} rounds (min, median, max):")
+    for figure, values in ratios.items():
+        listed = ", ".join(f"{value:.2f}" for value in values)
+        print(
+            f"  {figure:<6} {min(values):.2f} {statistics.median(values):.2f}"
+            f" {max(values):.2f}   ({listed})"
+        )
 
 
 def restart_case(
@@ -534,10 +562,12 @@ def run_all(
     steady_seconds: float,
     steady_only: bool = False,
     renewal_client: str | None = None,
+    issuance_only: int = 0,
 ) -> None:
     """Every case with N requests; with `steady_only`, N issued by the operator alone (no
     baseline) and then the steady state, the only case that needs N = 10 000; with
-    `renewal_client`, only the renewal case, N requests of that client."""
+    `renewal_client`, only the renewal case, N requests of that client; with
+    `issuance_only`, only the issuance case, that many rounds (`issuance_rounds`)."""
     print(f"load average before: {load_average()}")
     with bench_on_control_plane(setup, "bench-operator-") as (bench, _):
         workdir = bench.workdir
@@ -566,6 +596,8 @@ def run_all(
                 bench.wait_client_ready(namespace, name)
             if renewal_client is not None:
                 renewal_case(bench, renew, n, renewal_client)
+            elif issuance_only:
+                issuance_rounds(bench, operator, issue, n, issuance_only)
             elif steady_only:
                 client = bench.server.clients["client_secret_basic"]
                 issued = issuance(bench, issue, n, "tok", lambda: operator.pid, client)
@@ -597,5 +629,8 @@ async def run(
     steady_seconds: float = 60.0,
     steady_only: bool = False,
     renewal_client: str | None = None,
+    issuance_only: int = 0,
 ) -> None:
-    await asyncio.to_thread(run_all, setup, n, steady_seconds, steady_only, renewal_client)
+    await asyncio.to_thread(
+        run_all, setup, n, steady_seconds, steady_only, renewal_client, issuance_only
+    )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from oauth2_token_operator.cli import main
+from oauth2_token_operator.cli.main import main
 from tests.authserver.fixtures import AuthServer
 
 pytestmark = pytest.mark.authserver

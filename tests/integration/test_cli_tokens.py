@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from oauth2_token_operator.cli import main
+from oauth2_token_operator.cli.main import main
 from tests.authserver.fixtures import AuthServer
 from tests.integration.cli_helpers import flags, jwt_manifest, manifest, write
 

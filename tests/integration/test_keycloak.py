@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from oauth2_token_operator.cli import main
+from oauth2_token_operator.cli.main import main
 from oauth2_token_operator.oauth2 import (
     AuthorizationServer,
     ClientConfig,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import importlib
 import shutil
 import subprocess
 import sys
@@ -116,4 +117,15 @@ def test_the_wheel_holds_the_package_and_nothing_else(dist: Path) -> None:
     assert tops == {DIST_NAME, f"{PREFIX}.dist-info"}
     assert f"{DIST_NAME}/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert "oauth2-token-operator = oauth2_token_operator.cli:main" in entry_points
+    assert "oauth2-token-operator = oauth2_token_operator.cli.main:main" in entry_points
+
+
+def test_the_script_runs_the_cli() -> None:
+    """The console script's target exists and is the CLI's `main` (the package `cli`
+    itself has none: a target left at `oauth2_token_operator.cli:main` would install a
+    script that fails at its first run)."""
+    (target,) = PROJECT["scripts"].values()
+    module, _, attribute = target.partition(":")
+    from oauth2_token_operator.cli.main import main
+
+    assert getattr(importlib.import_module(module), attribute) is main

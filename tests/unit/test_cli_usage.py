@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oauth2_token_operator.cli import build_parser, main, operator_config, parse_arguments
-from oauth2_token_operator.cli_tokens import (
+from oauth2_token_operator.cli.main import build_parser, main, parse_arguments
+from oauth2_token_operator.cli.run import operator_config
+from oauth2_token_operator.cli.tokens import (
     introspection_json,
     replace_file,
     token_json,

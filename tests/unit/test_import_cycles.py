@@ -79,7 +79,7 @@ LAYERS = [
     {"kube"},
     {"policies"},
     {"controller"},
-    {"cli", "cli_tokens", "cli_client", NAME},
+    {"cli", NAME},
 ]
 """The operator's packages from the ground up (issue 24): each imports only its own layer
 and the layers below it. `util` knows neither OAuth2 nor Kubernetes; `oauth2` never

@@ -20,7 +20,7 @@ SCRIPT = """
 import json, sys
 sys.path[:0] = {path!r}
 from kubernetes import client as k8s
-from oauth2_token_operator import cli
+from oauth2_token_operator.cli import main
 from oauth2_token_operator.controller import handlers, run, watches
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from oauth2_token_operator.cli import build_parser
+from oauth2_token_operator.cli.main import build_parser
 from oauth2_token_operator.controller.metrics import PREFIX, Metrics, ObjectGauge
 
 ROOT = Path(__file__).resolve().parents[2]

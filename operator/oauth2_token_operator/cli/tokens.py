@@ -2,7 +2,7 @@
 shell.
 
 Each command builds one `TokenManager` (in-memory store), makes one call and prints the
-answer. The client comes from flags or from an `OAuth2Client` manifest (`cli_client`).
+answer. The client comes from flags or from an `OAuth2Client` manifest (`cli.client`).
 `get` and `refresh` print the token response they received, members the core does not
 interpret included (Keycloak's `refresh_expires_in`, `session_state`, ...): a one-shot
 command keeps no store, so they ask the server directly.
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from oauth2_token_operator.cli_client import Client, UsageError, add_client_arguments, load_client
+from oauth2_token_operator.cli.client import Client, UsageError, add_client_arguments, load_client
 from oauth2_token_operator.manager import InMemoryTokenStore, TokenKind, TokenManager
 from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_HINT
 from oauth2_token_operator.oauth2.errors import OAuth2Error

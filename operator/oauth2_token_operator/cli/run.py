@@ -1,47 +1,28 @@
-"""Command line: ``oauth2-token-operator``.
-
-``discover`` fetches and validates an authorization server's metadata exactly
-as the operator does (RFC 8414, then OpenID Connect discovery; exact issuer
-match; https unless ``--allow-insecure-http``) and prints, as JSON, the fields the
-operator uses. It is
-the first thing to try when an ``OAuth2Client`` reports a discovery error.
-
-``get``, ``refresh``, ``introspect`` and ``revoke`` call the token library for a client given as
-flags or as an ``OAuth2Client`` manifest (``cli_tokens``); ``run`` runs the operator.
-"""
+"""`oauth2-token-operator run`: the operator's options, each with its default, turned into
+its `OperatorConfig`. The operator itself is imported only when it runs, so that the
+other commands do not load kopf."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
-import json
 import os
-import sys
-from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
-from oauth2_token_operator import __version__
-from oauth2_token_operator.cli_tokens import add_token_commands, main_token_command, said
 from oauth2_token_operator.controller.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED, parse_host_pattern, parse_network
-from oauth2_token_operator.oauth2.errors import OAuth2Error
-from oauth2_token_operator.oauth2.metadata import IssuerConfig, MetadataCache
-from oauth2_token_operator.oauth2.transport import OAuth2Transport
 from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oauth2-token-operator", description=__doc__)
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser(
+def add_run_command(commands: Any) -> None:
+    """Add `run` to the CLI's subcommands."""
+    parser = commands.add_parser(
         "run",
         help="run the operator",
         description="Run the operator. Every option shows its default.",
     )
     defaults = OperatorConfig()
-    scope = run.add_mutually_exclusive_group()
+    scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
         "--namespace",
@@ -52,35 +33,35 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch all namespaces (the default)"
     )
-    run.add_argument(
+    parser.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
         default=defaults.metrics_port,
         help="port of the Prometheus metrics, 0: off (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--health-port",
         type=int,
         metavar="PORT",
         default=defaults.health_port,
         help="port of the liveness endpoint /healthz, 0: off (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--metrics-bind-address",
         type=_address,
         metavar="ADDRESS",
         default=defaults.metrics_bind_address,
         help="address the metrics listen on, e.g. :: for IPv6 (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--health-bind-address",
         type=_address,
         metavar="ADDRESS",
         default=defaults.health_bind_address,
         help="address /healthz listens on; the kubelet probes the pod's IP (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--deny-cidr",
         action="append",
         type=_network,
@@ -89,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         " resolution (repeat; given, it replaces the default list; --deny-cidr= alone"
         f" denies nothing) (default: {', '.join(defaults.deny_cidrs)})",
     )
-    run.add_argument(
+    parser.add_argument(
         "--kubernetes-api-audience",
         action="append",
         default=[],
@@ -98,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         " issuer URL): no ServiceAccount token is minted for it (repeat; added to the"
         f" default, always refused: {', '.join(DEFAULT_API_AUDIENCES)})",
     )
-    run.add_argument(
+    parser.add_argument(
         "--allow-issuer",
         action="append",
         default=[],
@@ -107,25 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host (login.example.com) or *.domain every URL the operator calls must"
         " match: issuer, discovered and configured endpoints (repeat; default: every host)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--forbid-insecure-http",
         action="store_true",
         help="refuse OAuth2Clients that set allowInsecureHTTP (IssuerNotAllowed)"
         " (default: off, allowed where a client sets it)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=defaults.log_format,
         help="format of the log lines (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         default=defaults.log_level,
         help="least severe level logged (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--min-renewal-lead",
         type=float,
         metavar="SECONDS",
@@ -133,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="renew no later than this before expiry, so that the kubelet can bring the new"
         " token into volumes (default: %(default)g)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--assumed-token-lifetime",
         type=float,
         metavar="SECONDS",
@@ -141,18 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the lifetime assumed for a token whose server states none (no expires_in);"
         " a request's assumedLifetime overrides it (default: %(default)g)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--leader-election",
         action="store_true",
         help="run as one of several replicas: only the holder of a Lease works"
         " (default: off, this process works alone)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--lease-namespace",
         default=os.environ.get("POD_NAMESPACE", defaults.lease_namespace),
         help=f"namespace of the Lease (default: $POD_NAMESPACE, else {defaults.lease_namespace})",
     )
-    run.add_argument(
+    parser.add_argument(
         "--seal-secret",
         type=_namespaced_name,
         default=f"{os.environ.get('POD_NAMESPACE', defaults.seal_namespace)}/{defaults.seal_name}",
@@ -161,17 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
         "created at its first start; in the operator's own namespace "
         f"(default: %(default)s, from $POD_NAMESPACE, else {defaults.seal_namespace})",
     )
-    run.add_argument(
+    parser.add_argument(
         "--lease-name",
         default=defaults.lease_name,
         help="name of the Lease, one per installation (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME", defaults.identity),
         help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--revocation-deadline",
         type=float,
         metavar="SECONDS",
@@ -179,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a deletion waits for revocation before giving up, with an Event"
         " (default: %(default)g)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--rollout-restart-min-interval",
         type=float,
         metavar="SECONDS",
@@ -187,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the least time between two restarts of a request's rolloutRestartTargets"
         " (default: %(default)g)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--concurrency",
         type=int,
         metavar="N",
         default=defaults.concurrency,
         help="scheduled reconciliations (renewals, retries) running at once (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--per-server-concurrency",
         type=int,
         metavar="N",
@@ -203,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         " endpoint), so that a slow or hung server cannot hold up the others"
         " (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--breaker-failures",
         type=int,
         metavar="N",
@@ -211,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="failed calls in a row (no answer, or HTTP 5xx) after which an endpoint gets no"
         " call but one trial per cool-down; 0: never (default: %(default)s)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--breaker-cooldown",
         type=float,
         metavar="SECONDS",
@@ -219,32 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first cool-down, doubled at each reopening up to 5 minutes"
         " (default: %(default)g)",
     )
-    discover = commands.add_parser("discover", help="fetch and validate server metadata")
-    discover.add_argument("issuer", help="the issuer identifier, e.g. https://login.example.com")
-    discover.add_argument("--ca-file", type=Path, help="PEM bundle that verifies the server")
-    discover.add_argument(
-        "--allow-insecure-http", action="store_true", help="accept plain http (testing only)"
-    )
-    add_token_commands(commands)
-    return parser
-
-
-async def _discover(args: argparse.Namespace) -> int:
-    config = IssuerConfig(
-        issuer=args.issuer,
-        allow_insecure_http=args.allow_insecure_http,
-        ca_pem=args.ca_file.read_text() if args.ca_file else None,
-    )
-    transport = OAuth2Transport()
-    try:
-        metadata = await MetadataCache(transport).get(config)
-    except OAuth2Error as exc:
-        print(f"error: {said(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        await transport.aclose()
-    print(json.dumps(metadata.model_dump(exclude_none=True), indent=2, sort_keys=True))
-    return 0
 
 
 def _namespaced_name(text: str) -> tuple[str, str]:
@@ -313,35 +268,7 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_operator(args: argparse.Namespace) -> int:
     from oauth2_token_operator.controller.run import run
 
     return run(operator_config(args))
-
-
-def parse_arguments(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None
-) -> argparse.Namespace:
-    """`parse_args`, except that unknown arguments are named, never repeated: someone who
-    tries `--client-secret VALUE` must not find VALUE in a CI log."""
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        options = sorted({item.split("=", 1)[0] for item in unknown if item.startswith("-")})
-        named = f" {' '.join(options)}" if options else ""
-        parser.error(f"unrecognized arguments{named} (values not shown)")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_arguments(build_parser(), argv)
-    if args.command == "run":
-        return _run(args)
-    if args.command == "discover":
-        return asyncio.run(_discover(args))
-    if args.command in ("get", "refresh", "introspect", "revoke"):
-        return main_token_command(args)
-    raise AssertionError(f"unhandled command {args.command}")  # argparse rejects others
-
-
-if __name__ == "__main__":
-    sys.exit(main())
