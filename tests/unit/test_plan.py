@@ -302,3 +302,37 @@ def test_the_reasons_are_todays_condition_reasons() -> None:
     assert Reason("Renewing") is Reason.RENEWING
     assert f"{Reason.SECRET_CONFLICT}" == "SecretConflict"
     assert {"reason": Reason.REFRESH_TOKEN_REJECTED} == {"reason": "RefreshTokenRejected"}
+
+
+TOKEN_READY = ConditionUpdate("Ready", "True", "TokenValid", "valid")
+DOWN_SINCE = ("AuthorizationServerUnavailable", "connection refused")
+REFUSED_SINCE = ("RefreshTokenRejected", "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    ("token_ready", "last_failure", "ready", "issuing"),
+    [
+        (TOKEN_READY, DOWN_SINCE, ("True", "TokenValid"), "AuthorizationServerUnavailable"),
+        (TOKEN_READY, None, ("True", "TokenValid"), None),
+        # the server refused the grant the held token came from: not Ready while it stands
+        (TOKEN_READY, REFUSED_SINCE, ("False", "RefreshTokenRejected"), "RefreshTokenRejected"),
+        # no token: the last failure says why, else the trigger
+        (None, DOWN_SINCE, ("False", "AuthorizationServerUnavailable"), DOWN_SINCE[0]),
+        (None, None, ("False", "Missing"), None),
+    ],
+    ids=["token-held", "token-held-no-failure", "grant-refused", "no-token", "no-token-yet"],
+)
+def test_what_a_request_waiting_for_its_backoff_says(
+    token_ready: ConditionUpdate | None,
+    last_failure: tuple[str, str] | None,
+    ready: tuple[str, str],
+    issuing: str | None,
+) -> None:
+    trigger = Verdict(Reason.MISSING, "no token yet")
+    outcome = plan.while_waiting(
+        trigger, NOW + 60, last_failure=last_failure, token_ready=token_ready
+    )
+    said = {c.type: c for c in outcome.conditions}
+    assert (said["Ready"].status, said["Ready"].reason) == ready
+    assert (said["Issuing"].reason if "Issuing" in said else None) == issuing
+    assert outcome.wake_at == NOW + 60

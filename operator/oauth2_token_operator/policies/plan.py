@@ -148,6 +148,27 @@ def backoff_until(history: History, now: float) -> float | None:
     return planned if planned is not None and planned > now else None
 
 
+def while_waiting(
+    trigger: checks.Verdict,
+    retry_at: float,
+    *,
+    last_failure: tuple[str, str] | None,
+    token_ready: ConditionUpdate | None,
+) -> Outcome:
+    """What a request waiting for its backoff reports: Ready as the held token says
+    (`token_ready`), unless the last failure (the `Issuing` condition's reason and
+    message) refused the grant the token came from; with no token, the last failure
+    (or the trigger) is why it is not Ready."""
+    if token_ready is not None and (last_failure is None or last_failure[0] not in GRANT_REFUSED):
+        ready = token_ready
+    elif last_failure is not None:
+        ready = not_ready(*last_failure)
+    else:
+        ready = not_ready(trigger.reason, trigger.message)
+    issuing = [] if last_failure is None else [ConditionUpdate(ISSUING, "True", *last_failure)]
+    return Outcome(conditions=[ready, *issuing], wake_at=retry_at)
+
+
 def announces(plan: Plan, *, first_issue: bool, failed_attempts: int) -> bool:
     """Is the new token worth an Event? A first one always; a renewal unless routine."""
     assert plan.why is not None
