@@ -1,6 +1,7 @@
-"""What the policy chains look at for one request: the held token's facts, its
-Secret's state against the desired one, the renewal schedule, and whether a renewal
-or a revocation was asked for."""
+"""What the policy chains and the plan look at for one request (`situation`, gathered
+once per reconcile): the held token's facts, its Secret's state against the desired
+one, the renewal schedule, whether a renewal or a revocation was asked for, and the
+failures so far."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.secret_data import render_data, render_templates
 from oauth2_token_operator.api.token_secret import Owner, Template, desired_secret
+from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.manager import TokenState, assess_validity
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.on_demand import asks_for_newer
+from oauth2_token_operator.policies.plan import History, Situation
 from oauth2_token_operator.policies.renewal import RenewalPolicy, RenewalSchedule, renewal_time
+from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 
 
 def request_facts(
@@ -47,7 +51,7 @@ def request_facts(
         )
         renew_at = renewal_schedule(ctx, request, resolved, held).renew_at
     if secret_intact:
-        secret_facts = checks.SecretFacts(exists=True, data_intact=True, metadata_intact=True)
+        secret_facts = checks.INTACT_SECRET
     else:
         desired = None if held is None else desired_token_secret(ctx, request, resolved, held)
         secret_facts = inspect_secret(secret, desired)
@@ -61,6 +65,38 @@ def request_facts(
         and asks_for_newer(request.annotations.get(RENEW_REQUESTED_AT), held.record.issued_at, now),
         revocation_requested=held is not None and revocation_requested(resolved, held, now),
     )
+
+
+def situation(
+    ctx: OperatorContext,
+    request: Request,
+    resolved: Resolved,
+    held: Held | None,
+    secret: Body | None,
+    now: float,
+    *,
+    retry_now: bool,
+    server_asked_until: float | None,
+) -> Situation:
+    """What the plan looks at for one reconcile (`policies.plan`), gathered once."""
+    return Situation(
+        facts=request_facts(ctx, request, resolved, held, secret, now),
+        renewable=resolved.identity.grant in grants.RENEWABLE,
+        history=History(
+            failed_attempts=request.failed_attempts,
+            new_spec=request.status.get("observedGeneration") != request.generation,
+            next_attempt_at=_time_or_none(request.status.get("nextAttemptTime")),
+            server_asked_until=server_asked_until,
+            retry_now=retry_now,
+        ),
+    )
+
+
+def _time_or_none(value: str | None) -> float | None:
+    try:
+        return parse_rfc3339(value) if value else None
+    except ValueError:
+        return None
 
 
 def assumed_lifetime(ctx: OperatorContext, resolved: Resolved) -> float:

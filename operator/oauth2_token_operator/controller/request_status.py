@@ -26,18 +26,13 @@ from oauth2_token_operator.policies.conditions import (
     ConditionUpdate,
     set_conditions,
 )
+from oauth2_token_operator.policies.plan import while_waiting
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 REGISTERED_RECHECK = 300.0
 """How often a registered token's source Secret is read again for a new token."""
 REFRESH_TOKEN_RETRY = 30.0
 """How soon a refresh token that could not be written back is tried again."""
-GRANT_REFUSED = frozenset({"RefreshTokenRejected"})
-"""Failures after which a held token, even one that has not expired, is not Ready: the
-server refused the grant it came from, and a server that sees a used refresh token
-again may revoke the whole grant, the held token with it (oidc-provider does; refresh
-token rotation, RFC 9700 §4.14). Ready says so while the failure stands (it takes a
-change to clear), not only until the next event."""
 
 
 def settled(
@@ -115,25 +110,14 @@ def waiting(
     trigger: checks.Verdict,
     retry_at: float,
 ) -> Outcome:
-    """While failures back off: Ready as the held token (or the last failure) says."""
+    """While failures back off: Ready as the held token (or the last failure) says
+    (`plan.while_waiting` decides)."""
     last = next(
         (c for c in request.status.get("conditions") or () if c.get("type") == ISSUING), None
     )
-    if held is not None and (last is None or last["reason"] not in GRANT_REFUSED):
-        ready = readiness(held, facts)
-    elif last is not None:  # no token (or none to trust) yet: the last failure is why
-        ready = not_ready(last["reason"], last.get("message", ""))
-    else:
-        ready = not_ready(trigger.reason, trigger.message)
-    return Outcome(
-        conditions=[ready]
-        + (
-            [ConditionUpdate(ISSUING, "True", last["reason"], last.get("message", ""))]
-            if last is not None
-            else []
-        ),
-        wake_at=retry_at,
-    )
+    failure = None if last is None else (last["reason"], last.get("message", ""))
+    token_ready = None if held is None else readiness(held, facts)
+    return while_waiting(trigger, retry_at, last_failure=failure, token_ready=token_ready)
 
 
 def unpersisted_refresh_token(

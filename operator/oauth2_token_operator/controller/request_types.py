@@ -5,16 +5,19 @@ shares."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.policies.access import CLIENT_NOT_ALLOWED as CLIENT_NOT_ALLOWED
-from oauth2_token_operator.policies.conditions import ISSUING, READY, ConditionUpdate
 from oauth2_token_operator.policies.identity import TokenIdentity
-from oauth2_token_operator.util.rfc3339 import rfc3339
+from oauth2_token_operator.policies.outcome import SECRET_CONFLICT as SECRET_CONFLICT
+from oauth2_token_operator.policies.outcome import Outcome as Outcome
+from oauth2_token_operator.policies.outcome import not_ready as not_ready
+from oauth2_token_operator.policies.outcome import secret_conflict as secret_conflict
+from oauth2_token_operator.policies.outcome import time_or_unknown as time_or_unknown
 
 
 class Blocked(Exception):
@@ -76,49 +79,3 @@ class Resolved:
     """For `register`: the token read from the user's Secret."""
     revoke_all_requested_at: str | None = None
     """The client's revoke-all annotation, as written (see `policies.on_demand`)."""
-
-
-@dataclass
-class Outcome:
-    """What one reconciliation decided: status fields, conditions, the next wake-up."""
-
-    status: dict[str, Any] = field(default_factory=dict)
-    conditions: list[ConditionUpdate] = field(default_factory=list)
-    wake_at: float | None = None
-
-    def merge(self, other: Outcome) -> Outcome:
-        """This outcome plus `other`'s status fields and conditions (this one's win, type
-        by type), and the sooner wake-up."""
-        wakes = [w for w in (self.wake_at, other.wake_at) if w is not None]
-        mine = {c.type for c in self.conditions}
-        return Outcome(
-            status={**other.status, **self.status},
-            conditions=self.conditions + [c for c in other.conditions if c.type not in mine],
-            wake_at=min(wakes) if wakes else None,
-        )
-
-
-def not_ready(reason: str, message: str) -> ConditionUpdate:
-    return ConditionUpdate(READY, "False", reason, message)
-
-
-SECRET_CONFLICT = "SecretConflict"  # noqa: S105 - a condition reason
-
-
-def secret_conflict(name: str, message: str | None = None) -> Outcome:
-    """The Secret the token would go to is not this request's: nothing is issued, renewed
-    or written (Ready and Issuing both say so)."""
-    message = message or (
-        f"Secret {name} exists and is not owned by this request; it is left untouched"
-        " (delete it, or choose another spec.secretName)"
-    )
-    return Outcome(
-        conditions=[
-            not_ready(SECRET_CONFLICT, message),
-            ConditionUpdate(ISSUING, "False", SECRET_CONFLICT, "nothing is issued: " + message),
-        ]
-    )
-
-
-def time_or_unknown(epoch: float | None) -> str:
-    return "an unknown time" if epoch is None else rfc3339(epoch)

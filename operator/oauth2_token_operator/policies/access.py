@@ -11,8 +11,9 @@ from oauth2_token_operator.api.oauth2client import (
     LabelSelector,
     LabelSelectorRequirement,
 )
+from oauth2_token_operator.policies.reasons import Reason
 
-CLIENT_NOT_ALLOWED = "ClientNotAllowed"
+CLIENT_NOT_ALLOWED = Reason.CLIENT_NOT_ALLOWED
 """The reason a request may not use the client it names."""
 
 

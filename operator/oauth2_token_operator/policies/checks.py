@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from oauth2_token_operator.policies.reasons import ASKED_FOR, Reason
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 
@@ -38,6 +39,10 @@ class SecretFacts:
     """Its data is exactly what the operator writes for the current token."""
     metadata_intact: bool = False
     """It carries the operator's and the template's labels, annotations and type."""
+
+
+INTACT_SECRET = SecretFacts(exists=True, data_intact=True, metadata_intact=True)
+"""A Secret just written for the current token."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,14 @@ def evaluate(chain: Sequence[Check], facts: Facts) -> Verdict | None:
 
 def no_token(facts: Facts) -> Verdict | None:
     if facts.token is None:
-        return Verdict("Missing", "no token has been issued for this request yet")
+        return Verdict(Reason.MISSING, "no token has been issued for this request yet")
     return None
 
 
 def spec_changed(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.token.issued_for != facts.spec_fingerprint:
         return Verdict(
-            "SpecChanged",
+            Reason.SPEC_CHANGED,
             "the token was issued for another client, grant, scopes, resources or audience",
         )
     return None
@@ -89,7 +94,7 @@ def spec_changed(facts: Facts) -> Verdict | None:
 def revocation_requested(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.revocation_requested:
         return Verdict(
-            "RevocationRequested",
+            Reason.REVOCATION_REQUESTED,
             "revoke-all was requested on the OAuth2Client after this token was issued",
         )
     return None
@@ -97,51 +102,51 @@ def revocation_requested(facts: Facts) -> Verdict | None:
 
 def token_inactive(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.token.active is False:
-        return Verdict("TokenInactive", "the authorization server says the token is not active")
+        return Verdict(
+            Reason.TOKEN_INACTIVE, "the authorization server says the token is not active"
+        )
     return None
 
 
 def token_expired(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.now >= facts.token.usable_until:
-        return Verdict("Expired", f"the token expired at {rfc3339(facts.token.usable_until)}")
+        return Verdict(Reason.EXPIRED, f"the token expired at {rfc3339(facts.token.usable_until)}")
     return None
 
 
 def renewal_due(facts: Facts) -> Verdict | None:
     if facts.token is not None and facts.renew_at is not None and facts.now >= facts.renew_at:
-        return Verdict("Renewing", f"the token's renewal time {rfc3339(facts.renew_at)} has come")
+        return Verdict(
+            Reason.RENEWING, f"the token's renewal time {rfc3339(facts.renew_at)} has come"
+        )
     return None
 
 
 def renewal_requested(facts: Facts) -> Verdict | None:
     if facts.renewal_requested:
-        return Verdict("RenewalRequested", "renewal was requested with the renew annotation")
+        return Verdict(Reason.RENEWAL_REQUESTED, "renewal was requested with the renew annotation")
     return None
 
 
 def secret_missing(facts: Facts) -> Verdict | None:
     if not facts.secret.exists:
-        return Verdict("SecretMissing", "the Secret does not exist")
+        return Verdict(Reason.SECRET_MISSING, "the Secret does not exist")
     return None
 
 
 def secret_data_mismatch(facts: Facts) -> Verdict | None:
     if facts.secret.exists and not facts.secret.data_intact:
-        return Verdict("SecretDataMismatch", "the Secret's data is not the current token's")
+        return Verdict(Reason.SECRET_DATA_MISMATCH, "the Secret's data is not the current token's")
     return None
 
 
 def secret_metadata_mismatch(facts: Facts) -> Verdict | None:
     if facts.secret.exists and not facts.secret.metadata_intact:
         return Verdict(
-            "SecretMetadataMismatch",
+            Reason.SECRET_METADATA_MISMATCH,
             "the Secret's type, labels or annotations differ from the request's template",
         )
     return None
-
-
-ASKED_FOR = frozenset({"SpecChanged", "RenewalRequested", "RevocationRequested"})
-"""Triggers a user caused on purpose (an edit, an annotation)."""
 
 
 def waits_for_backoff(trigger: Verdict) -> bool:
@@ -156,7 +161,7 @@ def announces_renewal(trigger: Verdict, *, failed_attempts: int) -> bool:
     metrics, and 1000 tokens of ten minutes would leave some 6000 Event objects an hour
     in etcd. Any other reason (an edit, an annotation, an inactive or expired token,
     recovery after failures) is news to whoever reads the request's Events."""
-    return trigger.reason != "Renewing" or failed_attempts > 0
+    return trigger.reason != Reason.RENEWING or failed_attempts > 0
 
 
 ISSUANCE_CHAIN: tuple[Check, ...] = (

@@ -11,6 +11,7 @@ from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies.exchange import SubjectTokenUnavailable
+from oauth2_token_operator.policies.reasons import Reason
 from oauth2_token_operator.policies.renewal import jitter_fraction
 
 ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
@@ -46,11 +47,11 @@ def classify(exc: Exception) -> Failure:
         # RFC 6749 §5.2: a 401 is the client failing to authenticate, whatever code the
         # server names (Keycloak says unauthorized_client for a wrong secret). A fixed
         # credential can make the next attempt work: retry, never wait for a spec change.
-        return Failure("InvalidClient", message, retry=True)
+        return Failure(Reason.INVALID_CLIENT, message, retry=True)
     if isinstance(exc, errors.InvalidGrantError | errors.SpentRefreshTokenError):
-        return Failure("RefreshTokenRejected", message, retry=False)
+        return Failure(Reason.REFRESH_TOKEN_REJECTED, message, retry=False)
     if isinstance(exc, errors.InvalidClientError):
-        return Failure("InvalidClient", message, retry=True)
+        return Failure(Reason.INVALID_CLIENT, message, retry=True)
     if isinstance(exc, errors.InvalidScopeError | errors.InvalidTargetError):
         return Failure("InvalidScope", message, retry=False)
     if isinstance(exc, errors.UnauthorizedClientError | errors.UnsupportedGrantTypeError):
