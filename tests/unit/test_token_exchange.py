@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.client_config import SERVICE_ACCOUNT, UID, SecretKey
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.oauth2.errors import error_response
 from oauth2_token_operator.policies.exchange import (
@@ -26,7 +27,7 @@ from oauth2_token_operator.policies.exchange import (
 )
 from oauth2_token_operator.policies.failures import classify
 from oauth2_token_operator.policies.identity import TokenIdentity
-from tests.api.cases import EXCHANGE, VALID_REQUEST
+from tests.api.cases import EXCHANGE, SA_EXCHANGE_SOURCE, VALID_REQUEST
 
 READY = SubjectFacts(name="service", is_self=False, exists=True, token_usable=True,
                      same_server=True)  # fmt: skip
@@ -93,7 +94,10 @@ def test_the_exchanged_token_is_the_subject_requests_whatever_its_token() -> Non
         {**VALID_REQUEST, "grant": "token_exchange", "tokenExchange": EXCHANGE, "audience": "api"}
     )
     assert spec.token_exchange is not None
-    assert spec.token_exchange.subject_token_from.access_token_request_ref.name == "service"
+    source = spec.token_exchange.subject_token_from
+    assert source.access_token_request_ref is not None
+    assert source.access_token_request_ref.name == "service"
+    assert grants.subject_account(spec) is None
     subject = grants.subject_of(spec, "apps")
     assert subject == "exchange:apps/service"
     assert grants.source_ref(spec) is None  # no Secret is read
@@ -121,5 +125,45 @@ def test_the_example_is_valid() -> None:
         s for s in specs if isinstance(s, AccessTokenRequestSpec) and s.grant == "token_exchange"
     ]
     assert exchanged.token_exchange is not None
-    subject = exchanged.token_exchange.subject_token_from.access_token_request_ref.name
-    assert subject in {doc["metadata"]["name"] for doc in docs}
+    source = exchanged.token_exchange.subject_token_from
+    assert source.access_token_request_ref is not None
+    assert source.access_token_request_ref.name in {doc["metadata"]["name"] for doc in docs}
+
+
+def test_a_service_accounts_token_is_a_subject_of_its_own() -> None:
+    """`serviceAccountRef`: the exchanged token is the ServiceAccount's (and its
+    audience's), never shared with an exchange of a request's token; the ServiceAccount
+    is read in the request's namespace like a client's."""
+    spec = AccessTokenRequestSpec.model_validate(
+        {**VALID_REQUEST, "grant": "token_exchange",
+         "tokenExchange": {"subjectTokenFrom": SA_EXCHANGE_SOURCE}}
+    )  # fmt: skip
+    assert grants.subject_of(spec, "apps") == (
+        "exchange:serviceaccount:apps/billing#https://sts.example.com"
+    )
+    assert grants.subject_account(spec) == SecretKey(SERVICE_ACCOUNT, "billing", UID)
+    default = AccessTokenRequestSpec.model_validate(
+        {**VALID_REQUEST, "grant": "token_exchange",
+         "tokenExchange": {"subjectTokenFrom": {"serviceAccountRef": {"name": "billing"}}}}
+    )  # fmt: skip
+    # Its default audience, the client's issuer, is part of the identity already.
+    assert grants.subject_of(default, "apps") == "exchange:serviceaccount:apps/billing"
+    request = AccessTokenRequestSpec.model_validate(
+        {**VALID_REQUEST, "grant": "token_exchange", "tokenExchange": EXCHANGE}
+    )
+    assert grants.subject_of(request, "apps") != grants.subject_of(default, "apps")
+
+
+def test_a_refused_service_account_token_is_said_so() -> None:
+    exc = error_response(
+        endpoint="token_endpoint", status_code=400, error="invalid_token",
+        error_description="token type not supported",
+    )  # fmt: skip
+    refusal = exchange_refusal(exc, "ServiceAccount apps/billing", service_account=True)
+    assert refusal is not None
+    failure = classify(refusal)
+    assert (failure.reason, failure.retry) == (SUBJECT_REJECTED, True)
+    assert "ServiceAccount apps/billing" in failure.message
+    assert "trust the cluster's ServiceAccount tokens" in failure.message
+    assert "next token" not in failure.message  # no request's token is awaited
+    assert "token type not supported" not in failure.message

@@ -512,17 +512,12 @@ class RequestReconciler:
             return await exchange.exchange(
                 self.ctx, request, resolved, issuer, client, min_remaining=min_remaining
             )
-        identity = resolved.identity
         return await grants.obtain(
             self.ctx.manager,
-            grant=identity.grant,
-            subject=identity.subject,
+            resolved.identity,
             source_value=source_value,
             issuer=issuer,
             client=client,
-            scopes=identity.scopes,
-            resources=identity.resources,
-            audience=identity.audience,
             min_remaining=min_remaining,
         )
 
