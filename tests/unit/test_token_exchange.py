@@ -121,13 +121,18 @@ def test_the_example_is_valid() -> None:
     specs = [kinds[doc["kind"]].model_validate(doc["spec"]) for doc in docs if doc["kind"] in kinds]
     clients = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "OAuth2Client"}
     assert all(s.client_ref.name in clients for s in specs if isinstance(s, AccessTokenRequestSpec))
-    (exchanged,) = [
-        s for s in specs if isinstance(s, AccessTokenRequestSpec) and s.grant == "token_exchange"
+    by_request, by_account = [
+        s.token_exchange.subject_token_from
+        for s in specs
+        if isinstance(s, AccessTokenRequestSpec) and s.token_exchange is not None
     ]
-    assert exchanged.token_exchange is not None
-    source = exchanged.token_exchange.subject_token_from
-    assert source.access_token_request_ref is not None
-    assert source.access_token_request_ref.name in {doc["metadata"]["name"] for doc in docs}
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert by_request.access_token_request_ref is not None
+    assert ("AccessTokenRequest", by_request.access_token_request_ref.name) in names
+    assert by_account.service_account_ref is not None
+    assert ("ServiceAccount", by_account.service_account_ref.name) in names
+    (account,) = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    assert account["metadata"]["labels"] == {"oauth2.token-operator.io/usable-by-operator": "true"}
 
 
 def test_a_service_accounts_token_is_a_subject_of_its_own() -> None:
