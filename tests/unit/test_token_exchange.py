@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
@@ -14,6 +15,9 @@ from pydantic import BaseModel
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import SERVICE_ACCOUNT, UID, SecretKey
 from oauth2_token_operator.controller import grants
+from oauth2_token_operator.manager import InMemoryTokenStore, TokenManager
+from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig
+from oauth2_token_operator.oauth2.authorization_server import JWT_TOKEN_TYPE
 from oauth2_token_operator.oauth2.errors import error_response
 from oauth2_token_operator.policies.exchange import (
     SUBJECT_ELSEWHERE,
@@ -28,6 +32,7 @@ from oauth2_token_operator.policies.exchange import (
 from oauth2_token_operator.policies.failures import classify
 from oauth2_token_operator.policies.identity import TokenIdentity
 from tests.api.cases import EXCHANGE, SA_EXCHANGE_SOURCE, VALID_REQUEST
+from tests.faults import Respond, fault_server
 
 READY = SubjectFacts(name="service", is_self=False, exists=True, token_usable=True,
                      same_server=True)  # fmt: skip
@@ -172,3 +177,36 @@ def test_a_refused_service_account_token_is_said_so() -> None:
     assert "trust the cluster's ServiceAccount tokens" in failure.message
     assert "next token" not in failure.message  # no request's token is awaited
     assert "token type not supported" not in failure.message
+
+
+async def test_a_lazy_subject_token_is_asked_for_only_when_an_exchange_is_made() -> None:
+    """`TokenManager.exchange` with a callable subject token (how the operator passes a
+    ServiceAccount's): called for the one exchange made, sent with its type; a second
+    call for the same is served by the stored token, nothing asked, nothing sent."""
+    asked: list[str] = []
+
+    async def subject_token() -> str:
+        asked.append("minted")
+        return "header.payload.signature"
+
+    answer = {"access_token": "exchanged", "token_type": "Bearer", "expires_in": 600}
+    async with fault_server(Respond(body=answer)) as server:
+        issuer = IssuerConfig(
+            server.url,
+            allow_insecure_http=True,
+            discovery=False,
+            metadata_overrides={"token_endpoint": f"{server.url}/token"},
+        )
+        client = ClientConfig(client_id="c", auth_method="client_secret_post", client_secret="s")
+        async with TokenManager(InMemoryTokenStore()) as manager:
+            for _ in range(2):
+                token = await manager.exchange(
+                    subject_token, issuer, client, subject="exchange:serviceaccount:apps/b",
+                    scopes=["read"], subject_token_type=JWT_TOKEN_TYPE,
+                )  # fmt: skip
+                assert token.value == "exchanged"
+        assert asked == ["minted"]
+        (sent,) = server.requests
+        form = {k: v[0] for k, v in parse_qs(sent.body.decode()).items()}
+        assert form["subject_token"] == "header.payload.signature"
+        assert form["subject_token_type"] == JWT_TOKEN_TYPE
