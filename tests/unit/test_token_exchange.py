@@ -81,10 +81,28 @@ def test_a_refused_subject_token_is_said_so(code: str) -> None:
     assert classify(exc).reason != SUBJECT_REJECTED
 
 
+@pytest.mark.parametrize("service_account", [False, True])
+def test_a_client_not_allowed_to_exchange_is_said_so(service_account: bool) -> None:
+    """Keycloak's legacy token exchange refuses a client without the permission to
+    exchange with 403 `access_denied`; alone, that would be a bare `IssuanceFailed`."""
+    exc = error_response(
+        endpoint="token_endpoint", status_code=403, error="access_denied",
+        error_description="Client not allowed to exchange",
+    )  # fmt: skip
+    refusal = exchange_refusal(exc, "service", service_account=service_account)
+    assert refusal is not None
+    failure = classify(refusal)
+    assert (failure.reason, failure.retry) == (SUBJECT_REJECTED, True)
+    assert "does not let this client exchange the token of service" in failure.message
+    assert "Client not allowed" not in failure.message, "the server's words are not repeated"
+    assert ("backoff" in failure.message) is service_account
+    assert classify(exc).reason == "IssuanceFailed"
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(401, "invalid_request"), (400, "invalid_client"), (400, "invalid_scope"),
-     (401, "unauthorized_client"), (503, "temporarily_unavailable")],
+    [(401, "invalid_request"), (400, "access_denied"), (400, "invalid_client"),
+     (400, "invalid_scope"), (401, "unauthorized_client"), (503, "temporarily_unavailable")],
 )  # fmt: skip
 def test_other_failures_keep_their_classification(status: int, code: str) -> None:
     exc = error_response(endpoint="token_endpoint", status_code=status, error=code)
