@@ -1,29 +1,30 @@
 """The refresh_token, register and token_exchange grants end to end (token_exchange
 against a server that supports it: `test_two_servers`, with Keycloak; a ServiceAccount's
-token as the subject token: against a recording token endpoint)."""
+token as the subject token: against Keycloak's legacy token exchange)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_TYPE
-from oauth2_token_operator.policies.service_accounts import (
-    DEFAULT_API_AUDIENCES,
-    MIN_EXPIRATION_SECONDS,
-)
+from tests.authserver.fixtures import basic_authorization
 from tests.cluster.harness import KubeCluster, unique_name
 from tests.faults import Respond, threaded_server
 from tests.integration.conftest import Counters
+from tests.keycloak.fixtures import (
+    REALM,
+    SERVICE_ACCOUNT_IDP,
+    Keycloak,
+    admin,
+    exchange_service_account_tokens,
+)
 from tests.operator.conftest import USABLE, Namespace, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
 from tests.operator.test_refresh_rotation import renew_now, revision
@@ -31,6 +32,7 @@ from tests.operator.test_service_account_tokens import (
     TENANT_RULES,
     cluster_issuer,
     cluster_tokens,
+    federation,  # noqa: F401 (a fixture: Keycloak trusts the control plane's issuer)
     service_account,
 )
 
@@ -265,39 +267,44 @@ def test_a_token_exchange_sends_another_requests_token_only_to_its_server(
     assert ns.token_secret("stolen") is None
 
 
-def claims(jwt: str) -> dict[str, Any]:
-    payload = jwt.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
-
-
+@pytest.mark.keycloak
+@pytest.mark.usefixtures("federation")
 def test_a_token_exchange_sends_a_service_accounts_token(
     kube_cluster: KubeCluster,
-    kube_admin: k8s.ApiClient,
     ns: Namespace,
     operator_factory: Callable[..., OperatorThread],
+    keycloak: Keycloak,
+    kube_admin: k8s.ApiClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """`token_exchange` from `subjectTokenFrom.serviceAccountRef`, to a token endpoint
-    that records what it hears (no server here accepts a ServiceAccount token in its
-    token exchange but Keycloak's legacy one, which the test session's Keycloak does not
-    run: tests/keycloak/README.md). The subject token is a token of that ServiceAccount
-    for that audience (default: the client's issuer), short-lived, as the API server's
-    own TokenReview says, and no credential for the API server itself; sent as a JWT;
-    minted once and reused by the renewal; never written anywhere. A refusal by the
-    server is `SubjectTokenRejected`, the token in hand still Ready. Refusals, played by
-    a tenant holding only its namespace's RBAC: a ServiceAccount without the opt-in
-    label, an audience the API server accepts and a missing ServiceAccount each leave
-    the request not Ready with the reason of `service_account_token` clients, nothing
-    minted or sent for them; the label given and the ServiceAccount created, they go on
-    without any change to them, far sooner than their failure backoff (a minute)."""
+    """`token_exchange` from `subjectTokenFrom.serviceAccountRef` against Keycloak's
+    legacy token exchange (an OpenID Connect identity provider trusting the control
+    plane's ServiceAccount issuer: tests/keycloak/README.md). Keycloak gives the
+    exchanging client a token of the user it brokers for that ServiceAccount, as its
+    introspection says; a renewal exchanges again (the ServiceAccount token in memory,
+    minted once); the client's permission taken back, Keycloak's 403 `access_denied` is
+    `SubjectTokenRejected`, the token in hand still Ready; deleting the request revokes
+    its token. Keycloak does not check the
+    subject token's audience: that the one minted is the one asked (default: the
+    client's issuer) is seen in the minting home's record. Refusals, played by a tenant
+    holding only its namespace's RBAC: a ServiceAccount without the opt-in label, an
+    audience the API server accepts and a missing ServiceAccount each leave the request
+    not Ready with the reason of `service_account_token` clients, nothing minted (so
+    nothing sent: an exchange mints its subject token only when it is made,
+    tests/unit/test_token_exchange.py); the label given and the ServiceAccount created,
+    they go on without any change to them, far sooner than their failure backoff."""
     caplog.set_level(logging.DEBUG)
-    operator = operator_factory(retry_base_delay=60.0, retry_max_delay=120.0)
+    operator = operator_factory(
+        retry_base_delay=60.0, retry_max_delay=120.0, revocation_deadline=5.0
+    )
     tokens = operator.ctx.credentials.service_accounts
-    issuer = ns.authserver.issuer
-    answer = {"token_type": "Bearer", "expires_in": 600, "issued_token_type": ACCESS_TOKEN_TYPE}
+    exchanger = keycloak.clients["client_secret_basic"]
+    issuer = cluster_issuer(kube_admin)
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id)
     for account, usable in (("billing", True), ("deployer", False)):
         service_account(ns, account, usable=usable)
     tenant = kube_cluster.service_account(unique_name("tenant"), ns.name, rules=TENANT_RULES)
+    ns.client("sts", exchanger, issuer=keycloak.issuer, allowInsecureHTTP=True)
     cases = {
         # request: (ServiceAccount, its audience, the request's reason)
         "as-billing": ("billing", None, None),
@@ -306,93 +313,93 @@ def test_a_token_exchange_sends_a_service_accounts_token(
         "kube-audience": ("billing", "https://KUBERNETES.default.svc/", "AudienceNotAllowed"),
         "ghost": ("ghost", None, "ServiceAccountNotFound"),
     }
+    with tenant.client() as api:
+        custom = k8s.CustomObjectsApi(api)
+        for name, (account, audience, _) in cases.items():
+            source = {"name": account, **({"audience": audience} if audience else {})}
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns.name,
+                                                   "accesstokenrequests", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "AccessTokenRequest",
+                "metadata": {"name": name},
+                "spec": {"clientRef": {"name": "sts"}, "grant": "token_exchange",
+                         "tokenExchange": {"subjectTokenFrom": {"serviceAccountRef": source}}},
+            })  # fmt: skip
+            if name == "as-billing":
+                # Keycloak makes the ServiceAccount's user at its first exchange: two at
+                # once may both try, and one gets HTTP 409 (tried again after a backoff).
+                ns.wait_ready(name)
+    ns.wait_ready("for-sts")
+    for name, (_, _, reason) in cases.items():
+        if reason is not None:
+            ns.wait_ready(name, "False", reason)
+            assert ns.token_secret(name) is None
+    assert "kubectl label serviceaccount deployer" in (ns.condition("unlabelled") or {})["message"]
+    assert tokens.minted_for() == {
+        (ns.name, "billing", keycloak.issuer), (ns.name, "billing", "https://sts.example.test"),
+    }  # fmt: skip
 
-    def answers(*tokens: str) -> list[Respond]:
-        """One answer per exchange, a token of its own each (the last one repeats)."""
-        return [Respond(body={"access_token": token, **answer}) for token in tokens]
+    exchanged = (ns.token_secret("as-billing") or {})["access_token"]
+    info = introspect_at_keycloak(keycloak, exchanged)
+    assert info["active"] is True
+    assert info["client_id"] == exchanger.client_id
+    username = f"system:serviceaccount:{ns.name}:billing"
+    assert info["username"] == username
+    with admin(keycloak.url) as http:
+        (user,) = http.get(
+            f"/admin/realms/{REALM}/users", params={"username": username, "exact": "true"}
+        ).json()
+        links = http.get(f"/admin/realms/{REALM}/users/{user['id']}/federated-identity").json()
+    assert info["sub"] == user["id"]
+    assert [(link["identityProvider"], link["userId"]) for link in links] == [
+        (SERVICE_ACCOUNT_IDP, username)  # the ServiceAccount token's `sub`
+    ]
 
-    with threaded_server(*answers("exchanged-1a", "exchanged-1b")) as server:
-        ns.client("sts", ns.authserver.clients["client_secret_basic"],
-                  endpoints={"token": f"{server.url}/token"}, allowInsecureHTTP=True)  # fmt: skip
-        with tenant.client() as api:
-            custom = k8s.CustomObjectsApi(api)
-            for name, (account, audience, _) in cases.items():
-                source = {"name": account, **({"audience": audience} if audience else {})}
-                custom.create_namespaced_custom_object(GROUP, VERSION, ns.name,
-                                                       "accesstokenrequests", {
-                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "AccessTokenRequest",
-                    "metadata": {"name": name},
-                    "spec": {"clientRef": {"name": "sts"}, "grant": "token_exchange",
-                             "scopes": [name],
-                             "tokenExchange": {"subjectTokenFrom": {"serviceAccountRef": source}}},
-                })  # fmt: skip
-        for name in ("as-billing", "for-sts"):
-            ns.wait_ready(name)
-        for name, (_, _, reason) in cases.items():
-            if reason is not None:
-                ns.wait_ready(name, "False", reason)
-                assert ns.token_secret(name) is None
-        message = (ns.condition("unlabelled") or {})["message"]
-        assert "kubectl label serviceaccount deployer" in message
-        forms = {}
-        for heard in server.requests:
-            form = {k: v[0] for k, v in parse_qs(heard.body.decode()).items()}
-            forms[form["scope"]] = form
-        assert sorted(forms) == ["as-billing", "for-sts"], "nothing sent for the refusals"
-        authentication = k8s.AuthenticationV1Api(kube_admin)
-        for name, audience in (("as-billing", issuer), ("for-sts", "https://sts.example.test")):
-            form = forms[name]
-            assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
-            assert form["subject_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
-            assert form["requested_token_type"] == ACCESS_TOKEN_TYPE
-            subject_token = form["subject_token"]
-            review = authentication.create_token_review(k8s.V1TokenReview.model_validate(
-                {"spec": {"token": subject_token, "audiences": [audience]}}))  # fmt: skip
-            assert review.status is not None
-            assert review.status.authenticated, name
-            assert review.status.user is not None
-            assert review.status.user.username == f"system:serviceaccount:{ns.name}:billing"
-            assert review.status.audiences == [audience]
-            for api_audience in DEFAULT_API_AUDIENCES:  # no credential for the cluster itself
-                rejected = authentication.create_token_review(k8s.V1TokenReview.model_validate(
-                    {"spec": {"token": subject_token, "audiences": [api_audience]}}))  # fmt: skip
-                assert rejected.status is not None
-                assert not rejected.status.authenticated
-            jwt = claims(subject_token)
-            assert jwt["aud"] == [audience]
-            assert jwt["exp"] - jwt["iat"] == MIN_EXPIRATION_SECONDS
-        assert tokens.mints == 2
+    # A renewal exchanges again, with the ServiceAccount token in memory.
+    renew_now(ns, "as-billing")
+    wait_for("the renewal", lambda: revision(ns, "as-billing") == 2)
+    renewed = (ns.token_secret("as-billing") or {})["access_token"]
+    assert renewed != exchanged
+    assert introspect_at_keycloak(keycloak, renewed)["username"] == username
+    assert tokens.mints == 2
 
-        # A renewal exchanges again, with the ServiceAccount token in memory.
-        server.then(*answers("exchanged-2"))
-        renew_now(ns, "as-billing")
-        wait_for("the renewal", lambda: revision(ns, "as-billing") == 2)
-        assert (ns.token_secret("as-billing") or {})["access_token"] == "exchanged-2"
-        last = {k: v[0] for k, v in parse_qs(server.requests[-1].body.decode()).items()}
-        assert last["subject_token"] == forms["as-billing"]["subject_token"]
-        assert tokens.mints == 2
+    # The server refuses the exchange (the client's permission taken back): said so; the
+    # token in hand still Ready.
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id, allowed=False)
+    renew_now(ns, "as-billing")
+    wait_for("the refusal", lambda: (ns.condition("as-billing", "Issuing") or {}).get(
+        "reason") == "SubjectTokenRejected")  # fmt: skip
+    issuing = ns.condition("as-billing", "Issuing") or {}
+    assert "does not let this client exchange the token of ServiceAccount" in issuing["message"]
+    assert f"ServiceAccount {ns.name}/billing" in issuing["message"]
+    assert (ns.condition("as-billing") or {})["status"] == "True"
+    assert revision(ns, "as-billing") == 2
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id)
 
-        # The server refuses the subject token: said so; the token in hand stays Ready.
-        server.then(Respond(400, {"error": "invalid_grant", "error_description": "untrusted"}))
-        renew_now(ns, "as-billing")
-        wait_for("the refusal", lambda: (ns.condition("as-billing", "Issuing") or {}).get(
-            "reason") == "SubjectTokenRejected")  # fmt: skip
-        issuing = ns.condition("as-billing", "Issuing") or {}
-        assert f"ServiceAccount {ns.name}/billing" in issuing["message"]
-        assert "untrusted" not in issuing["message"]
-        assert (ns.condition("as-billing") or {})["status"] == "True"
-
-        # Recovery, within seconds: no change to the requests.
-        server.then(*answers("exchanged-3a", "exchanged-3b", "exchanged-3c"))
-        ns.core.patch_namespaced_service_account(
-            "deployer", ns.name, {"metadata": {"labels": USABLE}}
-        )
-        service_account(ns, "ghost")
-        for name in ("unlabelled", "ghost"):
-            ns.wait_ready(name, timeout=40)
+    # Recovery, within seconds: no change to the requests.
+    ns.core.patch_namespaced_service_account("deployer", ns.name, {"metadata": {"labels": USABLE}})
+    service_account(ns, "ghost")
+    for name in ("unlabelled", "ghost"):
+        ns.wait_ready(name, timeout=40)
     assert ns.condition("kube-audience")["status"] != "True"  # type: ignore[index]
     assert tokens.minted_for() == {
-        (ns.name, "billing", issuer), (ns.name, "billing", "https://sts.example.test"),
-        (ns.name, "deployer", issuer), (ns.name, "ghost", issuer),
+        (ns.name, "billing", keycloak.issuer), (ns.name, "billing", "https://sts.example.test"),
+        (ns.name, "deployer", keycloak.issuer), (ns.name, "ghost", keycloak.issuer),
     }  # fmt: skip
-    assert cluster_tokens(ns, cluster_issuer(kube_admin), caplog.text) == []
+
+    ns.delete("accesstokenrequests", "as-billing")
+    wait_for("the request to go", lambda: ns.get("accesstokenrequests", "as-billing") is None)
+    assert introspect_at_keycloak(keycloak, renewed)["active"] is False
+    assert cluster_tokens(ns, issuer, caplog.text) == []
+
+
+def introspect_at_keycloak(keycloak: Keycloak, token: str) -> Any:
+    """Keycloak's introspection of `token`, by the client `basic` (whose tokens name it)."""
+    client = keycloak.clients["client_secret_basic"]
+    assert client.client_secret is not None
+    response = httpx.post(
+        f"{keycloak.issuer}/protocol/openid-connect/token/introspect",
+        data={"token": token},
+        headers={"Authorization": basic_authorization(client.client_id, client.client_secret)},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
