@@ -182,6 +182,10 @@ INVALID_CLIENTS = [
 
 EXCHANGE = {"subjectTokenFrom": {"accessTokenRequestRef": {"name": "service"}}}
 """A `tokenExchange` exchanging the token of the request `service`."""
+SA_EXCHANGE_SOURCE = {
+    "serviceAccountRef": {"name": "billing", "audience": "https://sts.example.com"}
+}
+"""A `subjectTokenFrom` naming a token of ServiceAccount `billing`."""
 
 INVALID_REQUESTS = [
     Invalid("no-client-ref", _with(VALID_REQUEST, clientRef=_DELETE), "clientRef"),
@@ -216,9 +220,40 @@ INVALID_REQUESTS = [
         "tokenExchange",
     ),
     Invalid(
-        "exchange-without-request-ref",
+        "exchange-with-no-subject-source",
         _with(VALID_REQUEST, grant="token_exchange", tokenExchange={"subjectTokenFrom": {}}),
-        "accessTokenRequestRef",
+        "set exactly one of accessTokenRequestRef and serviceAccountRef",
+    ),
+    Invalid(
+        "exchange-with-both-sources",
+        _with(
+            VALID_REQUEST,
+            grant="token_exchange",
+            tokenExchange={
+                "subjectTokenFrom": {**EXCHANGE["subjectTokenFrom"], **SA_EXCHANGE_SOURCE}
+            },
+        ),
+        "set exactly one of accessTokenRequestRef and serviceAccountRef",
+    ),
+    Invalid(
+        "exchange-bad-service-account-name",
+        _with(
+            VALID_REQUEST,
+            grant="token_exchange",
+            tokenExchange={"subjectTokenFrom": {"serviceAccountRef": {"name": "Not_A_Name"}}},
+        ),
+        "name",
+    ),
+    Invalid(
+        "exchange-service-account-audience-with-space",
+        _with(
+            VALID_REQUEST,
+            grant="token_exchange",
+            tokenExchange={
+                "subjectTokenFrom": {"serviceAccountRef": {"name": "billing", "audience": "a b"}}
+            },
+        ),
+        "audience",
     ),
     Invalid(
         "exchange-bad-request-name",

@@ -279,16 +279,20 @@ async def test_token_exchange_by_a_client_that_may_not(
     keycloak: Keycloak, transport: OAuth2Transport
 ) -> None:
     """A client that may not exchange the subject token (here: neither enabled for
-    standard token exchange nor in the token's audience) gets `invalid_request` (HTTP
-    400) when it asks for an access token, as for a revoked subject token: the
-    operator's `SubjectTokenRejected`, whose message names both causes."""
+    standard token exchange nor in the token's audience) is refused, no token given. The
+    session's Keycloak runs the legacy token exchange too (`FEATURES`, for a
+    ServiceAccount's token as the subject token), which answers such a client first: 403
+    `access_denied` ("Client not allowed to exchange"; without those features the
+    standard exchange says 400 `invalid_request`, as for a revoked subject token). The
+    operator's `SubjectTokenRejected` says the client is not let exchange that token."""
     clients = keycloak.exchange_clients
     subject = server_for(keycloak, client_config(clients["subject"]), transport)
     other = server_for(keycloak, client_config(keycloak.clients["client_secret_basic"]), transport)
     subject_token = await subject.client_credentials()
     with pytest.raises(OAuth2ErrorResponse) as refused:
         await other.token_exchange(subject_token.access_token)
-    assert (refused.value.error, refused.value.status_code) == ("invalid_request", 400)
+    assert (refused.value.error, refused.value.status_code) == ("access_denied", 403)
     refusal = exchange_refusal(refused.value, "subject-request")
     assert refusal is not None
-    assert "audience must name it" in refusal.message
+    assert classify(refusal).reason == "SubjectTokenRejected"
+    assert "does not let this client exchange" in refusal.message

@@ -23,6 +23,10 @@ credential) needs Keycloak to trust the API server's CA from its start
 `keycloak` fixture starts it first and hands Keycloak its CA, so the session still
 starts one Keycloak, whichever test asks first. `trust_kubernetes` and `federated_client`
 then configure the identity provider and clients through the admin API.
+
+Keycloak runs with its legacy token exchange on (`FEATURES`), whose external-token
+exchange takes a ServiceAccount's token as the subject token:
+`exchange_service_account_tokens` sets that up for one client.
 """
 
 from __future__ import annotations
@@ -237,6 +241,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)  # a JVM left behind by its shell
 
 
+FEATURES = ("token-exchange", "admin-fine-grained-authz:v1")
+"""Keycloak's legacy token exchange (V1), the one that takes a token of another issuer
+(a ServiceAccount's) as the subject token, and the permissions it needs. With them on, a
+client not allowed to exchange gets 403 `access_denied` ("Client not allowed to
+exchange") instead of the standard exchange's 400 `invalid_request`."""
+
 KUBERNETES_IDP = "kubernetes"
 """Alias of the identity provider that trusts the test control plane's ServiceAccounts."""
 
@@ -287,6 +297,63 @@ def federated_client(keycloak: Keycloak, client_id: str, namespace: str, name: s
         ).raise_for_status()
 
 
+SERVICE_ACCOUNT_IDP = "kubernetes-oidc"
+"""Alias of the OpenID Connect identity provider through which the legacy token exchange
+takes the test control plane's ServiceAccount tokens as subject tokens."""
+
+
+def exchange_service_account_tokens(
+    keycloak: Keycloak, issuer: str, client_id: str, *, allowed: bool = True
+) -> None:
+    """Client `client_id` may exchange tokens of the ServiceAccount issuer `issuer` (whose
+    JWKS the API server must serve anonymously) for its own tokens, of a user Keycloak
+    makes for each ServiceAccount: an OpenID Connect identity provider (signatures
+    checked with the issuer's JWKS; no `typ` check, as ServiceAccount tokens have none)
+    whose `token-exchange` permission a client policy grants to `client_id` (taken back if
+    not `allowed`). Idempotent."""
+    with admin(keycloak.url) as http:
+        base = f"/admin/realms/{REALM}"
+        instances = f"{base}/identity-provider/instances"
+        if http.get(f"{instances}/{SERVICE_ACCOUNT_IDP}").status_code != 200:
+            unused = f"{issuer}/not-used-by-token-exchange"
+            http.post(
+                instances,
+                json={"alias": SERVICE_ACCOUNT_IDP, "providerId": "oidc", "enabled": True,
+                      "config": {"issuer": issuer, "validateSignature": "true",
+                                 "useJwksUrl": "true", "jwksUrl": f"{issuer}/openid/v1/jwks",
+                                 "disableTypeClaimCheck": "true", "syncMode": "IMPORT",
+                                 "clientId": "unused", "clientSecret": "unused",
+                                 "clientAuthMethod": "client_secret_post",
+                                 "authorizationUrl": unused, "tokenUrl": unused}},
+            ).raise_for_status()  # fmt: skip
+        permissions = (
+            http.put(
+                f"{instances}/{SERVICE_ACCOUNT_IDP}/management/permissions", json={"enabled": True}
+            )
+            .raise_for_status()
+            .json()["scopePermissions"]
+        )
+        (management,) = http.get(f"{base}/clients", params={"clientId": "realm-management"}).json()
+        (client,) = http.get(f"{base}/clients", params={"clientId": client_id}).json()
+        authz = f"{base}/clients/{management['id']}/authz/resource-server"
+        name = f"exchange-service-account-tokens-{client_id}"
+        found = http.get(f"{authz}/policy", params={"name": name, "exact": "true"}).json()
+        policy = found[0] if found else http.post(
+            f"{authz}/policy/client",
+            json={"name": name, "clients": [client["id"]], "logic": "POSITIVE"},
+        ).raise_for_status().json()  # fmt: skip
+        permission = f"{authz}/permission/scope/{permissions['token-exchange']}"
+        current = http.get(permission).raise_for_status().json()
+        of = f"{authz}/policy/{current['id']}"  # a PUT replaces all three lists
+        policies = {p["id"] for p in http.get(f"{of}/associatedPolicies").json()}
+        http.put(permission, json={
+            **current,
+            "policies": sorted(policies | {policy["id"]} if allowed else policies - {policy["id"]}),
+            "resources": [r["_id"] for r in http.get(f"{of}/resources").json()],
+            "scopes": [s["id"] for s in http.get(f"{of}/scopes").json()],
+        }).raise_for_status()  # fmt: skip
+
+
 @contextmanager
 def run_keycloak(truststore: Path | None = None) -> Iterator[Keycloak]:
     """Start Keycloak with the realm `tokens`; stop it and delete its files on exit.
@@ -313,6 +380,7 @@ def run_keycloak(truststore: Path | None = None) -> Iterator[Keycloak]:
             "--db=dev-mem",
             "--http-host=127.0.0.1", f"--http-port={port}",
             f"--http-management-port={_free_port()}",
+            f"--features={','.join(FEATURES)}",
             *https_options,
             *([f"--truststore-paths={truststore}"] if truststore is not None else []),
         ]  # fmt: skip

@@ -1,15 +1,40 @@
 """The refresh_token, register and token_exchange grants end to end (token_exchange
-against a server that supports it: `test_two_servers`, with Keycloak)."""
+against a server that supports it: `test_two_servers`, with Keycloak; a ServiceAccount's
+token as the subject token: against Keycloak's legacy token exchange)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+import httpx
+import pytest
+from kubernetes import client as k8s
+
+from oauth2_token_operator.api.crd import GROUP, VERSION
+from tests.authserver.fixtures import basic_authorization
+from tests.cluster.harness import KubeCluster, unique_name
 from tests.faults import Respond, threaded_server
 from tests.integration.conftest import Counters
-from tests.operator.conftest import Namespace, introspect, settle, wait_for
+from tests.keycloak.fixtures import (
+    REALM,
+    SERVICE_ACCOUNT_IDP,
+    Keycloak,
+    admin,
+    exchange_service_account_tokens,
+)
+from tests.operator.conftest import USABLE, Namespace, introspect, settle, wait_for
 from tests.operator.runner import OperatorThread
+from tests.operator.test_refresh_rotation import renew_now, revision
+from tests.operator.test_service_account_tokens import (
+    TENANT_RULES,
+    cluster_issuer,
+    cluster_tokens,
+    federation,  # noqa: F401 (a fixture: Keycloak trusts the control plane's issuer)
+    service_account,
+)
 
 
 def test_refresh_token_grant_renews_and_persists_each_rotation(
@@ -240,3 +265,141 @@ def test_a_token_exchange_sends_another_requests_token_only_to_its_server(
         ns.wait_ready("self", "False", "SubjectIsSelf")
         assert other.requests == []
     assert ns.token_secret("stolen") is None
+
+
+@pytest.mark.keycloak
+@pytest.mark.usefixtures("federation")
+def test_a_token_exchange_sends_a_service_accounts_token(
+    kube_cluster: KubeCluster,
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorThread],
+    keycloak: Keycloak,
+    kube_admin: k8s.ApiClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`token_exchange` from `subjectTokenFrom.serviceAccountRef` against Keycloak's
+    legacy token exchange (an OpenID Connect identity provider trusting the control
+    plane's ServiceAccount issuer: tests/keycloak/README.md). Keycloak gives the
+    exchanging client a token of the user it brokers for that ServiceAccount, as its
+    introspection says; a renewal exchanges again (the ServiceAccount token in memory,
+    minted once); the client's permission taken back, Keycloak's 403 `access_denied` is
+    `SubjectTokenRejected`, the token in hand still Ready; deleting the request revokes
+    its token. Keycloak does not check the
+    subject token's audience: that the one minted is the one asked (default: the
+    client's issuer) is seen in the minting home's record. Refusals, played by a tenant
+    holding only its namespace's RBAC: a ServiceAccount without the opt-in label, an
+    audience the API server accepts and a missing ServiceAccount each leave the request
+    not Ready with the reason of `service_account_token` clients, nothing minted (so
+    nothing sent: an exchange mints its subject token only when it is made,
+    tests/unit/test_token_exchange.py); the label given and the ServiceAccount created,
+    they go on without any change to them, far sooner than their failure backoff."""
+    caplog.set_level(logging.DEBUG)
+    operator = operator_factory(
+        retry_base_delay=60.0, retry_max_delay=120.0, revocation_deadline=5.0
+    )
+    tokens = operator.ctx.credentials.service_accounts
+    exchanger = keycloak.clients["client_secret_basic"]
+    issuer = cluster_issuer(kube_admin)
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id)
+    for account, usable in (("billing", True), ("deployer", False)):
+        service_account(ns, account, usable=usable)
+    tenant = kube_cluster.service_account(unique_name("tenant"), ns.name, rules=TENANT_RULES)
+    ns.client("sts", exchanger, issuer=keycloak.issuer, allowInsecureHTTP=True)
+    cases = {
+        # request: (ServiceAccount, its audience, the request's reason)
+        "as-billing": ("billing", None, None),
+        "for-sts": ("billing", "https://sts.example.test", None),
+        "unlabelled": ("deployer", None, "ServiceAccountNotUsable"),
+        "kube-audience": ("billing", "https://KUBERNETES.default.svc/", "AudienceNotAllowed"),
+        "ghost": ("ghost", None, "ServiceAccountNotFound"),
+    }
+    with tenant.client() as api:
+        custom = k8s.CustomObjectsApi(api)
+        for name, (account, audience, _) in cases.items():
+            source = {"name": account, **({"audience": audience} if audience else {})}
+            custom.create_namespaced_custom_object(GROUP, VERSION, ns.name,
+                                                   "accesstokenrequests", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "AccessTokenRequest",
+                "metadata": {"name": name},
+                "spec": {"clientRef": {"name": "sts"}, "grant": "token_exchange",
+                         "tokenExchange": {"subjectTokenFrom": {"serviceAccountRef": source}}},
+            })  # fmt: skip
+            if name == "as-billing":
+                # Keycloak makes the ServiceAccount's user at its first exchange: two at
+                # once may both try, and one gets HTTP 409 (tried again after a backoff).
+                ns.wait_ready(name)
+    ns.wait_ready("for-sts")
+    for name, (_, _, reason) in cases.items():
+        if reason is not None:
+            ns.wait_ready(name, "False", reason)
+            assert ns.token_secret(name) is None
+    assert "kubectl label serviceaccount deployer" in (ns.condition("unlabelled") or {})["message"]
+    assert tokens.minted_for() == {
+        (ns.name, "billing", keycloak.issuer), (ns.name, "billing", "https://sts.example.test"),
+    }  # fmt: skip
+
+    exchanged = (ns.token_secret("as-billing") or {})["access_token"]
+    info = introspect_at_keycloak(keycloak, exchanged)
+    assert info["active"] is True
+    assert info["client_id"] == exchanger.client_id
+    username = f"system:serviceaccount:{ns.name}:billing"
+    assert info["username"] == username
+    with admin(keycloak.url) as http:
+        (user,) = http.get(
+            f"/admin/realms/{REALM}/users", params={"username": username, "exact": "true"}
+        ).json()
+        links = http.get(f"/admin/realms/{REALM}/users/{user['id']}/federated-identity").json()
+    assert info["sub"] == user["id"]
+    assert [(link["identityProvider"], link["userId"]) for link in links] == [
+        (SERVICE_ACCOUNT_IDP, username)  # the ServiceAccount token's `sub`
+    ]
+
+    # A renewal exchanges again, with the ServiceAccount token in memory.
+    renew_now(ns, "as-billing")
+    wait_for("the renewal", lambda: revision(ns, "as-billing") == 2)
+    renewed = (ns.token_secret("as-billing") or {})["access_token"]
+    assert renewed != exchanged
+    assert introspect_at_keycloak(keycloak, renewed)["username"] == username
+    assert tokens.mints == 2
+
+    # The server refuses the exchange (the client's permission taken back): said so; the
+    # token in hand still Ready.
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id, allowed=False)
+    renew_now(ns, "as-billing")
+    wait_for("the refusal", lambda: (ns.condition("as-billing", "Issuing") or {}).get(
+        "reason") == "SubjectTokenRejected")  # fmt: skip
+    issuing = ns.condition("as-billing", "Issuing") or {}
+    assert "does not let this client exchange the token of ServiceAccount" in issuing["message"]
+    assert f"ServiceAccount {ns.name}/billing" in issuing["message"]
+    assert (ns.condition("as-billing") or {})["status"] == "True"
+    assert revision(ns, "as-billing") == 2
+    exchange_service_account_tokens(keycloak, issuer, exchanger.client_id)
+
+    # Recovery, within seconds: no change to the requests.
+    ns.core.patch_namespaced_service_account("deployer", ns.name, {"metadata": {"labels": USABLE}})
+    service_account(ns, "ghost")
+    for name in ("unlabelled", "ghost"):
+        ns.wait_ready(name, timeout=40)
+    assert ns.condition("kube-audience")["status"] != "True"  # type: ignore[index]
+    assert tokens.minted_for() == {
+        (ns.name, "billing", keycloak.issuer), (ns.name, "billing", "https://sts.example.test"),
+        (ns.name, "deployer", keycloak.issuer), (ns.name, "ghost", keycloak.issuer),
+    }  # fmt: skip
+
+    ns.delete("accesstokenrequests", "as-billing")
+    wait_for("the request to go", lambda: ns.get("accesstokenrequests", "as-billing") is None)
+    assert introspect_at_keycloak(keycloak, renewed)["active"] is False
+    assert cluster_tokens(ns, issuer, caplog.text) == []
+
+
+def introspect_at_keycloak(keycloak: Keycloak, token: str) -> Any:
+    """Keycloak's introspection of `token`, by the client `basic` (whose tokens name it)."""
+    client = keycloak.clients["client_secret_basic"]
+    assert client.client_secret is not None
+    response = httpx.post(
+        f"{keycloak.issuer}/protocol/openid-connect/token/introspect",
+        data={"token": token},
+        headers={"Authorization": basic_authorization(client.client_id, client.client_secret)},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()

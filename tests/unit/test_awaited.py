@@ -13,6 +13,8 @@ import pytest
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import (
+    SERVICE_ACCOUNT,
+    UID,
     ClientConfigError,
     Found,
     NotUsable,
@@ -221,3 +223,20 @@ async def test_a_subject_wait_lapses(setup: Setup) -> None:
     await asyncio.sleep(0.1)
     setup.awaited.awaiting_subject(("apps", "other"), ("apps", "service"), None)
     assert not setup.awaited.awaits_subject(("apps", "never"))
+
+
+async def test_an_exchange_waits_for_its_service_account(setup: Setup) -> None:
+    """A `token_exchange` of a ServiceAccount's token: the ServiceAccount missing (or
+    without the opt-in label) is waited for in the request's namespace."""
+    request = ("team", "billing")
+    _, client_namespace, client = resolved("idp", "idp", "rt")
+    spec = AccessTokenRequestSpec.model_validate({
+        "clientRef": {"name": "c", "namespace": "idp"}, "grant": "token_exchange",
+        "tokenExchange": {"subjectTokenFrom": {"serviceAccountRef": {"name": "deployer"}}},
+    })  # fmt: skip
+    assert setup.awaited.issuance_failed(
+        request, spec, client_namespace, client, missing("deployer", UID, SERVICE_ACCOUNT)
+    )
+    await until(lambda: ("ServiceAccount", "team", "deployer") in setup.cluster.reads)
+    setup.cluster.objects[("ServiceAccount", "team", "deployer")] = {UID: "u1"}
+    await until(lambda: setup.poked_requests == [request])

@@ -199,6 +199,22 @@ async def test_a_token_is_reused_then_minted_again_before_it_expires() -> None:
     assert len(changed) == 1
 
 
+async def test_an_exchanges_subject_token_is_minted_for_its_audience_and_shortest_life() -> None:
+    """What `token_exchange` from `serviceAccountRef` asks the home (Keycloak, the test
+    server that takes it, does not check the subject token's audience): a TokenRequest
+    for exactly that audience and the shortest life, reused while fresh."""
+    kube, clock = FakeKube(), Clock()
+    kube.account("billing")
+    tokens = reader(kube, clock).service_accounts
+    account = ("ns", "billing", "https://sts.example.test")
+    await tokens.check(account)
+    assert kube.minted == []  # checking mints nothing
+    assert await tokens.token(account) == "token-1"
+    assert await tokens.token(account) == "token-1"
+    assert kube.minted == [("ns", "billing", "https://sts.example.test", 600)]
+    assert tokens.minted_for() == {account}
+
+
 async def test_concurrent_callers_share_one_token_request() -> None:
     kube, clock = FakeKube(), Clock()
     kube.account("billing")

@@ -11,6 +11,7 @@ from oauth2_token_operator.api.durations import Duration
 from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR
 from oauth2_token_operator.api.oauth2client import (
     MIN_INTROSPECTION_INTERVAL,
+    Audience,
     LabelValue,
     ScopeToken,
 )
@@ -56,15 +57,48 @@ class AccessTokenRequestReference(ApiModel):
     """Name of the `AccessTokenRequest`."""
 
 
-class SubjectTokenSource(ApiModel):
-    """Where the subject token of a token exchange comes from."""
+class ServiceAccountSubject(ApiModel):
+    """A ServiceAccount of the request's namespace whose token is the subject token."""
 
-    access_token_request_ref: AccessTokenRequestReference
+    name: ObjectName
+    """Name of the ServiceAccount. It must carry the label
+    `oauth2.token-operator.io/usable-by-operator: "true"` (`ServiceAccountNotUsable`
+    otherwise): naming it is no grant to act as it."""
+    audience: Audience | None = None
+    """The one audience of its tokens. Default: the issuer of the request's OAuth2Client.
+    Never one the Kubernetes API server accepts (`AudienceNotAllowed`): the operator's
+    `--kubernetes-api-audience` values."""
+
+
+class SubjectTokenSource(ApiModel):
+    """Where the subject token of a token exchange comes from: exactly one of
+    `accessTokenRequestRef` and `serviceAccountRef`."""
+
+    model_config = CelRule.config(
+        CelRule(
+            "has(self.accessTokenRequestRef) != has(self.serviceAccountRef)",
+            "set exactly one of accessTokenRequestRef and serviceAccountRef",
+        )
+    )
+
+    access_token_request_ref: AccessTokenRequestReference | None = None
     """The access token the operator holds for another `AccessTokenRequest` of this
     namespace: the one it obtained itself (never read from that request's Secret, which
     others may write), sent only to the server that issued it (the same issuer,
     endpoints and TLS settings), and only while it is valid. Each exchange uses that
-    request's token of the moment."""
+    request's token of the moment (`subject_token_type`
+    `urn:ietf:params:oauth:token-type:access_token`)."""
+    service_account_ref: ServiceAccountSubject | None = None
+    """A token of a ServiceAccount of this namespace (`subject_token_type`
+    `urn:ietf:params:oauth:token-type:jwt`), minted by the operator with the TokenRequest
+    API for the shortest lifetime the API server grants, kept in memory only, reused for
+    most of its life, as for `service_account_token` client authentication."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SubjectTokenSource:
+        if (self.access_token_request_ref is None) == (self.service_account_ref is None):
+            raise ValueError("set exactly one of accessTokenRequestRef and serviceAccountRef")
+        return self
 
 
 class TokenExchange(ApiModel):
@@ -73,8 +107,7 @@ class TokenExchange(ApiModel):
     fields of those names."""
 
     subject_token_from: SubjectTokenSource
-    """The subject token (`subject_token`, sent as an access token:
-    `subject_token_type=urn:ietf:params:oauth:token-type:access_token`)."""
+    """The subject token (`subject_token`)."""
 
 
 KUBERNETES_TYPES = "kubernetes.io/"

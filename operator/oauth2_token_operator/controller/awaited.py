@@ -144,14 +144,16 @@ class Awaited:
         exc: BaseException,
     ) -> bool:
         """A request's issuance failed with `exc`: if on a missing key, wait for it. It
-        read its client's keys (in the client's namespace) and its grant's Secret (in
-        its own); a key named the same in both namespaces is left to the backoff, as it
-        cannot tell which one is missing."""
+        read its client's keys (in the client's namespace) and its grant's Secret or
+        ServiceAccount (in its own); a key named the same in both namespaces is left to
+        the backoff, as it cannot tell which one is missing."""
         if not isinstance(exc, ClientConfigError) or exc.missing is None:
             return False
         places = [client_namespace for key in referenced_keys(client_spec) if key == exc.missing]
         source = grants.source_ref(spec)
         if source is not None and SecretKey("Secret", source.name, source.key) == exc.missing:
+            places.append(request[0])
+        if grants.subject_account(spec) == exc.missing:  # a token_exchange's ServiceAccount
             places.append(request[0])
         if len(set(places)) != 1:
             return False

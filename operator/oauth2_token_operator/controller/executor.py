@@ -263,14 +263,10 @@ class RequestExecutor:
         identity = resolved.identity
         return await grants.obtain(
             self.ctx.manager,
-            grant=identity.grant,
-            subject=identity.subject,
+            identity,
             source_value=source_value,
             issuer=issuer,
             client=client,
-            scopes=identity.scopes,
-            resources=identity.resources,
-            audience=identity.audience,
             min_remaining=min_remaining,
         )
 

@@ -1,5 +1,6 @@
-"""ServiceAccount tokens as client assertions (`service_account_token`): minted with the
-TokenRequest API, kept in memory only, reused for most of their life.
+"""ServiceAccount tokens, as client assertions (`service_account_token`) and as the
+subject tokens of token exchanges (`tokenExchange.subjectTokenFrom.serviceAccountRef`):
+minted with the TokenRequest API, kept in memory only, reused for most of their life.
 
 Each token has one audience (the authorization server's, never the API server's:
 `policies.service_accounts`) and the shortest lifetime the API server grants
@@ -67,7 +68,9 @@ class _Minted:
 
 
 class ServiceAccountTokens:
-    """The ServiceAccount tokens of every `service_account_token` client."""
+    """The ServiceAccount tokens of every `service_account_token` client and every
+    exchange of a ServiceAccount's token (one token per ServiceAccount and audience,
+    whichever uses it)."""
 
     def __init__(
         self,
@@ -95,6 +98,15 @@ class ServiceAccountTokens:
         if refusal is not None:
             raise ClientConfigError(AUDIENCE_NOT_ALLOWED, refusal)
 
+    async def check(self, account: AccountKey) -> str:
+        """The ServiceAccount's uid if a token of it may be minted for the audience;
+        `ClientConfigError` otherwise (`AudienceNotAllowed`, or the ServiceAccount
+        missing or without the opt-in label). Mints nothing."""
+        namespace, name, audience = account
+        self.check_audience(audience)
+        key = SecretKey(SERVICE_ACCOUNT, name, UID)
+        return collect_values([key], await self._read(namespace, [key]))[key]
+
     def source(self, namespace: str, name: str, audience: str) -> ServiceAccountAssertions:
         """The assertion source of clients authenticating as this ServiceAccount."""
         return ServiceAccountAssertions(self, (namespace, name, audience))
@@ -109,11 +121,8 @@ class ServiceAccountTokens:
         minted for a ServiceAccount that is not there, and one that lost its label lends
         nothing."""
         namespace, name, audience = account
-        self.check_audience(audience)
-        key = SecretKey(SERVICE_ACCOUNT, name, UID)
         try:
-            # Missing or without the opt-in label: ClientConfigError, nothing minted.
-            uid = collect_values([key], await self._read(namespace, [key]))[key]
+            uid = await self.check(account)
         except ClientConfigError as exc:
             held = self._minted.get(account)
             gone = exc.reason == f"{SERVICE_ACCOUNT}NotFound"

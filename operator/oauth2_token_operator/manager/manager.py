@@ -38,6 +38,7 @@ from oauth2_token_operator.manager.spent import SpentRefreshTokens
 from oauth2_token_operator.manager.store import TokenStore
 from oauth2_token_operator.oauth2.authorization_server import (
     ACCESS_TOKEN_HINT,
+    ACCESS_TOKEN_TYPE,
     AuthorizationServer,
 )
 from oauth2_token_operator.oauth2.breaker import BreakerPolicy, CircuitBreakers
@@ -265,7 +266,7 @@ class TokenManager:
 
     async def exchange(
         self,
-        subject_token: str,
+        subject_token: str | Callable[[], Awaitable[str]],
         issuer: IssuerLike,
         client: ClientConfig,
         *,
@@ -274,13 +275,15 @@ class TokenManager:
         resources: Iterable[str] = (),
         audience: str | None = None,
         min_remaining: float = 0.0,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
     ) -> AccessToken:
         """A valid access token of ``subject`` (the name of where subject tokens come
         from, not the token) for ``audience``/``resources`` and ``scopes``: one stored
-        for the same, else one obtained by exchanging ``subject_token`` (RFC 8693). A
-        stored token is handed out for its whole life, whatever subject token it came
-        from: an exchanged token lives its own life. Concurrent calls for the same
-        make one exchange."""
+        for the same, else one obtained by exchanging ``subject_token`` (RFC 8693; a
+        callable is asked for it only when an exchange is made). A stored token is
+        handed out for its whole life, whatever subject token it came from: an
+        exchanged token lives its own life. Concurrent calls for the same make one
+        exchange."""
         server = self.server(issuer, client)
         key = _key(server.issuer.issuer, subject, client)
         wanted = _wanted(scopes, resources, audience, min_remaining)
@@ -288,7 +291,8 @@ class TokenManager:
         async def exchange() -> AccessToken:
             spec = wanted.spec
             response = await server.token_exchange(
-                subject_token,
+                subject_token if isinstance(subject_token, str) else await subject_token(),
+                subject_token_type=subject_token_type,
                 scopes=spec.scopes,
                 resources=sorted(spec.resources),
                 audience=spec.audience,

@@ -35,6 +35,9 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 """RFC 8693 §2.1 `grant_type`."""
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a type name
 """RFC 8693 §3: the token type identifier of an OAuth 2.0 access token."""
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a type name
+"""RFC 8693 §3: the token type identifier of a JWT (RFC 7519), such as a Kubernetes
+ServiceAccount token."""
 
 
 class AuthorizationServer:

@@ -1,8 +1,9 @@
 """The `token_exchange` grant's decisions (RFC 8693), pure: whether another request's
 token may be the subject token now, and what a server's refusal of an exchange means.
+(A ServiceAccount's token as the subject token follows `policies.service_accounts`.)
 
-The subject token is the token the operator holds for another AccessTokenRequest of the
-same namespace (its own record, never that request's Secret). It is sent only:
+The token the operator holds for another AccessTokenRequest of the same namespace (its
+own record, never that request's Secret) is sent only:
 - while it is valid (not expired, not known inactive): otherwise the exchange waits for
   that request's next token, and goes on within seconds of it (`awaited`);
 - to the server that issued it (the same issuer, endpoint overrides and TLS settings):
@@ -86,20 +87,42 @@ def subject_refusal(facts: SubjectFacts) -> SubjectTokenUnavailable | None:
     return None
 
 
-def exchange_refusal(exc: Exception, subject_name: str) -> SubjectTokenUnavailable | None:
+def exchange_refusal(
+    exc: Exception, source: str, *, service_account: bool = False
+) -> SubjectTokenUnavailable | None:
     """A server's refusal of an exchange that points at the subject token (a 400 with a
-    code servers use for a bad `subject_token`), said as such; `None` for any other
-    failure (client authentication, scope, audience: classified as for other grants)."""
-    if (
-        isinstance(exc, errors.OAuth2ErrorResponse)
-        and exc.status_code == 400
-        and exc.error in REFUSED_SUBJECT_CODES
-    ):
+    code servers use for a bad `subject_token`, or a 403 `access_denied`: this client may
+    not exchange it), said as such; `None` for any other failure (client
+    authentication, scope, audience: classified as for other grants).
+    `source`: where the subject token came from (`AccessTokenRequest NAME`,
+    `ServiceAccount NAMESPACE/NAME`)."""
+    if not isinstance(exc, errors.OAuth2ErrorResponse):
+        return None
+    again = (
+        "tried again after a backoff"
+        if service_account
+        else ("tried again with that request's next token")
+    )
+    if (exc.status_code, exc.error) == (403, "access_denied"):
+        # Keycloak's legacy token exchange: the client lacks the permission to exchange
+        # tokens of that client or identity provider ("Client not allowed to exchange").
         return SubjectTokenUnavailable(
             SUBJECT_REJECTED,
-            f"the server refused to exchange the token of AccessTokenRequest {subject_name}"
-            f" ({exc}): it may be revoked, or not meant for this client (the subject"
-            " token's audience must name it); tried again with that request's next token",
+            f"the server does not let this client exchange the token of {source} ({exc}):"
+            f" a permission its administrator grants; {again}",
             retry=True,
         )
-    return None
+    if not (exc.status_code == 400 and exc.error in REFUSED_SUBJECT_CODES):
+        return None
+    why = (
+        "the server may not trust the cluster's ServiceAccount tokens (their issuer), or"
+        " expect another audience (serviceAccountRef.audience)"
+        if service_account
+        else "it may be revoked, or not meant for this client (the subject token's audience"
+        " must name it)"
+    )
+    return SubjectTokenUnavailable(
+        SUBJECT_REJECTED,
+        f"the server refused to exchange the token of {source} ({exc}): {why}; {again}",
+        retry=True,
+    )
