@@ -38,7 +38,7 @@ from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
-from oauth2_token_operator.policies.failures import ApiBackoff
+from oauth2_token_operator.policies.backoff import ApiBackoff, api_retry, api_wait
 from oauth2_token_operator.policies.on_demand import pending_at, requested_at
 from oauth2_token_operator.policies.reasons import Reason
 
@@ -57,7 +57,7 @@ class RequestReconciler:
         """Per request after a failed API write (see `_retry_after_api_error`)."""
         self._server_asked: dict[RequestKey, float] = {}
         """Per request whose last failed issuance carried the server's `Retry-After`: when
-        it ends. It holds for a new spec too (see `plan.backoff_until`); in memory only."""
+        it ends. It holds for a new spec too (see `backoff.backoff_until`); in memory only."""
         self._servers: dict[RequestKey, str] = {}
         """Per request, the server its token requests last went to (`server_of`)."""
         self.client_authentication: Callable[[RequestKey, bool, str], None] | None = None
@@ -179,7 +179,7 @@ class RequestReconciler:
     def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
         leaves no trace that would bring the request back: plan the next attempt here."""
-        self._api_backoff[request.key], delay = plan.api_retry(
+        self._api_backoff[request.key], delay = api_retry(
             self._api_backoff.get(request.key),
             exc.retry_after,
             now=self.ctx.clock(),
@@ -192,7 +192,7 @@ class RequestReconciler:
     def _backing_off(self, key: RequestKey, generation: int | None) -> bool:
         """Whether a failed API write of this request waits for its retry: events until
         then (our own Secret's, say) write nothing, and the retry stays planned."""
-        until = plan.api_wait(self._api_backoff.get(key), generation, self.ctx.clock())
+        until = api_wait(self._api_backoff.get(key), generation, self.ctx.clock())
         if until is not None and self.ctx.request_scheduler is not None:
             self.ctx.request_scheduler.schedule(key, until)
         return until is not None
