@@ -23,12 +23,11 @@ from oauth2_token_operator.controller import exchange, revocation
 from oauth2_token_operator.controller.adoption import adopt, key_of
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.executor import RequestExecutor
-from oauth2_token_operator.controller.facts import revocation_requested
 from oauth2_token_operator.controller.facts import situation as gather
 from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due
-from oauth2_token_operator.controller.ledger import Held, RequestKey
+from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_status import write_status
 from oauth2_token_operator.controller.request_types import Blocked, Outcome, Request, Resolved
@@ -39,7 +38,7 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
 from oauth2_token_operator.policies.backoff import ApiBackoff, api_retry, api_wait
-from oauth2_token_operator.policies.on_demand import pending_at, requested_at
+from oauth2_token_operator.policies.on_demand import pending_at
 from oauth2_token_operator.policies.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -224,7 +223,7 @@ class RequestReconciler:
 
         await self._retry_refresh_token(resolved)
         if held is not None:
-            held = await self._revoke_if_requested(request, resolved, held, now)
+            held = await revocation.revoke_if_requested(self.ctx, request, resolved, held, now)
         introspection = Outcome()
         if held is not None:
             held, introspection = await introspect_if_due(self.ctx, request, resolved, held, now)
@@ -235,32 +234,6 @@ class RequestReconciler:
         decided = plan.plan(situation)
         outcome = await self.executor.carry_out(request, resolved, situation, decided, held, secret)
         return outcome.merge(introspection)
-
-    async def _revoke_if_requested(
-        self, request: Request, resolved: Resolved, held: Held, now: float
-    ) -> Held:
-        """The client's revoke-all annotation names a time after this token's issue:
-        revoke it now (for every request sharing it), then the issuance chain replaces
-        it. Revocation comes first because that is what was asked (say, after a leak);
-        a token already revoked, or inactive, is not revoked again."""
-        if held.token.active is False or not revocation_requested(resolved, held, now):
-            return held
-        why = "revoke-all was requested on its OAuth2Client"
-        await revocation.revoke_for_every_holder(self.ctx, request.body, held, why=why)
-        # The tokens it superseded are still valid at the server and still in the store,
-        # where the replacement would find them: revoke them too, never publish them.
-        asked = requested_at(resolved.revoke_all_requested_at, now)
-        assert asked is not None  # revocation_requested said so
-        for older in await self.ctx.manager.stored_tokens(held.token.key):
-            if older.issued_at < asked and older.active is not False:
-                superseded = Held(token=older, record=held.record)
-                await revocation.revoke_for_every_holder(
-                    self.ctx, request.body, superseded, why=why
-                )
-        for key in self.ctx.ledger.holders_of(held):
-            if key != request.key and self.ctx.request_scheduler is not None:
-                self.ctx.request_scheduler.poke(key)
-        return self.ctx.ledger.current(request.key) or held
 
     async def _retry_refresh_token(self, resolved: Resolved) -> None:
         writer = self.ctx.refresh_tokens
