@@ -19,7 +19,8 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies import checks
-from oauth2_token_operator.policies.failures import ApiBackoff, classify, retry_delay
+from oauth2_token_operator.policies.backoff import ApiBackoff, retry_delay
+from oauth2_token_operator.policies.failures import classify
 
 ISSUER = "https://login.example.com"
 

@@ -12,17 +12,18 @@ from typing import Any
 import pytest
 
 from oauth2_token_operator.policies import plan
+from oauth2_token_operator.policies.backoff import ApiBackoff, Backoff, History, api_retry, api_wait
 from oauth2_token_operator.policies.checks import Facts, SecretFacts, TokenFacts, Verdict
 from oauth2_token_operator.policies.conditions import ConditionUpdate
-from oauth2_token_operator.policies.failures import ApiBackoff, Failure
-from oauth2_token_operator.policies.plan import Action, History, Situation
+from oauth2_token_operator.policies.failures import Failure
+from oauth2_token_operator.policies.plan import Action, Situation
 from oauth2_token_operator.policies.reasons import Reason
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 NOW = 1_800_000_000.0
 INTACT = SecretFacts(exists=True, data_intact=True, metadata_intact=True)
 TOKEN = TokenFacts(issued_at=NOW - 100, usable_until=NOW + 1000, issued_for="spec-1")
-BACKOFF = plan.Backoff(base=5.0, cap=300.0, seed="uid-1")
+BACKOFF = Backoff(base=5.0, cap=300.0, seed="uid-1")
 NO_FAILURES = History()
 FAILED = History(failed_attempts=2, next_attempt_at=NOW + 60)
 """Two failures in a row, the next attempt planned a minute from now."""
@@ -256,15 +257,15 @@ def test_after_a_failed_api_write(
     wait_same: str,
     wait_new: float | None,
 ) -> None:
-    pending, waited = plan.api_retry(
+    pending, waited = api_retry(
         previous, retry_after, now=NOW, generation=generation, backoff=BACKOFF
     )
     assert pending.attempts == attempts
     assert delay[0] <= waited <= delay[1]
-    assert plan.api_wait(pending, generation, NOW) == NOW + waited  # the same spec waits
-    assert plan.api_wait(pending, generation + 1, NOW) == wait_new  # a new one: Retry-After
-    assert plan.api_wait(pending, generation, NOW + waited) is None  # then it is due
-    assert plan.api_wait(None, generation, NOW) is None
+    assert api_wait(pending, generation, NOW) == NOW + waited  # the same spec waits
+    assert api_wait(pending, generation + 1, NOW) == wait_new  # a new one: Retry-After
+    assert api_wait(pending, generation, NOW + waited) is None  # then it is due
+    assert api_wait(None, generation, NOW) is None
 
 
 @pytest.mark.parametrize(

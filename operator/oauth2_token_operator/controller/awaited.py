@@ -34,7 +34,7 @@ within seconds of the missing object's creation, not at its next failure backoff
   the one it could not use (`exchange.subject_held`). Same `ttl` as above.
 
 Requests poked because what they waited for came (`retry_now`) try at once, not after
-the backoff of the failure it caused (`policies.plan.backoff_until`), as they do
+the backoff of the failure it caused (`policies.backoff.backoff_until`), as they do
 after a new spec: the change is the fix. A server's `Retry-After` still holds.
 """
 

@@ -44,6 +44,7 @@ from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import InvalidGrantError
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import checks, plan
+from oauth2_token_operator.policies.backoff import Backoff
 from oauth2_token_operator.policies.conditions import READY
 from oauth2_token_operator.policies.failures import Failure, classify
 from oauth2_token_operator.policies.reasons import Reason
@@ -80,9 +81,9 @@ class RequestExecutor:
         self.background = background
         self.client_authentication = client_authentication
 
-    def backoff(self, request: Request) -> plan.Backoff:
+    def backoff(self, request: Request) -> Backoff:
         config = self.ctx.config
-        return plan.Backoff(config.retry_base_delay, config.retry_max_delay, request.uid)
+        return Backoff(config.retry_base_delay, config.retry_max_delay, request.uid)
 
     async def carry_out(
         self,

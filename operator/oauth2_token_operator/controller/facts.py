@@ -19,8 +19,9 @@ from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.manager import TokenState, assess_validity
 from oauth2_token_operator.policies import checks
+from oauth2_token_operator.policies.backoff import History
 from oauth2_token_operator.policies.on_demand import asks_for_newer
-from oauth2_token_operator.policies.plan import History, Situation
+from oauth2_token_operator.policies.plan import Situation
 from oauth2_token_operator.policies.renewal import RenewalPolicy, RenewalSchedule, renewal_time
 from oauth2_token_operator.util.rfc3339 import parse_rfc3339
 

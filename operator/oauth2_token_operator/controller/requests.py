@@ -23,12 +23,11 @@ from oauth2_token_operator.controller import exchange, revocation
 from oauth2_token_operator.controller.adoption import adopt, key_of
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.executor import RequestExecutor
-from oauth2_token_operator.controller.facts import revocation_requested
 from oauth2_token_operator.controller.facts import situation as gather
 from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due
-from oauth2_token_operator.controller.ledger import Held, RequestKey
+from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
 from oauth2_token_operator.controller.request_status import write_status
 from oauth2_token_operator.controller.request_types import Blocked, Outcome, Request, Resolved
@@ -38,8 +37,8 @@ from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
-from oauth2_token_operator.policies.failures import ApiBackoff
-from oauth2_token_operator.policies.on_demand import pending_at, requested_at
+from oauth2_token_operator.policies.backoff import ApiBackoff, api_retry, api_wait
+from oauth2_token_operator.policies.on_demand import pending_at
 from oauth2_token_operator.policies.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class RequestReconciler:
         """Per request after a failed API write (see `_retry_after_api_error`)."""
         self._server_asked: dict[RequestKey, float] = {}
         """Per request whose last failed issuance carried the server's `Retry-After`: when
-        it ends. It holds for a new spec too (see `plan.backoff_until`); in memory only."""
+        it ends. It holds for a new spec too (see `backoff.backoff_until`); in memory only."""
         self._servers: dict[RequestKey, str] = {}
         """Per request, the server its token requests last went to (`server_of`)."""
         self.client_authentication: Callable[[RequestKey, bool, str], None] | None = None
@@ -179,7 +178,7 @@ class RequestReconciler:
     def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
         leaves no trace that would bring the request back: plan the next attempt here."""
-        self._api_backoff[request.key], delay = plan.api_retry(
+        self._api_backoff[request.key], delay = api_retry(
             self._api_backoff.get(request.key),
             exc.retry_after,
             now=self.ctx.clock(),
@@ -192,7 +191,7 @@ class RequestReconciler:
     def _backing_off(self, key: RequestKey, generation: int | None) -> bool:
         """Whether a failed API write of this request waits for its retry: events until
         then (our own Secret's, say) write nothing, and the retry stays planned."""
-        until = plan.api_wait(self._api_backoff.get(key), generation, self.ctx.clock())
+        until = api_wait(self._api_backoff.get(key), generation, self.ctx.clock())
         if until is not None and self.ctx.request_scheduler is not None:
             self.ctx.request_scheduler.schedule(key, until)
         return until is not None
@@ -224,7 +223,7 @@ class RequestReconciler:
 
         await self._retry_refresh_token(resolved)
         if held is not None:
-            held = await self._revoke_if_requested(request, resolved, held, now)
+            held = await revocation.revoke_if_requested(self.ctx, request, resolved, held, now)
         introspection = Outcome()
         if held is not None:
             held, introspection = await introspect_if_due(self.ctx, request, resolved, held, now)
@@ -235,32 +234,6 @@ class RequestReconciler:
         decided = plan.plan(situation)
         outcome = await self.executor.carry_out(request, resolved, situation, decided, held, secret)
         return outcome.merge(introspection)
-
-    async def _revoke_if_requested(
-        self, request: Request, resolved: Resolved, held: Held, now: float
-    ) -> Held:
-        """The client's revoke-all annotation names a time after this token's issue:
-        revoke it now (for every request sharing it), then the issuance chain replaces
-        it. Revocation comes first because that is what was asked (say, after a leak);
-        a token already revoked, or inactive, is not revoked again."""
-        if held.token.active is False or not revocation_requested(resolved, held, now):
-            return held
-        why = "revoke-all was requested on its OAuth2Client"
-        await revocation.revoke_for_every_holder(self.ctx, request.body, held, why=why)
-        # The tokens it superseded are still valid at the server and still in the store,
-        # where the replacement would find them: revoke them too, never publish them.
-        asked = requested_at(resolved.revoke_all_requested_at, now)
-        assert asked is not None  # revocation_requested said so
-        for older in await self.ctx.manager.stored_tokens(held.token.key):
-            if older.issued_at < asked and older.active is not False:
-                superseded = Held(token=older, record=held.record)
-                await revocation.revoke_for_every_holder(
-                    self.ctx, request.body, superseded, why=why
-                )
-        for key in self.ctx.ledger.holders_of(held):
-            if key != request.key and self.ctx.request_scheduler is not None:
-                self.ctx.request_scheduler.poke(key)
-        return self.ctx.ledger.current(request.key) or held
 
     async def _retry_refresh_token(self, resolved: Resolved) -> None:
         writer = self.ctx.refresh_tokens

@@ -26,9 +26,10 @@ from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.facts import revocation_requested
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.log_refs import about
-from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.controller.resolution import spec_or_none
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import DeleteResult, Revocation
@@ -36,6 +37,7 @@ from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies.deletion import Cause, Disposal, TokenRelease, disposal
+from oauth2_token_operator.policies.on_demand import requested_at
 from oauth2_token_operator.util.rfc3339 import rfc3339
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,31 @@ async def revoke_all(ctx: OperatorContext, client_key: RequestKey) -> None:
         if token_id not in revoked and disposal(release) is Disposal.REVOKE_EVERY_HOLDER:
             revoked.add(token_id)
             await revoke_for_every_holder(ctx, body, held, why=WHY[Cause.REVOKE_ALL])
+
+
+async def revoke_if_requested(
+    ctx: OperatorContext, request: Request, resolved: Resolved, held: Held, now: float
+) -> Held:
+    """The client's revoke-all annotation names a time after this token's issue:
+    revoke it now (for every request sharing it), then the issuance chain replaces
+    it. Revocation comes first because that is what was asked (say, after a leak);
+    a token already revoked, or inactive, is not revoked again."""
+    if held.token.active is False or not revocation_requested(resolved, held, now):
+        return held
+    why = "revoke-all was requested on its OAuth2Client"
+    await revoke_for_every_holder(ctx, request.body, held, why=why)
+    # The tokens it superseded are still valid at the server and still in the store,
+    # where the replacement would find them: revoke them too, never publish them.
+    asked = requested_at(resolved.revoke_all_requested_at, now)
+    assert asked is not None  # revocation_requested said so
+    for older in await ctx.manager.stored_tokens(held.token.key):
+        if older.issued_at < asked and older.active is not False:
+            superseded = Held(token=older, record=held.record)
+            await revoke_for_every_holder(ctx, request.body, superseded, why=why)
+    for key in ctx.ledger.holders_of(held):
+        if key != request.key and ctx.request_scheduler is not None:
+            ctx.request_scheduler.poke(key)
+    return ctx.ledger.current(request.key) or held
 
 
 async def revoke_for_every_holder(

@@ -12,7 +12,6 @@ from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies.exchange import SubjectTokenUnavailable
 from oauth2_token_operator.policies.reasons import Reason
-from oauth2_token_operator.policies.renewal import jitter_fraction
 
 ISSUER_NOT_ALLOWED = "IssuerNotAllowed"
 """The operator's egress rules (`--deny-cidr`, `--allow-issuer`, `--forbid-insecure-http`)
@@ -83,42 +82,3 @@ def classify(exc: Exception) -> Failure:
             "AuthorizationServerUnavailable", message, retry=True, retry_after=retry_after
         )
     return Failure("IssuanceFailed", message, retry=True, retry_after=retry_after)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiBackoff:
-    """A request waiting to try again after failed API writes (the status patch, a
-    Secret write), which leave nothing in the request to say when."""
-
-    attempts: int
-    """Failures in a row."""
-    retry_at: float
-    """When the backoff lets the next attempt through (epoch seconds)."""
-    not_before: float
-    """When the server's `Retry-After` ends (the failure's time if it gave none)."""
-    generation: int | None
-    """The request's `metadata.generation` that failed."""
-
-    def until(self, generation: int | None) -> float:
-        """When a request of `generation` may be tried again: a new spec as soon as the
-        server allows, not after the old one's backoff (as for failed issuances)."""
-        return self.retry_at if generation == self.generation else self.not_before
-
-
-def retry_delay(
-    failed_attempts: int,
-    *,
-    base: float,
-    cap: float,
-    seed: str,
-    retry_after: float | None = None,
-) -> float:
-    """Exponential backoff with jitter after `failed_attempts` (≥ 1) failures.
-
-    The jitter is drawn from [1/2, 1] of the exponential step (never a zero wait), from
-    a stable seed so a restart does not reshuffle it; a server's `Retry-After` wins
-    when it asks for longer.
-    """
-    step = min(cap, base * 2.0 ** max(0, failed_attempts - 1))
-    delay = step * (0.5 + 0.5 * jitter_fraction(f"{seed}/{failed_attempts}"))
-    return max(delay, float(retry_after or 0.0))

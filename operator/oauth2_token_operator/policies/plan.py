@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from oauth2_token_operator.policies import checks
+from oauth2_token_operator.policies.backoff import Backoff, History, backoff_until
 from oauth2_token_operator.policies.conditions import ISSUING, ConditionUpdate
-from oauth2_token_operator.policies.failures import ApiBackoff, Failure, retry_delay
+from oauth2_token_operator.policies.failures import Failure
 from oauth2_token_operator.policies.outcome import SECRET_CONFLICT, Outcome, not_ready
 from oauth2_token_operator.policies.reasons import (
     GRANT_REFUSED,
@@ -46,47 +47,13 @@ class Action(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """The operator's backoff settings for one request."""
-
-    base: float
-    """Seconds before the first retry (`--retry-base-delay`)."""
-    cap: float
-    """The longest wait, and how often a failure that needs a change is looked at again."""
-    seed: str
-    """The request's uid: its jitter stays the same across restarts."""
-
-    def delay(self, attempts: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after the `attempts`-th failure in a row."""
-        return retry_delay(
-            attempts, base=self.base, cap=self.cap, seed=self.seed, retry_after=retry_after
-        )
-
-
-@dataclass(frozen=True)
-class History:
-    """The request's failed issuances so far, as its status and the operator say them."""
-
-    failed_attempts: int = 0
-    """Failures in a row (`status.failedAttempts`)."""
-    new_spec: bool = False
-    """The spec changed since the status was written (`observedGeneration` is older)."""
-    next_attempt_at: float | None = None
-    """The planned retry (`status.nextAttemptTime`), if readable."""
-    server_asked_until: float | None = None
-    """When the server's `Retry-After` of the last failure ends (in memory only)."""
-    retry_now: bool = False
-    """What the last failure missed has come (`awaited`): no backoff for that failure."""
-
-
-@dataclass(frozen=True)
 class Situation:
     """What the plan looks at: gathered once per reconcile."""
 
     facts: checks.Facts
     renewable: bool
     """Can the operator renew the token (not a registered one)?"""
-    history: History = History()
+    history: History = field(default_factory=History)
 
 
 @dataclass(frozen=True)
@@ -133,19 +100,6 @@ def plan(situation: Situation) -> Plan:
     if repair is not None:
         return Plan(Action.REPAIR_SECRET, repair)
     return Plan(Action.KEEP)
-
-
-def backoff_until(history: History, now: float) -> float | None:
-    """While failures back off, the next attempt's time; `None` to try now."""
-    if not history.failed_attempts:
-        return None
-    if history.retry_now or history.new_spec:
-        # The spec changed, or what the failure missed came: try at once, or once the
-        # server's wait is over.
-        asked = history.server_asked_until
-        return asked if asked is not None and asked > now else None
-    planned = history.next_attempt_at
-    return planned if planned is not None and planned > now else None
 
 
 def while_waiting(
@@ -297,32 +251,3 @@ def blocked(reason: str, message: str, *, now: float, backoff: Backoff) -> Outco
     """The request cannot be served until something else changes: it is poked when what
     it misses comes (`awaited`), and looked at again now and then."""
     return Outcome(conditions=[not_ready(reason, message)], wake_at=now + backoff.cap)
-
-
-def api_retry(
-    previous: ApiBackoff | None,
-    retry_after: float | None,
-    *,
-    now: float,
-    generation: int | None,
-    backoff: Backoff,
-) -> tuple[ApiBackoff, float]:
-    """After a failed API write (the status patch, a Secret repair: a 500, a 429), which
-    leaves no trace that would bring the request back: the next attempt, backing off per
-    request, never sooner than the server's Retry-After; and the delay until it."""
-    attempts = (previous.attempts if previous is not None else 0) + 1
-    delay = backoff.delay(attempts, retry_after)
-    pending = ApiBackoff(
-        attempts, retry_at=now + delay, not_before=now + (retry_after or 0.0), generation=generation
-    )
-    return pending, delay
-
-
-def api_wait(pending: ApiBackoff | None, generation: int | None, now: float) -> float | None:
-    """Until when a failed API write of the request waits for its retry (events until
-    then write nothing); `None` if it need not. A new spec waits only for the server's
-    `Retry-After`."""
-    if pending is None:
-        return None
-    until = pending.until(generation)
-    return None if now >= until else until
