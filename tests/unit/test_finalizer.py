@@ -50,7 +50,7 @@ async def test_the_finalizer_goes_on_in_one_patch_and_the_reply_is_carried_on() 
     kube = FakeKube()
     adder = finalizer(kube)
     event = request(finalizers=["example.com/theirs"])
-    added = await adder.add(KEY, event)
+    added = await adder.add(KEY, event, watched=True)
     assert added is not None
     assert adder.on(added)
     assert added["metadata"]["resourceVersion"] == "11"
@@ -60,14 +60,21 @@ async def test_the_finalizer_goes_on_in_one_patch_and_the_reply_is_carried_on() 
     assert event["metadata"]["resourceVersion"] == "10", "kopf's watch reads it"
 
 
+async def test_a_body_not_from_the_watch_event_is_left_as_it_is() -> None:
+    indexed = request()
+    added = await finalizer(FakeKube()).add(KEY, indexed, watched=False)
+    assert added is not None
+    assert "finalizers" not in indexed["metadata"], "an index's copy, perhaps shared"
+
+
 async def test_the_patchs_own_watch_event_is_known_once() -> None:
     adder = finalizer(FakeKube())
-    added = await adder.add(KEY, request())
+    added = await adder.add(KEY, request(), watched=True)
     assert added is not None
     assert not adder.came_back(KEY, request("10")), "an older event"
     assert adder.came_back(KEY, added)
     assert not adder.came_back(KEY, added), "once"
-    await adder.add(KEY, request("20"))
+    await adder.add(KEY, request("20"), watched=True)
     assert not adder.came_back(KEY, request("22")), "a later version: not ours"
     assert not adder.came_back(KEY, request("21")), "forgotten at the later one"
 
@@ -85,7 +92,7 @@ async def test_a_failed_patch_serves_nothing_and_leaves_kopfs_copy_alone(
 ) -> None:
     adder = finalizer(FakeKube(fails=failure))
     event = request()
-    assert await adder.add(KEY, event) is None
+    assert await adder.add(KEY, event, watched=True) is None
     assert "finalizers" not in event["metadata"], "kopf then adds it itself"
     assert not adder.came_back(KEY, request("11"))
 

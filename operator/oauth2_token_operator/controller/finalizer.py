@@ -40,14 +40,15 @@ class Finalizer:
     def on(self, body: Body) -> bool:
         return self.name in (body.get("metadata", {}).get("finalizers") or ())
 
-    async def add(self, key: RequestKey, body: Body) -> Body | None:
+    async def add(self, key: RequestKey, body: Body, *, watched: bool) -> Body | None:
         """The request with the finalizer on it, as the PATCH returned it; None if it
         could not be put on (see the module's docstring).
 
-        `body` is the watch event's own copy when called from kopf's `on.event` handler:
-        its finalizers are updated in place, so that kopf, handling the same event after
-        the handler, sees the finalizer there and adds none. (Its resourceVersion stays
-        the event's: kopf's watch bookkeeping reads it.)"""
+        `watched`: `body` is the watch event's own copy, which kopf's `on.event` handler
+        passed on; its finalizers are then updated in place, so that kopf, handling the
+        same event after the handler, sees the finalizer there and adds none. (Its
+        resourceVersion stays the event's: kopf's watch bookkeeping reads it.) Any other
+        body (an index's) is left as it is."""
         try:
             patched = await self.kube.add_finalizer(ACCESS_TOKEN_REQUEST.plural, body, self.name)
         except (Conflict, NotFound) as exc:
@@ -56,8 +57,9 @@ class Finalizer:
         except KubeApiError as exc:
             log.warning("%s; kopf adds it instead", exc, extra=about_request(key))
             return None
-        metadata = cast(dict[str, Any], body["metadata"])
-        metadata["finalizers"] = list(patched["metadata"].get("finalizers") or ())
+        if watched:
+            metadata = cast(dict[str, Any], body["metadata"])
+            metadata["finalizers"] = list(patched["metadata"].get("finalizers") or ())
         version = version_of(patched)
         if version is not None:
             self._echoes[key] = version

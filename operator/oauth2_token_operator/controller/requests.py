@@ -134,7 +134,7 @@ class RequestReconciler:
             # Nothing is issued before the finalizer is on the object: a token can then
             # never outlive a request deleted in a hurry (and the two writes do not race).
             # Put on here, not left to kopf: the work goes on with the PATCH's reply.
-            added = await self.finalizer.add(key, body)
+            added = await self.finalizer.add(key, body, watched=watched)
             if added is None:
                 return
             body = added
