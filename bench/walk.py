@@ -9,18 +9,21 @@ its call to the return of the Secret write (`KubeApi.create_secret` / `replace_s
 
 A module **entry** is the start of a function of a module under `oauth2_token_operator`
 called from another module: the caller is the nearest operator frame on the stack (library
-frames in between, asyncio's or httpx's, are transparent; a task started by the operator
-with nothing of ours on its stack has no caller, which counts as an entry). Resumptions of
-a suspended coroutine are not calls. Calls within one module are not entries. Tasks the
-reconcile starts are followed (they inherit its context); everything else on the event loop
-is not. Reconciles of the request that write no Secret (the first events, before kopf's
-finalizer is on it) are left out.
+frames in between, asyncio's or httpx's, are transparent; for a task the reconcile starts,
+or a worker thread it hands work to (`asyncio.to_thread`: the Kubernetes client is
+synchronous), the module that started it; a callback the event loop runs has no caller,
+`(outside)`, which counts as an entry). Resumptions of a suspended coroutine are not calls.
+Calls within one module are not entries; properties and pydantic validators are calls.
+Those tasks and threads are followed (they inherit the reconcile's context); everything
+else on the event loop is not. Reconciles of the request that write no Secret (the first
+events, before kopf's finalizer is on it) are left out.
 
     python -m bench.walk          # the sequence, then the entries per module
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import dis
@@ -49,6 +52,10 @@ PACKAGE = Path(oauth2_token_operator.__file__).resolve().parent
 SECRET_WRITES = ("create_secret", "replace_secret")
 
 _traced: contextvars.ContextVar[Walk | None] = contextvars.ContextVar("walk", default=None)
+_thread_origin: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "thread_origin", default=None
+)
+"""In a worker thread (`asyncio.to_thread`): the operator module that handed it the work."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ class Walk:
     """The walk reached the Secret write and it returned."""
     skipped: int = 0
     """Reconciles of the request that wrote no Secret (left out)."""
+    task_origins: dict[int, tuple[str | None, object]] = field(default_factory=dict)
+    """By a task's coroutine frame: the module that started the task (the frame is kept,
+    so that its id is not reused while the walk lasts)."""
 
     def counts(self) -> Counter[str]:
         return Counter(entry.module for entry in self.entries)
@@ -98,14 +108,29 @@ def _first_resume(code: CodeType) -> int:
     return _starts[code]
 
 
-def _caller(frame: FrameType) -> str | None:
-    back = frame.f_back
-    while back is not None:
-        module = module_of(back.f_code)
+def nearest_module(frame: FrameType | None) -> str | None:
+    """The module of the nearest operator frame from `frame` down the stack."""
+    while frame is not None:
+        module = module_of(frame.f_code)
         if module is not None:
             return module
-        back = back.f_back
+        frame = frame.f_back
     return None
+
+
+def _caller(walk: Walk, frame: FrameType) -> str | None:
+    """The nearest operator frame below `frame`; on a stack with none (a task's, a worker
+    thread's), the module that started the task or handed the thread its work."""
+    found = nearest_module(frame.f_back)
+    if found is not None:
+        return found
+    back: FrameType | None = frame
+    while back is not None:
+        origin = walk.task_origins.get(id(back))
+        if origin is not None:
+            return origin[0]
+        back = back.f_back
+    return _thread_origin.get()
 
 
 def _profile(frame: FrameType, event: str, arg: object) -> None:
@@ -116,7 +141,7 @@ def _profile(frame: FrameType, event: str, arg: object) -> None:
     module = module_of(code)
     if module is None or frame.f_lasti > _first_resume(code):
         return  # not ours, or a coroutine resumed
-    caller = _caller(frame)
+    caller = _caller(walk, frame)
     if caller != module:
         walk.entries.append(Entry(caller, module, code.co_qualname))
 
@@ -140,11 +165,15 @@ def tracing(requests: RequestReconciler, key: RequestKey) -> Iterator[Walk]:
         busy = True
         token = _traced.set(walk)
         before = len(walk.entries)
+        loop = asyncio.get_running_loop()
+        factory = loop.get_task_factory()
+        loop.set_task_factory(_noting_origins(factory))
         sys.setprofile(_profile)
         try:
             await reconcile(body, watched=watched)
         finally:
             sys.setprofile(None)
+            loop.set_task_factory(factory)
             _traced.reset(token)
             busy = False
             if not walk.wrote_secret:
@@ -163,12 +192,55 @@ def tracing(requests: RequestReconciler, key: RequestKey) -> Iterator[Walk]:
     requests.reconcile = traced_reconcile  # type: ignore[method-assign]
     for name, write in writes.items():
         setattr(KubeApi, name, noting(write))
+    to_thread = asyncio.to_thread
+    asyncio.to_thread = _profiled_in_thread(to_thread)  # type: ignore[assignment]
     try:
         yield walk
     finally:
         del requests.reconcile  # the class's again
         for name, write in writes.items():
             setattr(KubeApi, name, write)
+        asyncio.to_thread = to_thread
+
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+
+def _noting_origins(factory: TaskFactory | None) -> TaskFactory:
+    """A task factory that notes which module starts each task of the walk."""
+
+    def create(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        walk = _traced.get()
+        frame = getattr(coro, "cr_frame", None)
+        if walk is not None and frame is not None:
+            walk.task_origins[id(frame)] = (nearest_module(sys._getframe(1)), frame)
+        if factory is not None:
+            return factory(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    return create
+
+
+def _profiled_in_thread(to_thread: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`asyncio.to_thread` that, for the walk, traces the worker thread too (the
+    Kubernetes client is synchronous: `kube.api` runs each call in a thread)."""
+
+    async def profiled_to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if _traced.get() is None:
+            return await to_thread(func, *args, **kwargs)
+        origin = nearest_module(sys._getframe(1))
+
+        def profiled(*args: Any, **kwargs: Any) -> Any:
+            _thread_origin.set(origin)  # in the thread's copy of the context only
+            sys.setprofile(_profile)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                sys.setprofile(None)
+
+        return await to_thread(profiled, *args, **kwargs)
+
+    return profiled_to_thread
 
 
 def report(walk: Walk) -> str:
