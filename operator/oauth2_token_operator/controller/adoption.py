@@ -33,7 +33,7 @@ from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
-from oauth2_token_operator.manager import AccessToken, TokenKey, token_key
+from oauth2_token_operator.manager import AccessToken, TokenKey, client_partition, token_key
 from oauth2_token_operator.policies.identity import TokenIdentity
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def key_for_spec(
         client.issuer,
         grants.subject_of(spec, request.namespace),
         client.client_id,
-        f"{client_namespace}/{spec.client_ref.name}",
+        client_partition(client_namespace, spec.client_ref.name),
     )
 
 

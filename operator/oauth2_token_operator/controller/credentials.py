@@ -34,6 +34,7 @@ from oauth2_token_operator.client_config import (
 )
 from oauth2_token_operator.controller.service_accounts import ServiceAccountTokens
 from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import service_accounts
@@ -82,7 +83,7 @@ class CredentialReader:
             self.service_accounts.check_audience(audience)  # before reading anything
             assertions = self.service_accounts.source(namespace, account.name, audience)
         values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
-        partition = f"{namespace}/{name}"  # tokens are shared per OAuth2Client object
+        partition = client_partition(namespace, name)
         issuer = issuer_config(spec, values)
         client = client_config(spec, values, partition=partition, assertions=assertions)
         previous = self._in_use.get((namespace, name))

@@ -18,7 +18,7 @@ from oauth2_token_operator.controller.context import OperatorContext, stored
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.kube.api import KubeApiError
-from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager import AccessToken, partition_client
 from oauth2_token_operator.manager.model import assess_validity
 from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
@@ -138,10 +138,11 @@ async def _same_server(ctx: OperatorContext, held: Held, issuer: IssuerConfig) -
     """Whether `issuer` is the configuration of the server that issued `held` (that of
     the OAuth2Client it was obtained with, as it is now); `None` if that client is
     unusable now (then its request cannot renew either)."""
-    namespace, _, name = held.record.client.partition("/")
-    body = stored(ctx.views.clients, (namespace, name))
-    if body is None:
+    client = partition_client(held.record.client)
+    body = None if client is None else stored(ctx.views.clients, client)
+    if client is None or body is None:
         return None
+    namespace, name = client
     try:
         spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
         subject_issuer, _ = await ctx.credentials.configs(namespace, name, spec)

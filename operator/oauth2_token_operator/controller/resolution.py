@@ -19,6 +19,7 @@ from oauth2_token_operator.controller.request_types import (
     Request,
     Resolved,
 )
+from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.identity import TokenIdentity
 
@@ -73,7 +74,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
     identity = TokenIdentity(
         issuer=client_spec.issuer,
         client_id=client_spec.client_id,
-        client=f"{client_ns}/{spec.client_ref.name}",
+        client=client_partition(client_ns, spec.client_ref.name),
         grant=spec.grant,
         subject=subject,
         scopes=None if scopes is None else tuple(sorted(set(scopes))),

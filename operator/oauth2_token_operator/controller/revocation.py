@@ -32,7 +32,7 @@ from oauth2_token_operator.controller.log_refs import about
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.controller.resolution import spec_or_none
 from oauth2_token_operator.kube.api import KubeApiError
-from oauth2_token_operator.manager import DeleteResult, Revocation
+from oauth2_token_operator.manager import DeleteResult, Revocation, partition_client
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
@@ -184,8 +184,8 @@ def _release(ctx: OperatorContext, going: Leaving, cause: Cause) -> TokenRelease
     held, spec = going.held, going.spec
     if held is None:
         return TokenRelease(cause, held=False)
-    namespace, _, name = held.record.client.partition("/")
-    client_body = stored(ctx.views.clients, (namespace, name))
+    owner = partition_client(held.record.client)
+    client_body = None if owner is None else stored(ctx.views.clients, owner)
     refresh_grant = spec is not None and spec.grant == "refresh_token"
     return TokenRelease(
         cause,
@@ -231,19 +231,17 @@ async def revoke_held(
     (RFC 7009, `token_type_hint=refresh_token`): that ends the user's grant on every
     server, where revoking the access token alone does not on all (Keycloak keeps the
     session and its refresh tokens)."""
-    client_namespace, _, client_name = held.record.client.partition("/")
-    client_body = stored(ctx.views.clients, (client_namespace, client_name))
+    owner = partition_client(held.record.client)
+    client_body = None if owner is None else stored(ctx.views.clients, owner)
     failure = None
     revoked = unsupported = False
     try:
-        if client_body is None:
+        if owner is None or client_body is None:
             raise ClientConfigError(
                 "ClientNotFound", f"OAuth2Client {held.record.client} no longer exists"
             )
         spec = OAuth2ClientSpec.model_validate(client_body.get("spec") or {})
-        issuer, client = await ctx.credentials.configs(
-            client_namespace, client_name, spec, last_known=True
-        )
+        issuer, client = await ctx.credentials.configs(*owner, spec, last_known=True)
         results = await asyncio.wait_for(
             _revoke(ctx, held, issuer, client, refresh_token),
             timeout=ctx.config.revocation_deadline,
