@@ -9,7 +9,7 @@ for `IDLE` seconds. Each census is taken with the operator's event loop held sti
 (a callback that blocks it), after `gc.collect()`.
 
 Printed: the deep size of each root (kopf's `ResourceMemories`, each informer, the
-reconciler's ledger, token store, schedulers, freshness, locks, metrics...) and its
+reconciler's ledger, token store, schedulers, request records, locks, metrics...) and its
 growth per token; all live Python objects by type (the growth per token of the
 largest); pymalloc's and glibc malloc's bytes in use, and the process's RSS. Deep sizes
 count each object once, for the first root that reaches it, in the order printed; they
@@ -256,10 +256,8 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
         ("token manager (store, locks)", ctx.manager),
         ("request scheduler", ctx.request_scheduler),
         ("client scheduler", ctx.client_scheduler),
-        ("freshness request_versions", requests.request_versions),
-        ("freshness secret_versions", requests.secret_versions),
+        ("request records", requests.records),
         ("reconciler locks", requests._locks),
-        ("reconciler api backoff", requests._api_backoff),
         ("reconciler background", requests._background),
         ("metrics registry", ctx.metrics),
         ("credentials", ctx.credentials),

@@ -20,9 +20,9 @@ from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
 from oauth2_token_operator.controller.awaited import CLIENT
 from oauth2_token_operator.controller.context import Body, OperatorContext, stored
-from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_client
+from oauth2_token_operator.controller.own_writes import Freshness
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions

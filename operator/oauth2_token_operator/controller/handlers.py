@@ -168,7 +168,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def request_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _ensure_schedulers(memo)
     requests: RequestReconciler = memo.requests
-    requests.request_versions.observed((body.metadata.namespace or "", body.metadata.name), body)
+    requests.records.request_observed((body.metadata.namespace or "", body.metadata.name), body)
     raw = dict(body)
     deleted = event["type"] == "DELETED"
     cluster.offer(requests.ctx.views.requests, raw, deleted=deleted)
