@@ -14,17 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.controller import exchange, revocation
 from oauth2_token_operator.controller.adoption import adopt, key_of
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.executor import RequestExecutor
 from oauth2_token_operator.controller.facts import situation as gather
-from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import RequestKey
@@ -63,10 +62,9 @@ class RequestReconciler:
         """Told whether the server accepted a client's credentials (`ClientReconciler`)."""
         self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
         """Holds back a request that writes in a loop (a bug; see `write_guard`)."""
-        views = ctx.views
-        self.request_versions = Freshness(lambda key: stored(views.requests, key))
+        self.request_versions = Freshness(ctx.cache.request)
         """Our status writes, until the watch shows them (see `freshness`)."""
-        self.secret_versions = Freshness(lambda key: stored(views.token_secrets, key))
+        self.secret_versions = Freshness(ctx.cache.token_secret)
         """Our Secret writes, until the watch shows them."""
         self.status_echoes = Echoes()
         """Our status patches, until their watch events come back."""
@@ -88,7 +86,7 @@ class RequestReconciler:
 
     async def reconcile_key(self, key: RequestKey) -> None:
         """Reconcile the request as the watch last saw it (scheduler, pokes)."""
-        body = stored(self.ctx.views.requests, key)
+        body = self.ctx.cache.request(key)
         if body is not None:
             await self.reconcile(body)
 
@@ -97,12 +95,10 @@ class RequestReconciler:
         group in the scheduler, which gives each server a bounded share of the slots."""
         return self._servers.get(key)
 
-    def secret_event(self, kind: str, key: object, frozen: object) -> None:
+    def secret_event(self, kind: str, secret: RequestKey, body: Body) -> None:
         """A token Secret's change, as the Secrets' informer reports it (on the event
         loop, in order): each request that controls it checks it, in a task of its own,
         so that a request busy with its token endpoint holds up no other Secret's."""
-        secret = cast(RequestKey, key)
-        body: Body = thawed(frozen)
         self.secret_versions.observed(secret, body)
         for ref in body.get("metadata", {}).get("ownerReferences") or ():
             if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
@@ -272,5 +268,5 @@ class RequestReconciler:
     # -- the Secret ----------------------------------------------------------------------
 
     def _secret(self, namespace: str, name: str) -> Body | None:
-        watched = stored(self.ctx.views.token_secrets, (namespace, name))
+        watched = self.ctx.cache.token_secret((namespace, name))
         return self.secret_versions.newest((namespace, name), watched)

@@ -12,7 +12,7 @@ from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.request_types import (
     SECRET_CONFLICT,
     Blocked,
@@ -37,7 +37,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
             " access token goes to a Secret of its own (choose another spec.secretName)",
         )
     client_ns = spec.client_ref.namespace or request.namespace
-    client_body = stored(ctx.views.clients, (client_ns, spec.client_ref.name))
+    client_body = ctx.cache.client((client_ns, spec.client_ref.name))
     if client_body is None:
         raise Blocked(
             "ClientNotFound", f"OAuth2Client {client_ns}/{spec.client_ref.name} not found"
@@ -51,7 +51,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         client_name=spec.client_ref.name,
         allowed=client_spec.allowed_namespaces,
         request_namespace=request.namespace,
-        request_namespace_labels=ctx.views.namespace_labels(request.namespace),
+        request_namespace_labels=ctx.cache.namespace_labels(request.namespace),
     )
     if not decision.allowed:
         raise Blocked(decision.reason, decision.message)
