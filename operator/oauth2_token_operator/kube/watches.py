@@ -13,6 +13,16 @@ still sees every token Secret before deciding anything; kopf then watches only t
 kinds it has handlers for, and offers each of their events to the informer of its kind
 before the handler runs (`ClusterCache.offer_request`, `offer_client`): two watches of
 one kind, each sometimes ahead.
+
+Why the requests' and clients' informers keep a watch of their own rather than list once
+and then take only kopf's events: kopf (1.45, `continuous_watch`) reports a listing as
+events of the objects it finds and nothing for those it does not, so an object deleted
+between the informer's listing and kopf's, or while kopf's watch is down before it lists
+again (after a 410 Gone or a dropped connection), would stay in the cache for good: a
+request reconciled from the scheduler against a 404, a client whose deletion waits on a
+user that is gone. And kopf's event reaches `offer` only when that object's worker runs
+its handler, after the previous one (a token request may take seconds): what other
+objects' reconciles read of it would lag as long.
 """
 
 from __future__ import annotations
