@@ -47,7 +47,7 @@ METADATA_RECHECK = 3600.0
 class ClientReconciler:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
-        self.seen = Freshness(lambda key: ctx.cache.client(key))
+        self.seen = Freshness(ctx.cache.client)
         self._generations: dict[RequestKey, int | None] = {}
         self._revoke_all_asked: dict[RequestKey, float | None] = {}
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""

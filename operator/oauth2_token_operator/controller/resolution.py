@@ -1,5 +1,5 @@
 """Resolution of an AccessTokenRequest: parse its spec, find its OAuth2Client in the
-informers' view, decide whether its namespace may use that client, read a `register` token's
+cluster cache, decide whether its namespace may use that client, read a `register` token's
 source Secret, and name the token it wants (`TokenIdentity`). Anything that stops it
 is raised as `Blocked` (looked at again when what it misses comes: see `awaited`)."""
 
