@@ -28,7 +28,6 @@ import contextlib
 import contextvars
 import ctypes
 import gc
-import json
 import logging
 import os
 import re
@@ -242,16 +241,11 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
     ctx = memo["ctx"]
     requests = memo["requests"]
     clients = memo["clients"]
-    views = ctx.views
     memories = _kopf_memories()
     items = [m._items for m in memories]
     resource_memories = [v for i in items for v in i.values()]
     return [
-        ("informer AccessTokenRequests", views.requests),
-        ("informer token Secrets", views.token_secrets),
-        ("requests by client", views.requests_by_client),
-        ("informer OAuth2Clients", views.clients),
-        ("informer namespaces", views.namespaces),
+        *ctx.cache.parts(),
         ("ledger", ctx.ledger),
         ("token manager (store, locks)", ctx.manager),
         ("request scheduler", ctx.request_scheduler),
@@ -276,18 +270,11 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
 
 def frozen_sizes(thread: OperatorThread) -> str:
     """The average JSON an informer keeps per object, and its size as kept (compressed)."""
-    from oauth2_token_operator.controller.freezing import thaw
-
-    views = thread.memo["ctx"].views
-    parts = []
-    for name, index in (("requests", views.requests), ("Secrets", views.token_secrets)):
-        values = [v for key in list(index) for v in index[key] if isinstance(v, bytes)]
-        if values:
-            size = sum(len(json.dumps(thaw(v), separators=(",", ":"))) for v in values) / len(
-                values
-            )
-            packed = sum(map(len, values)) / len(values)
-            parts.append(f"{name} {size:.0f} B of JSON, kept as {packed:.0f} B")
+    sizes = thread.memo["ctx"].cache.kept_sizes()
+    parts = [
+        f"{name} {plain:.0f} B of JSON, kept as {packed:.0f} B"
+        for name, (plain, packed) in sizes.items()
+    ]
     return ", ".join(parts)
 
 

@@ -14,7 +14,7 @@ from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.accesstokenrequest import ServiceAccountSubject
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import OperatorContext, stored
+from oauth2_token_operator.controller.context import OperatorContext
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.kube.api import KubeApiError
@@ -56,7 +56,7 @@ async def exchange(
     facts = SubjectFacts(
         name=subject_key[1],
         is_self=subject_key == request.key,
-        exists=stored(ctx.views.requests, subject_key) is not None,
+        exists=ctx.cache.request(subject_key) is not None,
         token_usable=None if held is None else _usable(ctx, held),
         same_server=None if held is None else await _same_server(ctx, held, issuer),
     )
@@ -139,7 +139,7 @@ async def _same_server(ctx: OperatorContext, held: Held, issuer: IssuerConfig) -
     the OAuth2Client it was obtained with, as it is now); `None` if that client is
     unusable now (then its request cannot renew either)."""
     client = partition_client(held.record.client)
-    body = None if client is None else stored(ctx.views.clients, client)
+    body = None if client is None else ctx.cache.client(client)
     if client is None or body is None:
         return None
     namespace, name = client

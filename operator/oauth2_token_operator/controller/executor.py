@@ -22,7 +22,7 @@ from oauth2_token_operator.client_config import (
 )
 from oauth2_token_operator.controller import exchange, grants, revocation
 from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import desired_token_secret, request_facts
 from oauth2_token_operator.controller.introspection import introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
@@ -351,7 +351,7 @@ class RequestExecutor:
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
         name = resolved.secret_name
         record.writes.wrote(f"Secret {name}")
-        current = stored(self.ctx.views.token_secrets, (request.namespace, name))
+        current = self.ctx.cache.token_secret((request.namespace, name))
         record.wrote_secret(name, written, current)
 
     def revoke_if_unheld(self, request: Request, previous: Held) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from oauth2_token_operator.kube.informer import version_of
+from oauth2_token_operator.kube.api import version_of
 
 Body = Mapping[str, Any]
 Lookup = Callable[[Any], Body | None]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.client_config import SECRET_NOT_USABLE
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import renewal_schedule
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.own_writes import OwnWrites, changed_only_status
@@ -188,6 +188,6 @@ async def write_status(
     patched = await ctx.kube.patch_status(
         ACCESS_TOKEN_REQUEST.plural, request.namespace, request.name, patch
     )
-    current = stored(ctx.views.requests, request.key)
+    current = ctx.cache.request(request.key)
     own_writes.wrote(patched, current, echo=changed_only_status(request.body, patched))
     return patched

@@ -55,7 +55,7 @@ class Request:
         meta = body.get("metadata", {})
         return cls(
             # Interned: the key is kept by the ledger, the scheduler and the metrics, from
-            # bodies decoded anew on each read (`context.stored`); one copy for all.
+            # bodies decoded anew on each read (`kube.cache`); one copy for all.
             namespace=sys.intern(meta["namespace"]),
             name=sys.intern(meta["name"]),
             uid=meta["uid"],

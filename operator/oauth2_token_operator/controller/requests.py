@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.controller import exchange, revocation
 from oauth2_token_operator.controller.adoption import adopt, key_of
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.executor import RequestExecutor
 from oauth2_token_operator.controller.facts import situation as gather
-from oauth2_token_operator.controller.freezing import thawed
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
@@ -68,7 +67,7 @@ class RequestReconciler:
 
     async def reconcile_key(self, key: RequestKey) -> None:
         """Reconcile the request as the watch last saw it (scheduler, pokes)."""
-        body = stored(self.ctx.views.requests, key)
+        body = self.ctx.cache.request(key)
         if body is not None:
             await self.reconcile(body)
 
@@ -78,12 +77,10 @@ class RequestReconciler:
         record = self.records.get(key)
         return None if record is None else record.server
 
-    def secret_event(self, kind: str, key: object, frozen: object) -> None:
+    def secret_event(self, kind: str, secret: RequestKey, body: Body) -> None:
         """A token Secret's change, as the Secrets' informer reports it (on the event
         loop, in order): each request that controls it checks it, in a task of its own,
         so that a request busy with its token endpoint holds up no other Secret's."""
-        secret = cast(RequestKey, key)
-        body: Body = thawed(frozen)
         owners = [
             (secret[0], ref["name"])
             for ref in body.get("metadata", {}).get("ownerReferences") or ()
@@ -128,7 +125,7 @@ class RequestReconciler:
                 if self.ctx.request_scheduler is not None:
                     self.ctx.request_scheduler.schedule(key, held_back)
                 return
-            current = stored(self.ctx.views.requests, key)
+            current = self.ctx.cache.request(key)
             newest = record.status.newest(body, current) or body
             if self._backing_off(record, newest.get("metadata", {}).get("generation")):
                 return
@@ -256,14 +253,14 @@ class RequestReconciler:
 
     def _secret(self, record: RequestRecord, name: str) -> Body | None:
         """The newest known version of the request's Secret `name`."""
-        watched = stored(self.ctx.views.token_secrets, (record.key[0], name))
+        watched = self.ctx.cache.token_secret((record.key[0], name))
         return record.newest_secret(name, watched)
 
     def _secret_of(self, key: RequestKey) -> revocation.SecretOf:
         """`_secret` as `revocation` asks for it, for the request `key`."""
 
         def secret_of(namespace: str, name: str) -> Body | None:
-            watched = stored(self.ctx.views.token_secrets, (namespace, name))
+            watched = self.ctx.cache.token_secret((namespace, name))
             record = self.records.get(key)
             return watched if record is None else record.newest_secret(name, watched)
 

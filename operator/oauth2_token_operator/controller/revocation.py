@@ -25,7 +25,7 @@ from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import revocation_requested
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.log_refs import about
@@ -112,11 +112,11 @@ async def withdraw(ctx: OperatorContext, request: Request, secret_of: SecretOf) 
 async def revoke_all(ctx: OperatorContext, client_key: RequestKey) -> None:
     """Revoke every token held by requests using the client (the seed's `delete_all`);
     the requests then hold an inactive token and get a new one when they can."""
-    users = list(ctx.views.requests_by_client.get(client_key) or ())
+    users = list(ctx.cache.requests_using(client_key))
     revoked: set[tuple[str, str]] = set()
     for key in users:
         held = ctx.ledger.current(key)
-        body = stored(ctx.views.requests, key)
+        body = ctx.cache.request(key)
         if held is None or body is None:
             continue
         token_id = (held.token.key.issuer, held.token.value)
@@ -185,7 +185,7 @@ def _release(ctx: OperatorContext, going: Leaving, cause: Cause) -> TokenRelease
     if held is None:
         return TokenRelease(cause, held=False)
     owner = partition_client(held.record.client)
-    client_body = None if owner is None else stored(ctx.views.clients, owner)
+    client_body = None if owner is None else ctx.cache.client(owner)
     refresh_grant = spec is not None and spec.grant == "refresh_token"
     return TokenRelease(
         cause,
@@ -232,7 +232,7 @@ async def revoke_held(
     server, where revoking the access token alone does not on all (Keycloak keeps the
     session and its refresh tokens)."""
     owner = partition_client(held.record.client)
-    client_body = None if owner is None else stored(ctx.views.clients, owner)
+    client_body = None if owner is None else ctx.cache.client(owner)
     failure = None
     revoked = unsupported = False
     try:
