@@ -40,29 +40,28 @@ class Request:
     body: Body
     status: dict[str, Any]
     annotations: dict[str, str]
-
-    @property
-    def key(self) -> RequestKey:
-        return (self.namespace, self.name)
-
-    @property
-    def failed_attempts(self) -> int:
-        """Failed issuances in a row (`status.failedAttempts`)."""
-        return int(self.status.get("failedAttempts") or 0)
+    key: RequestKey
+    """`(namespace, name)`."""
+    failed_attempts: int
+    """Failed issuances in a row (`status.failedAttempts`)."""
 
     @classmethod
     def of(cls, body: Body) -> Request:
         meta = body.get("metadata", {})
+        # Interned: the key is kept by the ledger, the scheduler and the metrics, from
+        # bodies decoded anew on each read (`context.stored`); one copy for all.
+        namespace, name = sys.intern(meta["namespace"]), sys.intern(meta["name"])
+        status = dict(body.get("status") or {})
         return cls(
-            # Interned: the key is kept by the ledger, the scheduler and the metrics, from
-            # bodies decoded anew on each read (`context.stored`); one copy for all.
-            namespace=sys.intern(meta["namespace"]),
-            name=sys.intern(meta["name"]),
+            namespace=namespace,
+            name=name,
             uid=meta["uid"],
             generation=meta.get("generation"),
             body=body,
-            status=dict(body.get("status") or {}),
+            status=status,
             annotations=dict(meta.get("annotations") or {}),
+            key=(namespace, name),
+            failed_attempts=int(status.get("failedAttempts") or 0),
         )
 
 
