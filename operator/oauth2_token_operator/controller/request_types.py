@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.api.references import SecretKeySelector
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.policies.access import CLIENT_NOT_ALLOWED as CLIENT_NOT_ALLOWED
@@ -78,3 +79,6 @@ class Resolved:
     """For `register`: the token read from the user's Secret."""
     revoke_all_requested_at: str | None = None
     """The client's revoke-all annotation, as written (see `policies.on_demand`)."""
+    source: SecretKeySelector | None = None
+    """The user's Secret key the grant reads (`grants.source_ref`: refresh token, or
+    registered token), found once at resolution."""
