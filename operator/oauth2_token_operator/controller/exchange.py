@@ -148,7 +148,7 @@ async def _same_server(ctx: OperatorContext, held: Held, issuer: IssuerConfig) -
         subject_issuer, _ = await ctx.credentials.configs(namespace, name, spec)
     except (ValidationError, ClientConfigError, KubeApiError):
         return None
-    return subject_issuer.cache_key() == issuer.cache_key()
+    return subject_issuer.cache_key == issuer.cache_key
 
 
 def _await_next_token(

@@ -128,7 +128,7 @@ class RequestExecutor:
         source_value = resolved.source_value
         try:
             if resolved.identity.grant == "refresh_token":
-                source = grants.source_ref(resolved.spec)
+                source = resolved.source
                 assert source is not None
                 source_value = await grants.read_source(
                     self.ctx.credentials, request.namespace, source
@@ -329,7 +329,7 @@ class RequestExecutor:
         """While the server's refusal of the refresh token in the Secret stands, a new
         one there is looked for every few seconds (`awaited`), not at the next backoff."""
         rejected = rejected or request.status.get("rejectedRefreshToken")
-        source = grants.source_ref(resolved.spec)
+        source = resolved.source
         if rejected and self.ctx.awaited is not None and resolved.identity.grant == "refresh_token":
             assert source is not None
             key = SecretKey("Secret", source.name, source.key)

@@ -90,6 +90,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         secret_name,
         source_value,
         ((client_body.get("metadata") or {}).get("annotations") or {}).get(REVOKE_ALL_REQUESTED_AT),
+        source,
     )
 
 
