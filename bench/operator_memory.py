@@ -9,7 +9,7 @@ for `IDLE` seconds. Each census is taken with the operator's event loop held sti
 (a callback that blocks it), after `gc.collect()`.
 
 Printed: the deep size of each root (kopf's `ResourceMemories`, each informer, the
-reconciler's ledger, token store, schedulers, freshness, locks, metrics...) and its
+reconciler's ledger, token store, schedulers, request records, locks, metrics...) and its
 growth per token; all live Python objects by type (the growth per token of the
 largest); pymalloc's and glibc malloc's bytes in use, and the process's RSS. Deep sizes
 count each object once, for the first root that reaches it, in the order printed; they
@@ -28,7 +28,6 @@ import contextlib
 import contextvars
 import ctypes
 import gc
-import json
 import logging
 import os
 import re
@@ -242,24 +241,17 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
     ctx = memo["ctx"]
     requests = memo["requests"]
     clients = memo["clients"]
-    views = ctx.views
     memories = _kopf_memories()
     items = [m._items for m in memories]
     resource_memories = [v for i in items for v in i.values()]
     return [
-        ("informer AccessTokenRequests", views.requests),
-        ("informer token Secrets", views.token_secrets),
-        ("requests by client", views.requests_by_client),
-        ("informer OAuth2Clients", views.clients),
-        ("informer namespaces", views.namespaces),
+        *ctx.cache.parts(),
         ("ledger", ctx.ledger),
         ("token manager (store, locks)", ctx.manager),
         ("request scheduler", ctx.request_scheduler),
         ("client scheduler", ctx.client_scheduler),
-        ("freshness request_versions", requests.request_versions),
-        ("freshness secret_versions", requests.secret_versions),
+        ("request records", requests.records),
         ("reconciler locks", requests._locks),
-        ("reconciler api backoff", requests._api_backoff),
         ("reconciler background", requests._background),
         ("metrics registry", ctx.metrics),
         ("credentials", ctx.credentials),
@@ -278,18 +270,11 @@ def roots(thread: OperatorThread, loop: asyncio.AbstractEventLoop) -> list[tuple
 
 def frozen_sizes(thread: OperatorThread) -> str:
     """The average JSON an informer keeps per object, and its size as kept (compressed)."""
-    from oauth2_token_operator.controller.freezing import thaw
-
-    views = thread.memo["ctx"].views
-    parts = []
-    for name, index in (("requests", views.requests), ("Secrets", views.token_secrets)):
-        values = [v for key in list(index) for v in index[key] if isinstance(v, bytes)]
-        if values:
-            size = sum(len(json.dumps(thaw(v), separators=(",", ":"))) for v in values) / len(
-                values
-            )
-            packed = sum(map(len, values)) / len(values)
-            parts.append(f"{name} {size:.0f} B of JSON, kept as {packed:.0f} B")
+    sizes = thread.memo["ctx"].cache.kept_sizes()
+    parts = [
+        f"{name} {plain:.0f} B of JSON, kept as {packed:.0f} B"
+        for name, (plain, packed) in sizes.items()
+    ]
     return ", ".join(parts)
 
 

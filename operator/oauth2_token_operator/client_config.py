@@ -186,6 +186,22 @@ def client_config(
         raise ClientConfigError("InvalidCredentials", str(exc)) from None
 
 
+def configs(
+    spec: OAuth2ClientSpec,
+    keys: list[SecretKey],
+    objects: Mapping[tuple[str, str], Found],
+    *,
+    partition: str = "",
+    assertions: ClientAssertionSource | None = None,
+) -> tuple[IssuerConfig, ClientConfig]:
+    """The library's issuer and client for `spec`, from the decoded `objects` that
+    hold its `keys` (`referenced_keys(spec)`); see `client_config` for the rest."""
+    values = collect_values(keys, objects)
+    return issuer_config(spec, values), client_config(
+        spec, values, partition=partition, assertions=assertions
+    )
+
+
 def collect_values(
     keys: list[SecretKey], objects: Mapping[tuple[str, str], Found]
 ) -> dict[SecretKey, str]:

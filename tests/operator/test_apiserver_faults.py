@@ -360,7 +360,7 @@ def test_an_expired_watch_is_listed_again(
 KOPF_WATCHED = {"accesstokenrequests", "oauth2clients"}
 """kopf's watches (its handlers' resources)."""
 INFORMED = {"token Secrets", "OAuth2Clients", "AccessTokenRequests", "namespaces"}
-"""The operator's own informers (`controller.watches`)."""
+"""The operator's own informers (`kube.watches`)."""
 
 
 def restarted_watches(caplog: pytest.LogCaptureFixture) -> set[str]:

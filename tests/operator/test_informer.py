@@ -1,6 +1,6 @@
 """The operator's informers against a real kube-apiserver: a paged listing, then every
-change through the watch, per namespace or everywhere, and the views the reconcilers
-read (`controller.watches`). The faults (410, dropped connections): the scripted API of
+change through the watch, per namespace or everywhere, and the cache the reconcilers
+read (`kube.cache`). The faults (410, dropped connections): the scripted API of
 `tests/unit/test_informer.py`, and a real 410 in `test_apiserver_faults.py`."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.controller import watches
-from oauth2_token_operator.controller.context import stored
+from oauth2_token_operator.kube import watches
+from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.kube.informer import Informer
 from oauth2_token_operator.kube.rest import PathApi
 from tests.api.cases import VALID_REQUEST
@@ -46,7 +46,7 @@ async def test_a_namespaces_labelled_secrets_listed_then_followed(
         create_secret(core, kube_namespace, name, OWNED)
     create_secret(core, kube_namespace, "unlabelled", {})
     pages: list[Any] = []
-    # What the operator lists with (`controller.watches.build`): the client's ApiClient
+    # What the operator lists with (`kube.watches.build`): the client's ApiClient
     # by path, the typed methods' keywords translated to the API's query parameters.
     list_secrets = PathApi(kube_admin).lister(
         "/api/v1/namespaces/{namespace}/secrets", namespace=kube_namespace
@@ -93,7 +93,7 @@ async def test_a_namespaces_labelled_secrets_listed_then_followed(
         await informer.stop()
 
 
-async def test_the_views_the_reconcilers_read(
+async def test_the_cache_the_reconcilers_read(
     kube_admin: k8s.ApiClient, kube_namespace: str
 ) -> None:
     """Kept without managedFields, with the kind a listing leaves out; the namespaces'
@@ -114,17 +114,16 @@ async def test_the_views_the_reconcilers_read(
         )
 
     create_request("listed", "idp")
-    cluster = watches.build(kube_admin, namespaces=(kube_namespace,))
-    await cluster.start()
+    cache = ClusterCache.watching(kube_admin, namespaces=(kube_namespace,))
+    await cache.start()
     try:
-        views = cluster.views
-        listed = stored(views.requests, (kube_namespace, "listed"))
+        listed = cache.request((kube_namespace, "listed"))
         assert listed is not None
         assert listed["kind"] == "AccessTokenRequest"
         assert "managedFields" not in listed["metadata"]
-        assert (views.namespace_labels(kube_namespace) or {}).get("team") == "a"
-        assert views.terminating(kube_namespace) is False
-        assert views.requests_by_client[(kube_namespace, "idp")] == ((kube_namespace, "listed"),)
+        assert (cache.namespace_labels(kube_namespace) or {}).get("team") == "a"
+        assert cache.terminating(kube_namespace) is False
+        assert cache.requests_using((kube_namespace, "idp")) == ((kube_namespace, "listed"),)
 
         create_request("watched", "idp")
         name = unique_name("other")
@@ -132,8 +131,8 @@ async def test_the_views_the_reconcilers_read(
         await until(
             "the new requests grouped",
             lambda: (
-                len(views.requests_by_client.get((kube_namespace, "idp")) or ()) == 2
-                and views.requests_by_client.get((kube_namespace, "other"))
+                len(cache.requests_using((kube_namespace, "idp"))) == 2
+                and cache.requests_using((kube_namespace, "other"))
             ),
         )
         custom.delete_namespaced_custom_object(
@@ -141,12 +140,9 @@ async def test_the_views_the_reconcilers_read(
         )
         await until(
             "the deleted request gone from its client's",
-            lambda: (
-                views.requests_by_client.get((kube_namespace, "idp"))
-                == ((kube_namespace, "watched"),)
-            ),
+            lambda: cache.requests_using((kube_namespace, "idp")) == ((kube_namespace, "watched"),),
         )
-        assert stored(views.requests, (kube_namespace, "listed")) is None
+        assert cache.request((kube_namespace, "listed")) is None
     finally:
-        await cluster.stop()
-    assert all(not i._thread or not i._thread.is_alive() for i in cluster.informers())
+        await cache.stop()
+    assert cache.watching_threads() == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from oauth2_token_operator.controller.request_record import RequestRecord
 from oauth2_token_operator.controller.request_types import Outcome, Request
 from oauth2_token_operator.controller.requests import RequestReconciler
 from tests.operator.conftest import Namespace, settle, wait_for
@@ -31,9 +32,9 @@ def counting_reconciles(
     original = requests._reconcile
     counts: Counter[tuple[str, str]] = Counter()
 
-    async def counted(request: Request) -> Outcome:
+    async def counted(request: Request, record: RequestRecord) -> Outcome:
         counts[request.key] += 1
-        return await original(request)
+        return await original(request, record)
 
     monkeypatch.setattr(requests, "_reconcile", counted)
     return counts

@@ -161,7 +161,7 @@ async def test_the_metadata_cache_forgets_the_least_used_issuers() -> None:
             await cache.get(configs[0])  # fetched again: the least used goes
             kept = list(cache._entries)
             assert len(kept) == 3
-            assert kept == [c.cache_key() for c in (configs[4], configs[2], configs[0])]
+            assert kept == [c.cache_key for c in (configs[4], configs[2], configs[0])]
         finally:
             await t.aclose()
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.token_secret import TokenRecord
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.ledger import Held, TokenLedger
+from oauth2_token_operator.controller.own_writes import Freshness, OwnWrites, changed_only_status
 from oauth2_token_operator.controller.request_status import waiting
 from oauth2_token_operator.controller.request_types import Request
 from oauth2_token_operator.kube.api import KubeApiError
@@ -173,21 +173,43 @@ def test_versions_that_are_not_numbers_defer_to_the_watch() -> None:
 
 
 def test_only_our_last_write_comes_back_as_an_echo_and_only_once() -> None:
-    echoes = Echoes()
-    assert not echoes.came_back("k", body("12")), "nothing written"
-    echoes.wrote("k", body("12"))
-    assert not echoes.came_back("k", body("11")), "an older version is someone else's"
-    assert not echoes.came_back("j", body("12")), "another object"
-    assert echoes.came_back("k", body("12"))
-    assert not echoes.came_back("k", body("12")), "forgotten once it came back"
-    echoes.wrote("k", body("13"))
-    echoes.wrote("k", body("15"))
-    assert not echoes.came_back("k", body("13")), "only the last write"
-    assert not echoes.came_back("k", body("14")), "another writer's version"
-    echoes.forget("k")
-    assert not echoes.came_back("k", body("15"))
-    echoes.wrote("k", body(None))
-    assert not echoes.came_back("k", body(None)), "a reply without a version is no echo"
+    k, j = OwnWrites(), OwnWrites()
+    assert not k.came_back(body("12")), "nothing written"
+    k.wrote(body("12"), None, echo=True)
+    assert not k.came_back(body("11")), "an older version is someone else's"
+    assert not j.came_back(body("12")), "another object"
+    assert k.came_back(body("12"))
+    assert not k.came_back(body("12")), "forgotten once it came back"
+    k.wrote(body("13"), None, echo=True)
+    k.wrote(body("15"), None, echo=True)
+    assert not k.came_back(body("13")), "only the last write"
+    assert not k.came_back(body("14")), "another writer's version"
+    k = OwnWrites()  # forgotten with its request's record
+    assert not k.came_back(body("15"))
+    k.wrote(body(None), None, echo=True)
+    assert not k.came_back(body(None)), "a reply without a version is no echo"
+
+
+def test_a_write_that_may_hold_someone_elses_change_is_no_echo() -> None:
+    """`echo=False` (the reply is not only our change): its event is reconciled."""
+    k = OwnWrites()
+    k.wrote(body("12"), None, echo=False)
+    assert not k.came_back(body("12"))
+    assert k.newest(None, None) == body("12"), "still our newest write"
+
+
+def test_one_objects_writes_follow_the_watch_like_the_keyed_ones() -> None:
+    """`OwnWrites` (a request's status or Secret) keeps the same rules as `Freshness`."""
+    k = OwnWrites()
+    k.wrote(body("12"), body("12"), echo=False)
+    assert k.newest(None, None) is None, "not kept: the watch had it"
+    k.wrote(body("12"), body("11"), echo=False)
+    assert k.newest(body("10"), body("11")) == body("12"), "kept while the watch is behind"
+    assert k.newest(body("10"), body("13")) == body("13"), "the watch's later copy wins"
+    assert k.written is None, "forgotten once caught up"
+    k.wrote(body("15"), None, echo=False)
+    k.observed(body("16"))  # the DELETED event carries the last version
+    assert k.newest(None, None) is None
 
 
 METADATA: dict[str, object] = {

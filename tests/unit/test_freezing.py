@@ -1,4 +1,4 @@
-"""`controller.freezing`: what the informers keep decodes to what they were given, and an
+"""`kube.freezing`: what the informers keep decodes to what they were given, and an
 object like the operator's own costs a fraction of its JSON."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oauth2_token_operator.api.token_secret import TOKEN_ANNOTATION
-from oauth2_token_operator.controller.freezing import freeze, thaw
+from oauth2_token_operator.kube.freezing import freeze, thaw
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

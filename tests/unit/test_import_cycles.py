@@ -110,3 +110,30 @@ def test_no_import_runs_back_up() -> None:
 def test_an_upward_import_is_found() -> None:
     graph = {f"{NAME}.oauth2.x": {f"{NAME}.kube.api"}, f"{NAME}.kube.api": {f"{NAME}.oauth2.x"}}
     assert upward(graph) == [(f"{NAME}.oauth2.x", f"{NAME}.kube.api")]
+
+
+PRIVATE_TO_KUBE = {f"{NAME}.kube.{module}" for module in ("freezing", "informer", "watches")}
+"""The informers' stores and how they keep objects (issue 24): the rest of the operator
+reads the cluster through `kube.cache.ClusterCache`, typed, never a store."""
+
+
+def reaching_into_kube(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import of a module private to `kube` from outside it."""
+    return sorted(
+        (module, target)
+        for module, targets in graph.items()
+        for target in targets & PRIVATE_TO_KUBE
+        if not module.startswith(f"{NAME}.kube.")
+    )
+
+
+def test_only_kube_reads_the_informers_stores() -> None:
+    assert reaching_into_kube(imports()) == []
+
+
+def test_a_reach_into_kube_is_found() -> None:
+    graph = {
+        f"{NAME}.controller.x": {f"{NAME}.kube.freezing", f"{NAME}.kube.cache"},
+        f"{NAME}.kube.cache": {f"{NAME}.kube.watches"},
+    }
+    assert reaching_into_kube(graph) == [(f"{NAME}.controller.x", f"{NAME}.kube.freezing")]

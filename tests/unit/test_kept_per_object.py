@@ -9,7 +9,8 @@ from typing import Any, cast
 import kopf
 import pytest
 
-from oauth2_token_operator.controller import app, handlers, watches
+from oauth2_token_operator.controller import app, handlers
+from oauth2_token_operator.kube.cache import ClusterCache
 
 
 async def test_the_memo_kopf_copies_for_every_object_stays_small(
@@ -31,7 +32,7 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small(
     async def seal_key(*args: object) -> bytes:
         return bytes(32)
 
-    monkeypatch.setattr(watches.Watches, "start", listed)
+    monkeypatch.setattr(ClusterCache, "start", listed)
     monkeypatch.setattr(app, "load_seal_key", seal_key)
     configuration = k8s.Configuration(host="https://127.0.0.1:1")
     memo = kopf.Memo(kube_configuration=configuration, config=OperatorConfig(metrics_port=None))

@@ -21,7 +21,8 @@ import json, sys
 sys.path[:0] = {path!r}
 from kubernetes import client as k8s
 from oauth2_token_operator.cli import main
-from oauth2_token_operator.controller import handlers, run, watches
+from oauth2_token_operator.controller import handlers, run
+from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig
 
@@ -29,8 +30,8 @@ configuration = k8s.Configuration()
 configuration.host = "https://127.0.0.1:1"
 api_client = k8s.ApiClient(configuration)
 KubeApi(api_client)
-watches.build(api_client)
-watches.build(api_client, ("a", "b"))
+ClusterCache.watching(api_client)
+ClusterCache.watching(api_client, ("a", "b"))
 client = ClientConfig(client_id="c", auth_method={method!r}, client_secret="s")
 ClientAuthenticator(client).authenticate(token_endpoint="https://as/token", issuer="https://as")
 loaded = [name.split(".")[0] for name in sys.modules]

@@ -16,6 +16,8 @@ from oauth2_token_operator.manager import (
     InMemoryTokenStore,
     TokenKey,
     TokenManager,
+    client_partition,
+    partition_client,
     token_key,
 )
 from oauth2_token_operator.manager.model import Subject
@@ -53,6 +55,29 @@ def test_tokens_are_shared_only_within_one_identity(other: Identity, shared: boo
 )
 def test_no_subject_is_the_clients_own(subject: Subject | None, expected: Subject) -> None:
     assert token_key("https://a.example", subject, "app", "").subject == expected
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [("ns", "client"), ("kube-system", "a.b-c"), ("n", "n")],
+)
+def test_a_clients_partition_names_it_back(namespace: str, name: str) -> None:
+    assert client_partition(namespace, name) == f"{namespace}/{name}"
+    assert partition_client(client_partition(namespace, name)) == (namespace, name)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="the library's one owner"),
+        pytest.param("client", id="no namespace"),
+        pytest.param("/client", id="an empty namespace"),
+        pytest.param("ns/", id="an empty name"),
+        pytest.param("ns/client/extra", id="a name with a slash"),
+    ],
+)
+def test_a_value_no_client_has_is_no_partition(value: str) -> None:
+    assert partition_client(value) is None
 
 
 ISSUER = IssuerConfig("https://127.0.0.1:9")  # nothing listens: no call may be made

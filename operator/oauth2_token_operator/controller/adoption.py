@@ -30,10 +30,10 @@ from oauth2_token_operator.api.token_secret import (
     is_sealed,
 )
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import Held
 from oauth2_token_operator.controller.request_types import Request
-from oauth2_token_operator.manager import AccessToken, TokenKey, token_key
+from oauth2_token_operator.manager import AccessToken, TokenKey, client_partition, token_key
 from oauth2_token_operator.policies.identity import TokenIdentity
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def key_for_spec(
     if spec is None:
         return None
     client_namespace = spec.client_ref.namespace or request.namespace
-    body = stored(ctx.views.clients, (client_namespace, spec.client_ref.name))
+    body = ctx.cache.client((client_namespace, spec.client_ref.name))
     if body is None:
         return None
     try:
@@ -78,7 +78,7 @@ def key_for_spec(
         client.issuer,
         grants.subject_of(spec, request.namespace),
         client.client_id,
-        f"{client_namespace}/{spec.client_ref.name}",
+        client_partition(client_namespace, spec.client_ref.name),
     )
 
 

@@ -14,7 +14,6 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from oauth2_token_operator.api.crd import GROUP
-from oauth2_token_operator.controller import watches as cluster
 from oauth2_token_operator.controller.awaited import Awaited
 from oauth2_token_operator.controller.clients import ClientReconciler
 from oauth2_token_operator.controller.config import OperatorConfig
@@ -29,6 +28,7 @@ from oauth2_token_operator.controller.requests import RequestReconciler
 from oauth2_token_operator.controller.scheduler import Scheduler
 from oauth2_token_operator.controller.seal import load_seal_key
 from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig
 from oauth2_token_operator.oauth2 import OAuth2Transport
 
@@ -53,7 +53,7 @@ async def assemble(
     (`start_schedulers`), the heap trimmer with `App.heap.start`."""
     api_client = k8s.ApiClient(configuration)
     watch_client = k8s.ApiClient(configuration)  # its connections are held for minutes
-    watches = cluster.build(watch_client, config.namespaces)
+    cache = ClusterCache.watching(watch_client, config.namespaces)
     kube = KubeApi(api_client)
     refresh_tokens = RefreshTokenWriter(kube)
     metrics = Metrics()
@@ -71,7 +71,7 @@ async def assemble(
         kube, ttl=config.credentials_cache_ttl, api_audiences=config.kubernetes_api_audiences
     )
     heap = HeapTrimmer(config.heap_trim_interval)
-    events = EventGate(watches.views)
+    events = EventGate(cache)
     seal_key = await load_seal_key(kube, config.seal_namespace, config.seal_name)
     ctx = OperatorContext(
         config=config,
@@ -91,14 +91,14 @@ async def assemble(
         metrics=metrics,
         refresh_tokens=refresh_tokens,
         credentials=credentials,
-        views=watches.views,
+        cache=cache,
         post_event=events.post,
         seal_key=seal_key,
         closing=[
             raising(stop_flag),
             events.close,
             heap.stop,
-            watches.stop,
+            cache.stop,
             transport.aclose,
             lambda: asyncio.to_thread(api_client.close),
             lambda: asyncio.to_thread(watch_client.close),
@@ -124,9 +124,9 @@ async def assemble(
         # Longer than any waiter goes without looking again (and so renewing it).
         ttl=2 * max(config.retry_max_delay, config.client_retry_interval),
     )
-    watches.on_secret_change(requests.secret_event)
+    cache.on_token_secret_change(requests.secret_event)
     async with answering_alive(config.health_port, b"starting", config.health_bind_address):
-        await watches.start()  # kopf watches nothing before `on.startup` is over
+        await cache.start()  # kopf watches nothing before `on.startup` is over
     return App(ctx=ctx, requests=requests, clients=clients, heap=heap)
 
 

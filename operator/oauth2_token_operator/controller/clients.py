@@ -19,10 +19,10 @@ from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_A
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
 from oauth2_token_operator.controller.awaited import CLIENT
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
-from oauth2_token_operator.controller.freshness import Freshness
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_client
+from oauth2_token_operator.controller.own_writes import Freshness
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
@@ -47,7 +47,7 @@ METADATA_RECHECK = 3600.0
 class ClientReconciler:
     def __init__(self, ctx: OperatorContext) -> None:
         self.ctx = ctx
-        self.seen = Freshness(lambda key: stored(ctx.views.clients, key))
+        self.seen = Freshness(ctx.cache.client)
         self._generations: dict[RequestKey, int | None] = {}
         self._revoke_all_asked: dict[RequestKey, float | None] = {}
         """The revoke-all time last acted on, per client (see `_revoke_all_requested`)."""
@@ -74,7 +74,7 @@ class ClientReconciler:
                 self.ctx.client_scheduler.poke(key)
 
     async def reconcile_key(self, key: RequestKey) -> None:
-        body = stored(self.ctx.views.clients, key)
+        body = self.ctx.cache.client(key)
         if body is not None:
             await self.reconcile(body)
 
@@ -212,8 +212,8 @@ class ClientReconciler:
 
         def going(user: RequestKey) -> bool:
             """Is the user being deleted, or in a namespace being deleted?"""
-            meta = (stored(self.ctx.views.requests, user) or {}).get("metadata") or {}
-            return bool(meta.get("deletionTimestamp")) or self.ctx.views.terminating(user[0])
+            meta = (self.ctx.cache.request(user) or {}).get("metadata") or {}
+            return bool(meta.get("deletionTimestamp")) or self.ctx.cache.terminating(user[0])
 
         def all_leaving() -> bool:
             return all(going(user) for user in self.users(key, body))
@@ -242,13 +242,13 @@ class ClientReconciler:
         except ValidationError:
             allowed = None
         users = []
-        for request in self.ctx.views.requests_by_client.get(key) or ():
+        for request in self.ctx.cache.requests_using(key):
             decision = client_access(
                 client_namespace=key[0],
                 client_name=key[1],
                 allowed=allowed,
                 request_namespace=request[0],
-                request_namespace_labels=self.ctx.views.namespace_labels(request[0]),
+                request_namespace_labels=self.ctx.cache.namespace_labels(request[0]),
             )
             if decision.allowed or self.ctx.ledger.current(request) is not None:
                 users.append(request)
@@ -259,7 +259,7 @@ class ClientReconciler:
         one in a failure's backoff tries at once (`Awaited.retry_now`)."""
         scheduler = self.ctx.request_scheduler
         awaited = self.ctx.awaited
-        for request_key in self.ctx.views.requests_by_client.get(client_key) or ():
+        for request_key in self.ctx.cache.requests_using(client_key):
             if retry and awaited is not None:
                 awaited.retry_now(request_key)
             elif scheduler is not None:

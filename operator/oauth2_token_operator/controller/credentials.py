@@ -27,13 +27,12 @@ from oauth2_token_operator.client_config import (
     SecretData,
     SecretKey,
     assertion_audience,
-    client_config,
-    collect_values,
-    issuer_config,
+    configs,
     referenced_keys,
 )
 from oauth2_token_operator.controller.service_accounts import ServiceAccountTokens
 from oauth2_token_operator.kube.api import KubeApi
+from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
 from oauth2_token_operator.policies import service_accounts
@@ -81,10 +80,13 @@ class CredentialReader:
             audience = assertion_audience(spec)
             self.service_accounts.check_audience(audience)  # before reading anything
             assertions = self.service_accounts.source(namespace, account.name, audience)
-        values = collect_values(keys, await self.objects(namespace, keys, last_known=last_known))
-        partition = f"{namespace}/{name}"  # tokens are shared per OAuth2Client object
-        issuer = issuer_config(spec, values)
-        client = client_config(spec, values, partition=partition, assertions=assertions)
+        issuer, client = configs(
+            spec,
+            keys,
+            await self.objects(namespace, keys, last_known=last_known),
+            partition=client_partition(namespace, name),
+            assertions=assertions,
+        )
         previous = self._in_use.get((namespace, name))
         self._in_use[(namespace, name)] = (issuer, client)
         if previous is not None and previous != (issuer, client) and self.on_change:

@@ -16,7 +16,8 @@ from typing import Any, cast
 
 import kopf
 
-from oauth2_token_operator.controller.context import Body, Views
+from oauth2_token_operator.controller.context import Body
+from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.policies.conditions import bounded
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,15 @@ it carries `k8s_skip`."""
 
 
 class EventGate:
-    def __init__(self, views: Views) -> None:
-        self._views = views
+    def __init__(self, cache: ClusterCache) -> None:
+        self._cache = cache
         KOPF_OBJECTS.addFilter(self._skip_kopf_events)
 
     def post(self, body: Body, *, type: str, reason: str, message: str) -> None:
         message = bounded(message)
         meta = body.get("metadata") or {}
         namespace = meta.get("namespace") or ""
-        if namespace and self._views.terminating(namespace):
+        if namespace and self._cache.terminating(namespace):
             log.info(
                 "%s/%s: %s: %s (no Event: namespace %s is being deleted)",
                 namespace, meta.get("name"), reason, message, namespace,
@@ -46,7 +47,7 @@ class EventGate:
     def _skip_kopf_events(self, record: logging.LogRecord) -> bool:
         ref: Any = getattr(record, "k8s_ref", None)
         namespace = ref.get("namespace") if isinstance(ref, dict) else None
-        if namespace and self._views.terminating(namespace):
+        if namespace and self._cache.terminating(namespace):
             record.k8s_skip = True
         return True  # the record itself is logged as ever
 

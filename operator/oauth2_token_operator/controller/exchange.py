@@ -14,11 +14,11 @@ from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.accesstokenrequest import ServiceAccountSubject
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import OperatorContext, stored
+from oauth2_token_operator.controller.context import OperatorContext
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.kube.api import KubeApiError
-from oauth2_token_operator.manager import AccessToken
+from oauth2_token_operator.manager import AccessToken, partition_client
 from oauth2_token_operator.manager.model import assess_validity
 from oauth2_token_operator.oauth2.authorization_server import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
@@ -56,7 +56,7 @@ async def exchange(
     facts = SubjectFacts(
         name=subject_key[1],
         is_self=subject_key == request.key,
-        exists=stored(ctx.views.requests, subject_key) is not None,
+        exists=ctx.cache.request(subject_key) is not None,
         token_usable=None if held is None else _usable(ctx, held),
         same_server=None if held is None else await _same_server(ctx, held, issuer),
     )
@@ -138,16 +138,17 @@ async def _same_server(ctx: OperatorContext, held: Held, issuer: IssuerConfig) -
     """Whether `issuer` is the configuration of the server that issued `held` (that of
     the OAuth2Client it was obtained with, as it is now); `None` if that client is
     unusable now (then its request cannot renew either)."""
-    namespace, _, name = held.record.client.partition("/")
-    body = stored(ctx.views.clients, (namespace, name))
-    if body is None:
+    client = partition_client(held.record.client)
+    body = None if client is None else ctx.cache.client(client)
+    if client is None or body is None:
         return None
+    namespace, name = client
     try:
         spec = OAuth2ClientSpec.model_validate(body.get("spec") or {})
         subject_issuer, _ = await ctx.credentials.configs(namespace, name, spec)
     except (ValidationError, ClientConfigError, KubeApiError):
         return None
-    return subject_issuer.cache_key() == issuer.cache_key()
+    return subject_issuer.cache_key == issuer.cache_key
 
 
 def _await_next_token(

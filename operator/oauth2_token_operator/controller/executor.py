@@ -24,10 +24,10 @@ from oauth2_token_operator.controller import exchange, grants, revocation
 from oauth2_token_operator.controller.awaited import REQUEST
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import desired_token_secret, request_facts
-from oauth2_token_operator.controller.freshness import Echoes, Freshness
 from oauth2_token_operator.controller.introspection import introspection_due
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
+from oauth2_token_operator.controller.request_record import RequestRecord
 from oauth2_token_operator.controller.request_status import readiness, settled, waiting
 from oauth2_token_operator.controller.request_types import (
     Outcome,
@@ -37,7 +37,6 @@ from oauth2_token_operator.controller.request_types import (
     time_or_unknown,
 )
 from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
-from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
@@ -58,26 +57,17 @@ ClientAuthenticated = Callable[[RequestKey, bool, str], None]
 
 
 class RequestExecutor:
-    """The hands of `RequestReconciler`; the in-memory state it shares with it is given."""
+    """The hands of `RequestReconciler`; what it remembers of the request is in the
+    `RequestRecord` each call is given."""
 
     def __init__(
         self,
         ctx: OperatorContext,
         *,
-        write_guard: WriteGuard,
-        secret_versions: Freshness,
-        secret_echoes: Echoes,
-        server_asked: dict[RequestKey, float],
-        servers: dict[RequestKey, str],
         background: set[asyncio.Future[Any]],
         client_authentication: Callable[[], ClientAuthenticated | None],
     ) -> None:
         self.ctx = ctx
-        self.write_guard = write_guard
-        self.secret_versions = secret_versions
-        self.secret_echoes = secret_echoes
-        self.server_asked = server_asked
-        self.servers = servers
         self.background = background
         self.client_authentication = client_authentication
 
@@ -88,6 +78,7 @@ class RequestExecutor:
     async def carry_out(
         self,
         request: Request,
+        record: RequestRecord,
         resolved: Resolved,
         situation: plan.Situation,
         decided: plan.Plan,
@@ -102,12 +93,12 @@ class RequestExecutor:
             planned = Outcome(status={"nextAttemptTime": rfc3339(decided.retry_at)})
             return waiting(request, held, facts, decided.why, decided.retry_at).merge(planned)
         if decided.action is plan.Action.ISSUE:
-            return await self.issue(request, resolved, held, secret, decided, facts)
+            return await self.issue(request, record, resolved, held, secret, decided, facts)
         assert held is not None  # no trigger means a token is held
         if decided.action is plan.Action.REPAIR_SECRET:
             assert decided.why is not None
             try:
-                await self.write_secret(request, resolved, held, secret)
+                await self.write_secret(request, record, resolved, held, secret)
             except SecretConflictError:
                 return self.conflict(request, resolved.secret_name)
             self.ctx.post_event(
@@ -124,6 +115,7 @@ class RequestExecutor:
     async def issue(
         self,
         request: Request,
+        record: RequestRecord,
         resolved: Resolved,
         held: Held | None,
         secret: Body | None,
@@ -136,7 +128,7 @@ class RequestExecutor:
         source_value = resolved.source_value
         try:
             if resolved.identity.grant == "refresh_token":
-                source = grants.source_ref(resolved.spec)
+                source = resolved.source
                 assert source is not None
                 source_value = await grants.read_source(
                     self.ctx.credentials, request.namespace, source
@@ -153,7 +145,7 @@ class RequestExecutor:
                 resolved.client_namespace, resolved.spec.client_ref.name, resolved.client_spec
             )
             server = self.ctx.manager.server(issuer, client).endpoint_key()
-            self.servers[request.key] = sys.intern(server)
+            record.server = sys.intern(server)
             token = await self.obtain(
                 request, resolved, issuer, client, held, decided, now, source_value
             )
@@ -170,7 +162,7 @@ class RequestExecutor:
             if failure.reason == Reason.INVALID_CLIENT:
                 self.client_authenticated(request, resolved, False, failure.message)
                 await self.await_new_credentials(request, resolved)
-            failed = self.failed(request, resolved, held, trigger, failure, facts)
+            failed = self.failed(request, record, resolved, held, trigger, failure, facts)
             refreshing = resolved.identity.grant == "refresh_token"
             if isinstance(exc, InvalidGrantError) and refreshing and source_value is not None:
                 # Remembered in status: not sent again, after a restart either.
@@ -178,11 +170,11 @@ class RequestExecutor:
                 failed.status["rejectedRefreshToken"] = rejected
                 self.await_new_refresh_token(request, resolved, rejected)
             return failed
-        self.server_asked.pop(request.key, None)
+        record.server_asked_until = None
         self.client_authenticated(request, resolved, True, "")
 
         revision = int(request.status.get("revision") or 0) + 1
-        record = TokenRecord(
+        token_record = TokenRecord(
             issuer=token.key.issuer,
             client_id=token.key.client_id,
             client=resolved.identity.client,
@@ -195,13 +187,13 @@ class RequestExecutor:
             issued_for=resolved.identity.fingerprint(),
             revision=revision,
         )
-        new = Held(token=token, record=record)
+        new = Held(token=token, record=token_record)
         try:
-            await self.write_secret(request, resolved, new, secret)
+            await self.write_secret(request, record, resolved, new, secret)
         except SecretConflictError:
             return self.conflict(request, resolved.secret_name)
         except KubeApiError as exc:  # the API server failed: retry like a token failure
-            return self.failed(request, resolved, held, trigger, classify(exc), facts)
+            return self.failed(request, record, resolved, held, trigger, classify(exc), facts)
 
         previous = self.ctx.ledger.hold(request.key, new)
         renewable = resolved.identity.grant in grants.RENEWABLE
@@ -274,6 +266,7 @@ class RequestExecutor:
     def failed(
         self,
         request: Request,
+        record: RequestRecord,
         resolved: Resolved,
         held: Held | None,
         trigger: checks.Verdict,
@@ -291,10 +284,7 @@ class RequestExecutor:
             now=now,
             backoff=self.backoff(request),
         )
-        if decided.server_asked_until is None:
-            self.server_asked.pop(request.key, None)
-        else:
-            self.server_asked[request.key] = decided.server_asked_until
+        record.server_asked_until = decided.server_asked_until
         labels = (decided.metric_kind, failure.reason, client_label(resolved))
         self.ctx.metrics.issuances.labels(*labels).inc()
         self.ctx.post_event(
@@ -339,7 +329,7 @@ class RequestExecutor:
         """While the server's refusal of the refresh token in the Secret stands, a new
         one there is looked for every few seconds (`awaited`), not at the next backoff."""
         rejected = rejected or request.status.get("rejectedRefreshToken")
-        source = grants.source_ref(resolved.spec)
+        source = resolved.source
         if rejected and self.ctx.awaited is not None and resolved.identity.grant == "refresh_token":
             assert source is not None
             key = SecretKey("Secret", source.name, source.key)
@@ -350,15 +340,19 @@ class RequestExecutor:
     # -- the Secret, the replaced token, conflicts, gauges -------------------------------
 
     async def write_secret(
-        self, request: Request, resolved: Resolved, held: Held, secret: Body | None
+        self,
+        request: Request,
+        record: RequestRecord,
+        resolved: Resolved,
+        held: Held,
+        secret: Body | None,
     ) -> None:
         desired = desired_token_secret(self.ctx, request, resolved, held)
         written = await write_token_secret(self.ctx.kube, desired, secret, owner_uid=request.uid)
-        self.write_guard.wrote(request.key, f"Secret {resolved.secret_name}")
-        self.secret_versions.wrote((request.namespace, resolved.secret_name), written)
-        # A create, or a replace guarded by the resourceVersion read: the reply is what
-        # this reconcile wrote, nobody else's change.
-        self.secret_echoes.wrote((request.namespace, resolved.secret_name), written)
+        name = resolved.secret_name
+        record.writes.wrote(f"Secret {name}")
+        current = self.ctx.cache.token_secret((request.namespace, name))
+        record.wrote_secret(name, written, current)
 
     def revoke_if_unheld(self, request: Request, previous: Held) -> None:
         """A spec change replaced the token: revoke the old one once nobody holds it."""

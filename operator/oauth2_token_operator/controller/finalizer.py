@@ -24,8 +24,7 @@ from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound
-from oauth2_token_operator.kube.informer import version_of
+from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound, version_of
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 Requests and clients are handled level-triggered (`on.event`): every event, timer or
 restart re-evaluates the whole state, and kopf writes no bookkeeping of its own for
 them. `on.delete` handlers give the finalizer that revokes tokens. What the reconcilers
-read of the cluster comes from the operator's own informers (`watches`), listed in
+read of the cluster comes from the operator's own cache (`kube.cache`), listed in
 `on.startup`, so a restarting operator sees every token Secret before deciding anything;
 a token Secret's changes come from there too.
 """
@@ -20,8 +20,7 @@ from typing import Any, cast
 import kopf
 from kubernetes import client as k8s
 
-from oauth2_token_operator.api.crd import GROUP, VERSION
-from oauth2_token_operator.controller import watches as cluster
+from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION
 from oauth2_token_operator.controller.app import (
     FINALIZER,
     assemble,
@@ -36,8 +35,8 @@ from oauth2_token_operator.controller.requests import RequestReconciler
 
 log = logging.getLogger(__name__)
 
-REQUESTS = cluster.REQUESTS
-CLIENTS = cluster.CLIENTS
+REQUESTS = ACCESS_TOKEN_REQUEST.plural
+CLIENTS = OAUTH2_CLIENT.plural
 WORKER_IDLE_TIMEOUT = 1.0
 """Seconds kopf keeps an object's worker after its last event (see `configure`)."""
 LIST_CHUNK = 500
@@ -168,10 +167,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def request_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _ensure_schedulers(memo)
     requests: RequestReconciler = memo.requests
-    requests.request_versions.observed((body.metadata.namespace or "", body.metadata.name), body)
+    requests.records.request_observed((body.metadata.namespace or "", body.metadata.name), body)
     raw = dict(body)
     deleted = event["type"] == "DELETED"
-    cluster.offer(requests.ctx.views.requests, raw, deleted=deleted)
+    requests.ctx.cache.offer_request(raw, deleted=deleted)
     if not deleted:
         await requests.reconcile(raw, watched=True)
 
@@ -194,7 +193,7 @@ async def client_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
     clients.seen.observed(key, body)
     raw = dict(body)
     deleted = event["type"] == "DELETED"
-    cluster.offer(clients.ctx.views.clients, raw, deleted=deleted)
+    clients.ctx.cache.offer_client(raw, deleted=deleted)
     if deleted:
         clients.forget(key)
     else:

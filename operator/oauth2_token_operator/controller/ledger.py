@@ -7,10 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from oauth2_token_operator.api.token_secret import TokenRecord
+from oauth2_token_operator.kube.api import ObjectKey
 from oauth2_token_operator.manager import AccessToken, TokenKey
 from oauth2_token_operator.util.one_or_many import OneOrMany
 
-RequestKey = tuple[str, str]
+RequestKey = ObjectKey
 """`(namespace, name)` of an AccessTokenRequest."""
 
 

@@ -8,8 +8,8 @@ from oauth2_token_operator.client_config import SECRET_NOT_USABLE
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import renewal_schedule
-from oauth2_token_operator.controller.freshness import Freshness
 from oauth2_token_operator.controller.ledger import Held
+from oauth2_token_operator.controller.own_writes import OwnWrites, changed_only_status
 from oauth2_token_operator.controller.request_types import (
     Outcome,
     Request,
@@ -167,10 +167,11 @@ def readiness(held: Held, facts: checks.Facts) -> ConditionUpdate:
 
 
 async def write_status(
-    ctx: OperatorContext, request_versions: Freshness, request: Request, outcome: Outcome
+    ctx: OperatorContext, own_writes: OwnWrites, request: Request, outcome: Outcome
 ) -> Body | None:
     """Patch only the status fields and conditions that changed; remember the write
-    until the watch shows it. The reply, if anything was written."""
+    until the watch shows it, and as an echo if it changed nothing else. The reply, if
+    anything was written."""
     conditions = set_conditions(
         request.status.get("conditions"),
         outcome.conditions,
@@ -187,5 +188,6 @@ async def write_status(
     patched = await ctx.kube.patch_status(
         ACCESS_TOKEN_REQUEST.plural, request.namespace, request.name, patch
     )
-    request_versions.wrote(request.key, patched)
+    current = ctx.cache.request(request.key)
+    own_writes.wrote(patched, current, echo=changed_only_status(request.body, patched))
     return patched

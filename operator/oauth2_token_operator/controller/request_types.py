@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
+from oauth2_token_operator.api.references import SecretKeySelector
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.policies.access import CLIENT_NOT_ALLOWED as CLIENT_NOT_ALLOWED
@@ -40,29 +41,28 @@ class Request:
     body: Body
     status: dict[str, Any]
     annotations: dict[str, str]
-
-    @property
-    def key(self) -> RequestKey:
-        return (self.namespace, self.name)
-
-    @property
-    def failed_attempts(self) -> int:
-        """Failed issuances in a row (`status.failedAttempts`)."""
-        return int(self.status.get("failedAttempts") or 0)
+    key: RequestKey
+    """`(namespace, name)`."""
+    failed_attempts: int
+    """Failed issuances in a row (`status.failedAttempts`)."""
 
     @classmethod
     def of(cls, body: Body) -> Request:
         meta = body.get("metadata", {})
+        # Interned: the key is kept by the ledger, the scheduler and the metrics, from
+        # bodies decoded anew on each read (`kube.cache`); one copy for all.
+        namespace, name = sys.intern(meta["namespace"]), sys.intern(meta["name"])
+        status = dict(body.get("status") or {})
         return cls(
-            # Interned: the key is kept by the ledger, the scheduler and the metrics, from
-            # bodies decoded anew on each read (`context.stored`); one copy for all.
-            namespace=sys.intern(meta["namespace"]),
-            name=sys.intern(meta["name"]),
+            namespace=namespace,
+            name=name,
             uid=meta["uid"],
             generation=meta.get("generation"),
             body=body,
-            status=dict(body.get("status") or {}),
+            status=status,
             annotations=dict(meta.get("annotations") or {}),
+            key=(namespace, name),
+            failed_attempts=int(status.get("failedAttempts") or 0),
         )
 
 
@@ -79,3 +79,6 @@ class Resolved:
     """For `register`: the token read from the user's Secret."""
     revoke_all_requested_at: str | None = None
     """The client's revoke-all annotation, as written (see `policies.on_demand`)."""
+    source: SecretKeySelector | None = None
+    """The user's Secret key the grant reads (`grants.source_ref`: refresh token, or
+    registered token), found once at resolution."""

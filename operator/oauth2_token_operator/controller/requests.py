@@ -6,7 +6,8 @@ policy chains ask for, so it is safe to call on any event, timer or restart.
 The steps live beside it: `request_types` (the values passed around), `resolution`,
 `adoption`, `introspection`, `facts` (what the policy chains see) and `request_status`;
 `policies.plan` decides, `executor` carries the plan out; this module gathers what the
-plan looks at (once per reconcile), keeps the request's in-memory state, and finalizes.
+plan looks at (once per reconcile), keeps each request's in-memory record
+(`request_record`), and finalizes.
 """
 
 from __future__ import annotations
@@ -14,22 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.controller import exchange, revocation
 from oauth2_token_operator.controller.adoption import adopt, key_of
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.executor import RequestExecutor
 from oauth2_token_operator.controller.facts import situation as gather
 from oauth2_token_operator.controller.finalizer import Finalizer
-from oauth2_token_operator.controller.freezing import thawed
-from oauth2_token_operator.controller.freshness import Echoes, Freshness, changed_only_status
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
+from oauth2_token_operator.controller.request_record import RequestRecord, RequestRecords
 from oauth2_token_operator.controller.request_status import write_status
 from oauth2_token_operator.controller.request_types import Blocked, Outcome, Request, Resolved
 from oauth2_token_operator.controller.resolution import resolve
@@ -38,7 +38,7 @@ from oauth2_token_operator.controller.write_guard import WriteGuard
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
-from oauth2_token_operator.policies.backoff import ApiBackoff, api_retry, api_wait
+from oauth2_token_operator.policies.backoff import api_retry, api_wait
 from oauth2_token_operator.policies.on_demand import pending_at
 from oauth2_token_operator.policies.reasons import Reason
 
@@ -53,33 +53,12 @@ class RequestReconciler:
         self._locks: KeyedLocks[RequestKey] = KeyedLocks()
         """Each request's reconciles and its finalization one at a time."""
         self._background: set[asyncio.Future[Any]] = set()
-        self._api_backoff: dict[RequestKey, ApiBackoff] = {}
-        """Per request after a failed API write (see `_retry_after_api_error`)."""
-        self._server_asked: dict[RequestKey, float] = {}
-        """Per request whose last failed issuance carried the server's `Retry-After`: when
-        it ends. It holds for a new spec too (see `backoff.backoff_until`); in memory only."""
-        self._servers: dict[RequestKey, str] = {}
-        """Per request, the server its token requests last went to (`server_of`)."""
         self.client_authentication: Callable[[RequestKey, bool, str], None] | None = None
         """Told whether the server accepted a client's credentials (`ClientReconciler`)."""
-        self.write_guard = WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc)
-        """Holds back a request that writes in a loop (a bug; see `write_guard`)."""
-        views = ctx.views
-        self.request_versions = Freshness(lambda key: stored(views.requests, key))
-        """Our status writes, until the watch shows them (see `freshness`)."""
-        self.secret_versions = Freshness(lambda key: stored(views.token_secrets, key))
-        """Our Secret writes, until the watch shows them."""
-        self.status_echoes = Echoes()
-        """Our status patches, until their watch events come back."""
-        self.secret_echoes = Echoes()
-        """Our Secret writes, until their watch events come back."""
+        self.records = RequestRecords(WriteGuard(ctx.clock, on_trip=ctx.metrics.write_loops.inc))
+        """What is remembered in memory of each request, until it is finalized."""
         self.executor = RequestExecutor(
             ctx,
-            write_guard=self.write_guard,
-            secret_versions=self.secret_versions,
-            secret_echoes=self.secret_echoes,
-            server_asked=self._server_asked,
-            servers=self._servers,
             background=self._background,
             client_authentication=lambda: self.client_authentication,
         )
@@ -89,36 +68,38 @@ class RequestReconciler:
 
     async def reconcile_key(self, key: RequestKey) -> None:
         """Reconcile the request as the watch last saw it (scheduler, pokes)."""
-        body = stored(self.ctx.views.requests, key)
+        body = self.ctx.cache.request(key)
         if body is not None:
             await self.reconcile(body)
 
     def server_of(self, key: RequestKey) -> str | None:
         """The server (its token endpoint) the request's token requests last went to: its
         group in the scheduler, which gives each server a bounded share of the slots."""
-        return self._servers.get(key)
+        record = self.records.get(key)
+        return None if record is None else record.server
 
-    def secret_event(self, kind: str, key: object, frozen: object) -> None:
+    def secret_event(self, kind: str, secret: RequestKey, body: Body) -> None:
         """A token Secret's change, as the Secrets' informer reports it (on the event
         loop, in order): each request that controls it checks it, in a task of its own,
         so that a request busy with its token endpoint holds up no other Secret's."""
-        secret = cast(RequestKey, key)
-        body: Body = thawed(frozen)
-        self.secret_versions.observed(secret, body)
-        for ref in body.get("metadata", {}).get("ownerReferences") or ():
-            if ref.get("controller") and ref.get("kind") == "AccessTokenRequest":
-                task = asyncio.create_task(
-                    self.secret_changed((secret[0], ref["name"]), secret, body)
-                )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+        owners = [
+            (secret[0], ref["name"])
+            for ref in body.get("metadata", {}).get("ownerReferences") or ()
+            if ref.get("controller") and ref.get("kind") == "AccessTokenRequest"
+        ]
+        self.records.secret_observed(secret, body, owners)
+        for owner in owners:
+            task = asyncio.create_task(self.secret_changed(owner, secret, body))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def secret_changed(self, owner: RequestKey, secret: RequestKey, body: Body) -> None:
         """An owned Secret changed or went: its request checks it (self-healing), unless
         the event is our own write coming back (looked at once the owner's reconcile in
         progress, which may be that write's, has finished)."""
         async with self._locks(owner):
-            if self.secret_echoes.came_back(secret, body):
+            record = self.records.get(owner)
+            if record is not None and record.secret_came_back(secret[1], body):
                 return
         if self.ctx.request_scheduler is not None:
             self.ctx.request_scheduler.poke(owner)
@@ -141,39 +122,41 @@ class RequestReconciler:
         async with self._locks(key):
             # After the lock: the event may have overtaken the reply of the write it
             # echoes, and that write's reconcile holds the lock until it is recorded.
-            if watched and self.status_echoes.came_back(key, body):
+            record = self.records.of(key)
+            if watched and record.status.came_back(body):
                 return
             if watched and self.finalizer is not None and self.finalizer.came_back(key, body):
                 return
-            held_back = self.write_guard.held_until(key)
+            held_back = record.writes.held_until()
             if held_back is not None:
                 if self.ctx.request_scheduler is not None:
                     self.ctx.request_scheduler.schedule(key, held_back)
                 return
-            newest = self.request_versions.newest(key, body) or body
-            if self._backing_off(key, newest.get("metadata", {}).get("generation")):
+            current = self.ctx.cache.request(key)
+            newest = record.status.newest(body, current) or body
+            if self._backing_off(record, newest.get("metadata", {}).get("generation")):
                 return
             request = Request.of(newest)
             try:
-                outcome = await self._reconcile(request)
+                outcome = await self._reconcile(request, record)
                 outcome = outcome.merge(await restart_if_due(self.ctx, request, outcome))
                 self.executor.observe(key, outcome)
                 # A renew-now time still in the future: look again when it comes.
                 pending = pending_at(request.annotations.get(RENEW_REQUESTED_AT), self.ctx.clock())
                 outcome = outcome.merge(Outcome(wake_at=pending))
-                patched = await write_status(self.ctx, self.request_versions, request, outcome)
+                patched = await write_status(self.ctx, record.status, request, outcome)
                 if patched is not None:
-                    self.write_guard.wrote(key, "status")
-                    if changed_only_status(request.body, patched):
-                        self.status_echoes.wrote(key, patched)
+                    record.writes.wrote("status")
             except KubeApiError as exc:
                 self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
-                self._retry_after_api_error(request, exc)
+                self._retry_after_api_error(request, record, exc)
                 return
             except Exception:
                 self.ctx.metrics.reconcile_errors.labels(ACCESS_TOKEN_REQUEST.plural).inc()
                 raise
-            self._api_backoff.pop(key, None)
+            finally:
+                self.records.track_secret(record)
+            record.api_backoff = None
             exchange.subject_held(self.ctx, key)  # exchanges waiting for its token go on
             scheduler = self.ctx.request_scheduler
             if scheduler is not None:
@@ -182,30 +165,32 @@ class RequestReconciler:
                 else:
                     scheduler.schedule(request.key, outcome.wake_at)
 
-    def _retry_after_api_error(self, request: Request, exc: KubeApiError) -> None:
+    def _retry_after_api_error(
+        self, request: Request, record: RequestRecord, exc: KubeApiError
+    ) -> None:
         """A write the API server failed (the status patch, a Secret repair: a 500, a 429)
         leaves no trace that would bring the request back: plan the next attempt here."""
-        self._api_backoff[request.key], delay = api_retry(
-            self._api_backoff.get(request.key),
+        record.api_backoff, delay = api_retry(
+            record.api_backoff,
             exc.retry_after,
             now=self.ctx.clock(),
             generation=request.generation,
             backoff=self.executor.backoff(request),
         )
         log.warning("%s; trying again in %.1fs", exc, delay, extra=about_request(request.key))
-        self._backing_off(request.key, request.generation)
+        self._backing_off(record, request.generation)
 
-    def _backing_off(self, key: RequestKey, generation: int | None) -> bool:
+    def _backing_off(self, record: RequestRecord, generation: int | None) -> bool:
         """Whether a failed API write of this request waits for its retry: events until
         then (our own Secret's, say) write nothing, and the retry stays planned."""
-        until = api_wait(self._api_backoff.get(key), generation, self.ctx.clock())
+        until = api_wait(record.api_backoff, generation, self.ctx.clock())
         if until is not None and self.ctx.request_scheduler is not None:
-            self.ctx.request_scheduler.schedule(key, until)
+            self.ctx.request_scheduler.schedule(record.key, until)
         return until is not None
 
     # -- the decision ------------------------------------------------------------------
 
-    async def _reconcile(self, request: Request) -> Outcome:
+    async def _reconcile(self, request: Request, record: RequestRecord) -> Outcome:
         """Gather what is known of the request once, ask the plan, carry it out."""
         now = self.ctx.clock()
         # Poked because what blocked it came (see `awaited`): no backoff for that failure.
@@ -221,7 +206,7 @@ class RequestReconciler:
             return plan.blocked(blocked.reason, blocked.message, now=now, backoff=backoff)
 
         self.executor.await_new_refresh_token(request, resolved)
-        secret = self._secret(request.namespace, resolved.secret_name)
+        secret = self._secret(record, resolved.secret_name)
         if secret is not None and not is_owned_by(secret, request.uid):
             return self.executor.conflict(request, resolved.secret_name)
         held = self.ctx.ledger.current(request.key) or await adopt(
@@ -236,10 +221,12 @@ class RequestReconciler:
             held, introspection = await introspect_if_due(self.ctx, request, resolved, held, now)
         situation = gather(
             self.ctx, request, resolved, held, secret, now,
-            retry_now=retry_now, server_asked_until=self._server_asked.get(request.key),
+            retry_now=retry_now, server_asked_until=record.server_asked_until,
         )  # fmt: skip
         decided = plan.plan(situation)
-        outcome = await self.executor.carry_out(request, resolved, situation, decided, held, secret)
+        outcome = await self.executor.carry_out(
+            request, record, resolved, situation, decided, held, secret
+        )
         return outcome.merge(introspection)
 
     async def _retry_refresh_token(self, resolved: Resolved) -> None:
@@ -257,18 +244,11 @@ class RequestReconciler:
         async with self._locks(request.key):
             if self.ctx.request_scheduler is not None:
                 self.ctx.request_scheduler.cancel(request.key)
-            secret_name = await revocation.finalize(self.ctx, request, self._secret)
-        self._api_backoff.pop(request.key, None)
-        self._server_asked.pop(request.key, None)
-        self._servers.pop(request.key, None)
-        self.write_guard.forget(request.key)
+            await revocation.finalize(self.ctx, request, self._secret_of(request.key))
+        self.records.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
-        self.request_versions.forget(request.key)
-        self.secret_versions.forget((request.namespace, secret_name))
-        self.status_echoes.forget(request.key)
         if self.finalizer is not None:
             self.finalizer.forget(request.key)
-        self.secret_echoes.forget((request.namespace, secret_name))
 
     async def revoke_all(self, client_key: RequestKey) -> None:
         """Revoke every token of the client's requests (`revocation.revoke_all`)."""
@@ -276,10 +256,21 @@ class RequestReconciler:
 
     async def _withdraw(self, request: Request) -> None:
         """Its namespace may no longer use its client (`revocation.withdraw`)."""
-        await revocation.withdraw(self.ctx, request, self._secret)
+        await revocation.withdraw(self.ctx, request, self._secret_of(request.key))
 
     # -- the Secret ----------------------------------------------------------------------
 
-    def _secret(self, namespace: str, name: str) -> Body | None:
-        watched = stored(self.ctx.views.token_secrets, (namespace, name))
-        return self.secret_versions.newest((namespace, name), watched)
+    def _secret(self, record: RequestRecord, name: str) -> Body | None:
+        """The newest known version of the request's Secret `name`."""
+        watched = self.ctx.cache.token_secret((record.key[0], name))
+        return record.newest_secret(name, watched)
+
+    def _secret_of(self, key: RequestKey) -> revocation.SecretOf:
+        """`_secret` as `revocation` asks for it, for the request `key`."""
+
+        def secret_of(namespace: str, name: str) -> Body | None:
+            watched = self.ctx.cache.token_secret((namespace, name))
+            record = self.records.get(key)
+            return watched if record is None else record.newest_secret(name, watched)
+
+        return secret_of

@@ -1,5 +1,5 @@
 """Resolution of an AccessTokenRequest: parse its spec, find its OAuth2Client in the
-informers' view, decide whether its namespace may use that client, read a `register` token's
+cluster cache, decide whether its namespace may use that client, read a `register` token's
 source Secret, and name the token it wants (`TokenIdentity`). Anything that stops it
 is raised as `Blocked` (looked at again when what it misses comes: see `awaited`)."""
 
@@ -12,13 +12,14 @@ from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.request_types import (
     SECRET_CONFLICT,
     Blocked,
     Request,
     Resolved,
 )
+from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.identity import TokenIdentity
 
@@ -37,7 +38,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
             " access token goes to a Secret of its own (choose another spec.secretName)",
         )
     client_ns = spec.client_ref.namespace or request.namespace
-    client_body = stored(ctx.views.clients, (client_ns, spec.client_ref.name))
+    client_body = ctx.cache.client((client_ns, spec.client_ref.name))
     if client_body is None:
         raise Blocked(
             "ClientNotFound", f"OAuth2Client {client_ns}/{spec.client_ref.name} not found"
@@ -51,7 +52,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         client_name=spec.client_ref.name,
         allowed=client_spec.allowed_namespaces,
         request_namespace=request.namespace,
-        request_namespace_labels=ctx.views.namespace_labels(request.namespace),
+        request_namespace_labels=ctx.cache.namespace_labels(request.namespace),
     )
     if not decision.allowed:
         raise Blocked(decision.reason, decision.message)
@@ -73,7 +74,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
     identity = TokenIdentity(
         issuer=client_spec.issuer,
         client_id=client_spec.client_id,
-        client=f"{client_ns}/{spec.client_ref.name}",
+        client=client_partition(client_ns, spec.client_ref.name),
         grant=spec.grant,
         subject=subject,
         scopes=None if scopes is None else tuple(sorted(set(scopes))),
@@ -89,6 +90,7 @@ async def resolve(ctx: OperatorContext, request: Request) -> Resolved:
         secret_name,
         source_value,
         ((client_body.get("metadata") or {}).get("annotations") or {}).get(REVOKE_ALL_REQUESTED_AT),
+        source,
     )
 
 

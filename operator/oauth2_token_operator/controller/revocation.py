@@ -25,14 +25,14 @@ from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.client_config import ClientConfigError
 from oauth2_token_operator.controller import grants
 from oauth2_token_operator.controller.adoption import adopt, key_for_spec
-from oauth2_token_operator.controller.context import Body, OperatorContext, stored
+from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.facts import revocation_requested
 from oauth2_token_operator.controller.ledger import Held, RequestKey
 from oauth2_token_operator.controller.log_refs import about
 from oauth2_token_operator.controller.request_types import Request, Resolved
 from oauth2_token_operator.controller.resolution import spec_or_none
 from oauth2_token_operator.kube.api import KubeApiError
-from oauth2_token_operator.manager import DeleteResult, Revocation
+from oauth2_token_operator.manager import DeleteResult, Revocation, partition_client
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import OAuth2Error
 from oauth2_token_operator.oauth2.metadata import IssuerConfig
@@ -112,11 +112,11 @@ async def withdraw(ctx: OperatorContext, request: Request, secret_of: SecretOf) 
 async def revoke_all(ctx: OperatorContext, client_key: RequestKey) -> None:
     """Revoke every token held by requests using the client (the seed's `delete_all`);
     the requests then hold an inactive token and get a new one when they can."""
-    users = list(ctx.views.requests_by_client.get(client_key) or ())
+    users = list(ctx.cache.requests_using(client_key))
     revoked: set[tuple[str, str]] = set()
     for key in users:
         held = ctx.ledger.current(key)
-        body = stored(ctx.views.requests, key)
+        body = ctx.cache.request(key)
         if held is None or body is None:
             continue
         token_id = (held.token.key.issuer, held.token.value)
@@ -184,8 +184,8 @@ def _release(ctx: OperatorContext, going: Leaving, cause: Cause) -> TokenRelease
     held, spec = going.held, going.spec
     if held is None:
         return TokenRelease(cause, held=False)
-    namespace, _, name = held.record.client.partition("/")
-    client_body = stored(ctx.views.clients, (namespace, name))
+    owner = partition_client(held.record.client)
+    client_body = None if owner is None else ctx.cache.client(owner)
     refresh_grant = spec is not None and spec.grant == "refresh_token"
     return TokenRelease(
         cause,
@@ -231,19 +231,17 @@ async def revoke_held(
     (RFC 7009, `token_type_hint=refresh_token`): that ends the user's grant on every
     server, where revoking the access token alone does not on all (Keycloak keeps the
     session and its refresh tokens)."""
-    client_namespace, _, client_name = held.record.client.partition("/")
-    client_body = stored(ctx.views.clients, (client_namespace, client_name))
+    owner = partition_client(held.record.client)
+    client_body = None if owner is None else ctx.cache.client(owner)
     failure = None
     revoked = unsupported = False
     try:
-        if client_body is None:
+        if owner is None or client_body is None:
             raise ClientConfigError(
                 "ClientNotFound", f"OAuth2Client {held.record.client} no longer exists"
             )
         spec = OAuth2ClientSpec.model_validate(client_body.get("spec") or {})
-        issuer, client = await ctx.credentials.configs(
-            client_namespace, client_name, spec, last_known=True
-        )
+        issuer, client = await ctx.credentials.configs(*owner, spec, last_known=True)
         results = await asyncio.wait_for(
             _revoke(ctx, held, issuer, client, refresh_token),
             timeout=ctx.config.revocation_deadline,

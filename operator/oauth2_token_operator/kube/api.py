@@ -42,6 +42,17 @@ LEASE = LEASES_PATH + "/{name}"
 
 JsonObject = dict[str, Any]
 
+ObjectKey = tuple[str, str]
+"""`(namespace, name)` of a namespaced object: how the cache (`kube.cache`), the ledger,
+the schedulers and the metrics name one."""
+
+
+def version_of(obj: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as the integer it is on etcd-backed API servers (None
+    where it is not one)."""
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
 
 class KubeApiError(Exception):
     """An API call failed; the message carries the status and the server's reason only."""

@@ -15,7 +15,7 @@ labels):
   `Retry-After`, if longer), from where it stopped.
 
 The store holds what `keep` makes of each object (the operator keeps them frozen,
-`controller.freezing.freeze`), and reads like a kopf index: key → the values under it.
+`kube.freezing.freeze`), and reads like a kopf index: key → the values under it.
 
 Another watch of the same kind (kopf's, which triggers the handlers) may be ahead of
 this one: `offer` takes its copy, so that whatever a handler starts reads no older state
@@ -44,7 +44,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from oauth2_token_operator.kube.api import JsonObject, KubeApiError, api_error
+from oauth2_token_operator.kube.api import JsonObject, KubeApiError, api_error, version_of
 
 log = logging.getLogger(__name__)
 _jitter = random.Random()  # noqa: S311 - spreading retries, not cryptography
@@ -94,13 +94,6 @@ def describe(exc: BaseException) -> str:
     """What a failure says in the log: our API errors carry only a status and reason;
     anything else only its type (its text might echo what was read)."""
     return str(exc) if isinstance(exc, KubeApiError) else type(exc).__name__
-
-
-def version_of(obj: Mapping[str, Any]) -> int | None:
-    """The object's resourceVersion as the integer it is on etcd-backed API servers (None
-    where it is not one)."""
-    value = (obj.get("metadata") or {}).get("resourceVersion")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 class Informer(Mapping[Key, tuple[Any, ...]]):

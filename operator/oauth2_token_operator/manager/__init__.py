@@ -20,7 +20,7 @@ from oauth2_token_operator.manager.model import (
     ValidityPolicy,
     assess_validity,
 )
-from oauth2_token_operator.manager.sharing import token_key
+from oauth2_token_operator.manager.sharing import client_partition, partition_client, token_key
 from oauth2_token_operator.manager.store import InMemoryTokenStore, TokenStore
 
 __all__ = [
@@ -42,5 +42,7 @@ __all__ = [
     "Validity",
     "ValidityPolicy",
     "assess_validity",
+    "client_partition",
+    "partition_client",
     "token_key",
 ]

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -197,7 +198,7 @@ class TokenManager:
         """The (cached) protocol client for ``client`` at ``issuer``."""
         self._check_open()
         issuer_config = _issuer_config(issuer)
-        cache_key = (issuer_config.cache_key(), client)
+        cache_key = (issuer_config.cache_key, client)
         server = self._servers.get(cache_key)
         if server is not None:
             self._servers.move_to_end(cache_key)
@@ -226,7 +227,7 @@ class TokenManager:
         next call builds a protocol client from the new configuration. Stored tokens
         are kept. Returns how many protocol clients were dropped.
         """
-        issuer_key = _issuer_config(issuer).cache_key()
+        issuer_key = _issuer_config(issuer).cache_key
         dropped = [
             self._servers.pop(cache_key)
             for cache_key in list(self._servers)
@@ -262,7 +263,8 @@ class TokenManager:
         server = self.server(issuer, client)
         key = _key(server.issuer.issuer, subject, client)
         wanted = _wanted(scopes, resources, audience, min_remaining)
-        return await self._stored_or(server, key, wanted, lambda: self._obtain(server, key, wanted))
+        obtain = partial(self._obtain, server, key, wanted)
+        return await self._stored_or(server, key, wanted, obtain)
 
     async def exchange(
         self,
@@ -312,7 +314,7 @@ class TokenManager:
         found = await self._find_usable(key, wanted)
         if found is not None:
             return found
-        flight = (server.issuer.cache_key(), server.client, key, wanted)
+        flight = (server.issuer.cache_key, server.client, key, wanted)
         return await self._flights.run(flight, obtain)
 
     async def _find_usable(self, key: TokenKey, wanted: _Wanted) -> AccessToken | None:

@@ -13,7 +13,8 @@ for the operator (adoption, deletion), so "who may share" has one answer:
 - the same **partition**: who configured that client. A configuration with the right
   client_id but other credentials (another tenant's OAuth2Client object) is never handed
   another owner's token, nor revokes it with its own credentials. ``""``: one owner
-  (the library used alone).
+  (the library used alone). The operator's partition is one OAuth2Client object,
+  ``client_partition(namespace, name)``; ``partition_client`` reads it back.
 """
 
 from __future__ import annotations
@@ -29,3 +30,17 @@ def token_key(issuer: str, subject: Subject | None, client_id: str, partition: s
         client_id,
         partition,
     )
+
+
+def client_partition(namespace: str, name: str) -> str:
+    """The partition of the OAuth2Client `namespace/name`: tokens are shared per object."""
+    return f"{namespace}/{name}"
+
+
+def partition_client(partition: str) -> tuple[str, str] | None:
+    """The OAuth2Client `(namespace, name)` whose partition this is (`client_partition`'s
+    inverse); `None` for a value no OAuth2Client has (``""``, the library's, say)."""
+    namespace, slash, name = partition.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        return None
+    return namespace, name

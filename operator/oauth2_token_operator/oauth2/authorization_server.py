@@ -70,6 +70,8 @@ class AuthorizationServer:
         )
         self._authenticator = ClientAuthenticator(client, clock=clock)
         self._tls = client.tls(issuer.ca_pem)
+        self._mtls = client.uses_mtls
+        """RFC 8705 endpoint aliases apply: asked on every call, the same for all."""
 
     async def metadata(self) -> ServerMetadata:
         return await self._metadata_cache.get(self.issuer)
@@ -79,7 +81,7 @@ class AuthorizationServer:
         is known without a call: the metadata cached, else the caller's override, else
         the issuer itself (before the first discovery)."""
         cached = self._metadata_cache.cached(self.issuer)
-        url = cached.endpoint(endpoint, mtls=self.client.uses_mtls) if cached else None
+        url = cached.endpoint(endpoint, mtls=self._mtls) if cached else None
         override = self.issuer.metadata_overrides.get(endpoint)
         return server_key(url or (override if isinstance(override, str) else self.issuer.issuer))
 
@@ -226,12 +228,12 @@ class AuthorizationServer:
         assertion: str | None,
     ) -> object:
         metadata = await self.metadata()
-        url = metadata.endpoint(endpoint, mtls=self.client.uses_mtls)
+        url = metadata.endpoint(endpoint, mtls=self._mtls)
         if url is None:
             raise EndpointNotAdvertisedError(
                 f"the server {self.issuer.issuer} advertises no {endpoint}", endpoint=endpoint
             )
-        token_endpoint = metadata.endpoint("token_endpoint") or url
+        token_endpoint = metadata.token_endpoint or url
         with self._breakers.call(url, endpoint=endpoint) as call:  # before signing anything
             auth = self._authenticator.authenticate(
                 token_endpoint=token_endpoint, issuer=metadata.issuer, assertion=assertion

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -74,7 +75,10 @@ class IssuerConfig:
     ca_pem: str | None = None
     """CA bundle that verifies the server, instead of the system's trust store."""
 
+    @cached_property
     def cache_key(self) -> str:
+        """This configuration as a string (the metadata cache's and the manager's keys):
+        made once per configuration, as it is asked on every call."""
         return json.dumps(
             [
                 self.issuer,
@@ -161,7 +165,7 @@ class MetadataCache:
         choice, so the cache forgets the least used beyond `max_entries`."""
 
     async def get(self, config: IssuerConfig) -> ServerMetadata:
-        key = config.cache_key()
+        key = config.cache_key
         entry = self._entries.get(key)
         if entry is None:
             entry = self._entries[key] = _Entry()
@@ -192,7 +196,7 @@ class MetadataCache:
 
     def cached(self, config: IssuerConfig) -> ServerMetadata | None:
         """The document last fetched for `config`, if any (fresh or not); never fetches."""
-        entry = self._entries.get(config.cache_key())
+        entry = self._entries.get(config.cache_key)
         return None if entry is None else entry.metadata
 
     def _fresh(self, entry: _Entry) -> bool:

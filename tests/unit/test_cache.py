@@ -1,16 +1,16 @@
-"""What the operator's informers keep of each object (`controller.watches`): no
-managedFields, compressed compact JSON that `stored` decodes; and the requests grouped by
-the client they use."""
+"""The cluster cache (`kube.cache`) and what its informers keep of each object
+(`kube.watches`): no managedFields, compressed compact JSON that each read decodes into a
+dict of the caller's own; the requests grouped by the client they use; namespaces."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from oauth2_token_operator.controller.context import stored
-from oauth2_token_operator.controller.freezing import freeze
 from oauth2_token_operator.controller.request_types import Request
-from oauth2_token_operator.controller.watches import (
+from oauth2_token_operator.kube.cache import ClusterCache
+from oauth2_token_operator.kube.freezing import freeze, thaw
+from oauth2_token_operator.kube.watches import (
     LAST_APPLIED,
     ClientUsers,
     client_of,
@@ -28,7 +28,7 @@ def test_what_an_informer_keeps_of_an_object() -> None:
     body = {**raw, "metadata": {**raw["metadata"], "managedFields": managed}}
     held = stored_form(body)
     assert isinstance(held, bytes)  # frozen: one object, not twenty
-    assert stored({("apps", "billing"): (held,)}, ("apps", "billing")) == raw
+    assert ClusterCache.of(requests=[body]).request(("apps", "billing")) == raw
     assert body["metadata"]["managedFields"] == managed  # the caller's object is its own
 
 
@@ -66,15 +66,19 @@ def test_requests_grouped_by_client_follow_their_changes() -> None:
 def test_each_read_of_a_frozen_object_is_a_copy_of_its_own() -> None:
     """A reconcile may change the body it was given (or keep it): the index must not
     change with it."""
-    raw = {"metadata": {"namespace": "n", "name": "a"}, "status": {"conditions": []}}
-    view = {("n", "a"): (stored_form(raw),)}
-    read = stored(view, ("n", "a"))
-    assert read == raw
-    read["status"]["conditions"].append({"type": "Ready"})
-    assert stored(view, ("n", "a")) == raw
-    assert stored(view, ("n", "a")) is not stored(view, ("n", "a"))
-    assert stored({("n", "b"): [("n", "b")]}, ("n", "b")) == ("n", "b")  # others as they are
-    assert stored(view, ("n", "missing")) is None
+    raw: dict[str, Any] = {
+        "metadata": {"namespace": "n", "name": "a"},
+        "status": {"conditions": []},
+    }
+    cache = ClusterCache.of(requests=[raw], clients=[raw], token_secrets=[raw])
+    for read_one in (cache.request, cache.client, cache.token_secret):
+        read = read_one(("n", "a"))
+        assert read == raw
+        assert read is not None
+        read["status"]["conditions"].append({"type": "Ready"})
+        assert read_one(("n", "a")) == raw
+        assert read_one(("n", "a")) is not read_one(("n", "a"))
+        assert read_one(("n", "missing")) is None
 
 
 def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
@@ -88,8 +92,8 @@ def test_kubectls_last_applied_copy_is_dropped_except_from_secrets() -> None:
 
 
 def held_annotations(held: bytes) -> Any:
-    """The annotations of a kept object, as `stored` reads them."""
-    return (stored({"k": (held,)}, "k") or {})["metadata"]["annotations"]
+    """The annotations of a kept object, as the cache reads them."""
+    return thaw(held)["metadata"]["annotations"]
 
 
 def test_a_frozen_object_is_kept_compressed() -> None:
@@ -109,15 +113,16 @@ def test_a_frozen_object_is_kept_compressed() -> None:
     }
     frozen = freeze(body)
     assert len(frozen) < 0.8 * len(json.dumps(body, separators=(",", ":")))
-    assert stored({("apps", "billing"): [frozen]}, ("apps", "billing")) == body
+    assert thaw(frozen) == body
 
 
 def test_a_requests_key_is_one_copy_however_often_its_body_is_read() -> None:
     """The ledger, the scheduler and the metrics keep a request's key from bodies decoded
     anew on each read: its strings are interned, not kept once per structure."""
-    frozen = freeze({"metadata": {"namespace": "apps", "name": "billing", "uid": "u"}})
-    view = {("apps", "billing"): [frozen]}
-    one, other = (Request.of(stored(view, ("apps", "billing")) or {}) for _ in range(2))
+    cache = ClusterCache.of(
+        requests=[{"metadata": {"namespace": "apps", "name": "billing", "uid": "u"}}]
+    )
+    one, other = (Request.of(cache.request(("apps", "billing")) or {}) for _ in range(2))
     assert one.key == other.key == ("apps", "billing")
     assert one.name is other.name
     assert one.namespace is other.namespace
@@ -139,3 +144,63 @@ def test_keys_share_one_copy_of_each_name_however_often_decoded() -> None:
     for a, b in zip(client_of(first), client_of(second), strict=True):
         assert a is b
     assert client_of(first)[0] is object_key(second)[0]
+
+
+def request(namespace: str, name: str, client: str, **metadata: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": namespace, "name": name, **metadata},
+        "spec": {"clientRef": {"name": client}},
+    }
+
+
+def test_the_requests_using_a_client_follow_kopfs_events() -> None:
+    """kopf's copy of an event, offered before its handler runs, regroups the requests
+    at once; an older copy than the one held changes nothing."""
+    cache = ClusterCache.of(
+        requests=[
+            request("apps", "a", "idp", resourceVersion="5"),
+            request("apps", "b", "idp", resourceVersion="6"),
+        ]
+    )
+    assert cache.requests_using(("apps", "idp")) == (("apps", "a"), ("apps", "b"))
+    assert cache.requests_using(("apps", "other")) == ()
+    cache.offer_request(request("apps", "a", "other", resourceVersion="7"))
+    assert cache.requests_using(("apps", "idp")) == (("apps", "b"),)
+    assert cache.requests_using(("apps", "other")) == (("apps", "a"),)
+    cache.offer_request(request("apps", "a", "idp", resourceVersion="4"))  # older: ignored
+    assert cache.requests_using(("apps", "other")) == (("apps", "a"),)
+    cache.offer_request(request("apps", "b", "idp", resourceVersion="8"), deleted=True)
+    assert cache.request(("apps", "b")) is None
+    assert cache.requests_using(("apps", "idp")) == ()
+
+
+def test_a_client_offered_or_deleted_is_read_at_once() -> None:
+    client = {"metadata": {"namespace": "apps", "name": "idp", "resourceVersion": "3"}}
+    cache = ClusterCache.of()
+    assert cache.client(("apps", "idp")) is None
+    cache.offer_client(client)
+    assert cache.client(("apps", "idp")) == client
+    gone = {"metadata": {**client["metadata"], "resourceVersion": "4"}}
+    cache.offer_client(gone, deleted=True)
+    assert cache.client(("apps", "idp")) is None
+    cache.offer_client(client)  # a late copy from the other watch does not bring it back
+    assert cache.client(("apps", "idp")) is None
+
+
+def test_a_namespaces_labels_and_whether_it_is_going() -> None:
+    cache = ClusterCache.of(
+        namespaces=[
+            {"metadata": {"name": "apps", "labels": {"team": "a"}}},
+            {"metadata": {"name": "old"}, "status": {"phase": "Terminating"}},
+            {"metadata": {"name": "gone", "deletionTimestamp": "2026-01-01T00:00:00Z"}},
+        ]
+    )
+    assert cache.namespace_labels("apps") == {"team": "a"}
+    assert cache.namespace_labels("unknown") is None
+    assert cache.namespace_labels("old") == {}
+    assert [cache.terminating(n) for n in ("apps", "old", "gone", "unknown")] == [
+        False,
+        True,
+        True,
+        False,
+    ]

@@ -1,6 +1,7 @@
-"""The cluster as the reconcilers read it: the operator's own informers (`kube.informer`)
-of its token Secrets, the clients, the requests and the namespaces' labels, and the
-requests grouped by the client they use.
+"""The informers behind the cluster cache (`kube.cache`): the operator's own watches
+(`kube.informer`) of its token Secrets, the clients, the requests and the namespaces'
+labels, and the requests grouped by the client they use. Private to `kube`: the rest of
+the operator reads the cache's typed calls, never these stores.
 
 Not kopf's indexes: kopf runs no handler before every index holds its initial listing,
 and meanwhile keeps every listed object's worker waiting with its event. At a restart
@@ -10,7 +11,18 @@ workers would hold every slot: nolar/kopf#1243). The informers list everything i
 `on.startup`, which kopf finishes before it watches anything, so a restarting operator
 still sees every token Secret before deciding anything; kopf then watches only the two
 kinds it has handlers for, and offers each of their events to the informer of its kind
-before the handler runs (`offer`): two watches of one kind, each sometimes ahead.
+before the handler runs (`ClusterCache.offer_request`, `offer_client`): two watches of
+one kind, each sometimes ahead.
+
+Why the requests' and clients' informers keep a watch of their own rather than list once
+and then take only kopf's events: kopf (1.45, `continuous_watch`) reports a listing as
+events of the objects it finds and nothing for those it does not, so an object deleted
+between the informer's listing and kopf's, or while kopf's watch is down before it lists
+again (after a 410 Gone or a dropped connection), would stay in the cache for good: a
+request reconciled from the scheduler against a 404, a client whose deletion waits on a
+user that is gone. And kopf's event reaches `offer` only when that object's worker runs
+its handler, after the previous one (a token request may take seconds): what other
+objects' reconciles read of it would lag as long.
 """
 
 from __future__ import annotations
@@ -26,12 +38,16 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION
 from oauth2_token_operator.api.token_secret import MANAGED_BY, MANAGED_BY_LABEL
-from oauth2_token_operator.controller.context import Views
-from oauth2_token_operator.controller.freezing import freeze, thaw
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.kube.api import SECRETS, JsonObject
+from oauth2_token_operator.kube.api import SECRETS, JsonObject, ObjectKey
+from oauth2_token_operator.kube.freezing import freeze, thaw
 from oauth2_token_operator.kube.informer import ByNamespace, Change, Informer, Key
 from oauth2_token_operator.kube.rest import Lister, PathApi
+
+Store = Informer | ByNamespace
+"""One kind's informer, or one per watched namespace read as one: key → (value kept,)."""
+
+ListerOf = Callable[..., Lister]
+"""`PathApi.lister`: the collection at a path template, its path parameters bound."""
 
 REQUESTS = ACCESS_TOKEN_REQUEST.plural
 CLIENTS = OAUTH2_CLIENT.plural
@@ -55,7 +71,7 @@ def stored_form(body: JsonObject, *, keep_last_applied: bool = False) -> bytes:
     return freeze({**body, "metadata": metadata})
 
 
-def object_key(body: JsonObject) -> tuple[str, str]:
+def object_key(body: JsonObject) -> ObjectKey:
     """(namespace, name), interned: the same names key the informers, the requests by
     client, the ledger, the scheduler and the metrics (`Request.of` interns them too),
     each decoded anew from every event; one copy of each serves them all."""
@@ -63,7 +79,7 @@ def object_key(body: JsonObject) -> tuple[str, str]:
     return (sys.intern(metadata.get("namespace") or ""), sys.intern(metadata.get("name") or ""))
 
 
-def client_of(request: JsonObject) -> RequestKey:
+def client_of(request: JsonObject) -> ObjectKey:
     """The (namespace, name) of the OAuth2Client a request names (its own namespace if
     the reference gives none), interned as `object_key`."""
     ref = (request.get("spec") or {}).get("clientRef") or {}
@@ -71,19 +87,19 @@ def client_of(request: JsonObject) -> RequestKey:
     return (sys.intern(ref.get("namespace") or namespace), sys.intern(ref.get("name") or ""))
 
 
-class ClientUsers(Mapping[RequestKey, tuple[RequestKey, ...]]):
+class ClientUsers(Mapping[ObjectKey, tuple[ObjectKey, ...]]):
     """(client namespace, name) → the requests that use it, in the order they came (the
     listing's, then the watch's), kept current from the requests' informer. The order
     is the one in which a client's change pokes them."""
 
     def __init__(self) -> None:
-        self._client_of: dict[RequestKey, RequestKey] = {}
-        self._users: dict[RequestKey, dict[RequestKey, None]] = {}
+        self._client_of: dict[ObjectKey, ObjectKey] = {}
+        self._users: dict[ObjectKey, dict[ObjectKey, None]] = {}
 
-    def __getitem__(self, client: RequestKey) -> tuple[RequestKey, ...]:
+    def __getitem__(self, client: ObjectKey) -> tuple[ObjectKey, ...]:
         return tuple(self._users[client])
 
-    def __iter__(self) -> Iterator[RequestKey]:
+    def __iter__(self) -> Iterator[ObjectKey]:
         return iter(self._users)
 
     def __len__(self) -> int:
@@ -96,7 +112,7 @@ class ClientUsers(Mapping[RequestKey, tuple[RequestKey, ...]]):
 
     def changed(self, kind: str, key: Key, value: Any) -> None:
         """A request's change, as its informer reports it."""
-        request = cast(RequestKey, key)
+        request = cast(ObjectKey, key)
         client = client_of(thaw(value)) if kind != "DELETED" else None
         before = self._client_of.get(request)
         if before == client:
@@ -112,40 +128,19 @@ class ClientUsers(Mapping[RequestKey, tuple[RequestKey, ...]]):
             self._users.setdefault(client, {})[request] = None
 
 
-def offer(view: Mapping[Key, tuple[Any, ...]], body: JsonObject, *, deleted: bool = False) -> None:
-    """Kopf's copy of an object (or its deletion), before its handler runs: the informer
-    of its kind takes it if it is ahead (`Informer.offer`), so that what the handler
-    starts (a client's change or deletion pokes its requests, which read the client)
-    sees no older state. Views that are no informers (tests) take nothing."""
-    if isinstance(view, Informer | ByNamespace):
-        view.offer(body, deleted=deleted)
-
-
-def informers_of(view: Mapping[Key, tuple[Any, ...]]) -> list[Informer]:
-    if isinstance(view, ByNamespace):
-        return list(view.informers.values())
-    return [view] if isinstance(view, Informer) else []
+def informers_of(view: Store) -> list[Informer]:
+    return list(view.informers.values()) if isinstance(view, ByNamespace) else [view]
 
 
 @dataclass
 class Watches:
-    """The informers behind `Views`, started and stopped together."""
+    """The informers behind `ClusterCache`, started and stopped together."""
 
-    secrets: Mapping[Key, tuple[Any, ...]]
-    clients: Mapping[Key, tuple[Any, ...]]
-    requests: Mapping[Key, tuple[Any, ...]]
+    secrets: Store
+    clients: Store
+    requests: Store
     namespaces: Informer
     users: ClientUsers
-
-    @property
-    def views(self) -> Views:
-        return Views(
-            token_secrets=self.secrets,
-            clients=self.clients,
-            requests=self.requests,
-            requests_by_client=self.users,
-            namespaces=self.namespaces,
-        )
 
     def informers(self) -> list[Informer]:
         return [
@@ -181,14 +176,18 @@ def namespace_facts(body: Mapping[str, Any]) -> dict[str, Any]:
 def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watches:
     """Informers for every namespace, or one per namespace in `namespaces` (the
     namespaces' labels always for all: they are cluster-scoped)."""
-    paths = PathApi(api_client)
+    return build_with(PathApi(api_client).lister, namespaces)
+
+
+def build_with(lister: ListerOf, namespaces: tuple[str, ...] = ()) -> Watches:
+    """`build`, listing and watching through `lister` (tests: one that never answers)."""
 
     def informer(
         what: str,
         everywhere: Callable[..., Any],
         in_namespace: Callable[[str], Callable[..., Any]],
         **options: Any,
-    ) -> Mapping[Key, tuple[Any, ...]]:
+    ) -> Store:
         if not namespaces:
             return Informer(what, everywhere, key=object_key, **options)
         return ByNamespace(
@@ -201,9 +200,7 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
         )
 
     def listers(everywhere: str, in_namespace: str) -> tuple[Lister, Callable[[str], Lister]]:
-        return paths.lister(everywhere), lambda namespace: paths.lister(
-            in_namespace, namespace=namespace
-        )
+        return lister(everywhere), lambda namespace: lister(in_namespace, namespace=namespace)
 
     def custom_objects(plural: str) -> tuple[Lister, Callable[[str], Lister]]:
         return listers(
@@ -228,7 +225,7 @@ def build(api_client: k8s.ApiClient, namespaces: tuple[str, ...] = ()) -> Watche
         ),
         namespaces=Informer(
             "namespaces",
-            paths.lister("/api/v1/namespaces"),
+            lister("/api/v1/namespaces"),
             key=lambda body: (body.get("metadata") or {}).get("name") or "",
             keep=namespace_facts,
         ),
