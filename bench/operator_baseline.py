@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import ssl
 import sys
 import time
@@ -36,21 +37,34 @@ baseline never removes it: its requests stay until the control plane goes (each 
 runs has a namespace of its own), so nothing ever waits on it."""
 
 
+API_CONNECTIONS = (os.cpu_count() or 1) * 5
+"""The API server's connections: as many as the kubernetes client's urllib3 pool that
+the operator's own API calls go through (`Configuration.connection_pool_maxsize`,
+cpu_count times 5), all kept alive. With one connection allowed per request in flight (64),
+httpcore's pool scanned every connection for every queued request and probed each idle
+one: 36.5 s of the script's 84 s at N = 1000 (BENCHMARKS.md, eleventh round), its pool's
+cost, not the API server's."""
+API_LIMITS = httpx.Limits(
+    max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS
+)
+OAUTH2_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""The token endpoint's: the operator's OAuth2 transport's (`oauth2.transport`)."""
+
+
 async def main(settings: dict[str, Any]) -> None:
     namespace = settings["namespace"]
     requests = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/accesstokenrequests"
-    limits = httpx.Limits(max_connections=100)
     tls = ssl.create_default_context(cafile=settings["ca"])
     tls.load_cert_chain(settings["cert"], settings["key"])
     api = httpx.AsyncClient(
         base_url=settings["server"],
         verify=tls,
-        limits=limits,
+        limits=API_LIMITS,
         timeout=30.0,
     )
     oauth = httpx.AsyncClient(
         verify=ssl.create_default_context(cafile=settings["authserver_ca"]),
-        limits=limits,
+        limits=OAUTH2_LIMITS,
         timeout=30.0,
     )
     gate = asyncio.Semaphore(settings["concurrency"])

@@ -25,6 +25,7 @@ from oauth2_token_operator.controller.adoption import adopt, key_of
 from oauth2_token_operator.controller.context import Body, OperatorContext
 from oauth2_token_operator.controller.executor import RequestExecutor
 from oauth2_token_operator.controller.facts import situation as gather
+from oauth2_token_operator.controller.finalizer import Finalizer
 from oauth2_token_operator.controller.introspection import introspect_if_due
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 class RequestReconciler:
     def __init__(self, ctx: OperatorContext, *, finalizer: str | None = None) -> None:
         self.ctx = ctx
-        self.finalizer = finalizer
-        """Requests are served only once this finalizer is on them (kopf adds it)."""
+        self.finalizer = Finalizer(ctx.kube, finalizer) if finalizer is not None else None
+        """Requests are served only once this finalizer is on them (`finalizer`)."""
         self._locks: KeyedLocks[RequestKey] = KeyedLocks()
         """Each request's reconciles and its finalization one at a time."""
         self._background: set[asyncio.Future[Any]] = set()
@@ -109,16 +110,22 @@ class RequestReconciler:
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp"):
             return
-        if self.finalizer is not None and self.finalizer not in (meta.get("finalizers") or ()):
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        if self.finalizer is not None and not self.finalizer.on(body):
             # Nothing is issued before the finalizer is on the object: a token can then
             # never outlive a request deleted in a hurry (and the two writes do not race).
-            return
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+            # Put on here, not left to kopf: the work goes on with the PATCH's reply.
+            added = await self.finalizer.add(key, body, watched=watched)
+            if added is None:
+                return
+            body = added
         async with self._locks(key):
             # After the lock: the event may have overtaken the reply of the write it
             # echoes, and that write's reconcile holds the lock until it is recorded.
             record = self.records.of(key)
             if watched and record.status.came_back(body):
+                return
+            if watched and self.finalizer is not None and self.finalizer.came_back(key, body):
                 return
             held_back = record.writes.held_until()
             if held_back is not None:
@@ -240,6 +247,8 @@ class RequestReconciler:
             await revocation.finalize(self.ctx, request, self._secret_of(request.key))
         self.records.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
+        if self.finalizer is not None:
+            self.finalizer.forget(request.key)
 
     async def revoke_all(self, client_key: RequestKey) -> None:
         """Revoke every token of the client's requests (`revocation.revoke_all`)."""
