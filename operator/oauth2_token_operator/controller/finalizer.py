@@ -24,7 +24,7 @@ from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.controller.context import Body
 from oauth2_token_operator.controller.ledger import RequestKey
 from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound, version_of
+from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ class Finalizer:
     def __init__(self, kube: KubeApi, name: str) -> None:
         self.kube = kube
         self.name = name
-        self._echoes: dict[RequestKey, int] = {}
-        """Per request, the version our PATCH made, until the watch shows it or later."""
 
     def on(self, body: Body) -> bool:
         return self.name in (body.get("metadata", {}).get("finalizers") or ())
@@ -59,22 +57,4 @@ class Finalizer:
         if watched:
             metadata = cast(dict[str, Any], body["metadata"])
             metadata["finalizers"] = list(patched["metadata"].get("finalizers") or ())
-        version = version_of(patched)
-        if version is not None:
-            self._echoes[key] = version
         return patched
-
-    def came_back(self, key: RequestKey, watched: Body) -> bool:
-        """Is `watched` the watch event of our PATCH? Then it shows nothing the reconcile
-        that made it did not go on with. Our version is forgotten at any event that
-        reaches it (kopf may pass on only the newest of several quick events)."""
-        mine = self._echoes.get(key)
-        if mine is None:
-            return False
-        theirs = version_of(watched)
-        if theirs is None or theirs >= mine:
-            del self._echoes[key]
-        return theirs == mine
-
-    def forget(self, key: RequestKey) -> None:
-        self._echoes.pop(key, None)

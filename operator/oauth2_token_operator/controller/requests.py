@@ -35,7 +35,7 @@ from oauth2_token_operator.controller.request_types import Blocked, Outcome, Req
 from oauth2_token_operator.controller.resolution import resolve
 from oauth2_token_operator.controller.rollout_restarts import restart_if_due
 from oauth2_token_operator.controller.write_guard import WriteGuard
-from oauth2_token_operator.kube.api import KubeApiError
+from oauth2_token_operator.kube.api import KubeApiError, version_of
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
 from oauth2_token_operator.policies.backoff import api_retry, api_wait
@@ -118,6 +118,7 @@ class RequestReconciler:
             added = await self.finalizer.add(key, body, watched=watched)
             if added is None:
                 return
+            self.records.of(key).finalizer_patch = version_of(added)
             body = added
         async with self._locks(key):
             # After the lock: the event may have overtaken the reply of the write it
@@ -125,7 +126,7 @@ class RequestReconciler:
             record = self.records.of(key)
             if watched and record.status.came_back(body):
                 return
-            if watched and self.finalizer is not None and self.finalizer.came_back(key, body):
+            if watched and record.finalizer_came_back(body):
                 return
             held_back = record.writes.held_until()
             if held_back is not None:
@@ -247,8 +248,6 @@ class RequestReconciler:
             await revocation.finalize(self.ctx, request, self._secret_of(request.key))
         self.records.forget(request.key)
         self.ctx.metrics.forget_request(*request.key)
-        if self.finalizer is not None:
-            self.finalizer.forget(request.key)
 
     async def revoke_all(self, client_key: RequestKey) -> None:
         """Revoke every token of the client's requests (`revocation.revoke_all`)."""
