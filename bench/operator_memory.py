@@ -46,8 +46,8 @@ from typing import Any
 from bench.common import setup
 from bench.operator_cases import Bench, bench_on_control_plane
 from bench.operator_env import RequestWatch, load_average
-from oauth2_token_operator.controller import heap
-from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.process import heap
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 from tests.authserver.fixtures import run_authserver
 from tests.cluster.harness import KubeCluster
 from tests.operator.runner import OperatorThread

@@ -38,9 +38,9 @@ from typing import Any
 from kubernetes import client as k8s
 
 import oauth2_token_operator
-from oauth2_token_operator.controller.context import Body
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.requests import RequestReconciler
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.shared.context import Body
+from oauth2_token_operator.controller.shared.ledger import RequestKey
 from oauth2_token_operator.kube.api import KubeApi
 from tests.authserver.fixtures import run_authserver
 from tests.cluster.fixtures import PROJECT_CRDS
@@ -89,7 +89,7 @@ _starts: dict[CodeType, int] = {}
 
 
 def module_of(code: CodeType) -> str | None:
-    """`controller/requests.py` for a function of that module; `None` if not ours."""
+    """`controller/request/reconciler.py` for a function of that module; `None` if not ours."""
     filename = code.co_filename
     if filename not in _modules:
         path = Path(filename).resolve()

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.cli.main import build_parser, parse_arguments
 from oauth2_token_operator.cli.run import operator_config
-from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
 from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 from tests.cluster.harness import KubeCluster, unique_name

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from oauth2_token_operator.controller.metrics import Metrics
+from oauth2_token_operator.controller.shared.metrics import Metrics
 from tests.e2e.ship import helm_template
 from tests.monitoring.promtool import refuses, run
 

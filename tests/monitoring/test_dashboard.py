@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from oauth2_token_operator.controller.metrics import Metrics
+from oauth2_token_operator.controller.shared.metrics import Metrics
 from tests.e2e.ship import helm_template
 from tests.monitoring.promtool import refuses, run
 

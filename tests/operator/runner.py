@@ -12,8 +12,8 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.run import serve
+from oauth2_token_operator.controller.process.run import serve
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 
 
 def loopback_config(**config: Any) -> OperatorConfig:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oauth2_token_operator.controller import heap
+from oauth2_token_operator.controller.process import heap
 from tests.operator.conftest import wait_for
 from tests.operator.runner import OperatorThread
 

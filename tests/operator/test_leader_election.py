@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
+from oauth2_token_operator.controller.process.leader import (
+    LeaderElection,
+    LeaseSettings,
+    LostLeadership,
+)
 from oauth2_token_operator.kube.api import KubeApi
 
 pytestmark = pytest.mark.cluster

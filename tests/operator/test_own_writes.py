@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from oauth2_token_operator.controller.request_record import RequestRecord
-from oauth2_token_operator.controller.request_types import Outcome, Request
-from oauth2_token_operator.controller.requests import RequestReconciler
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.request.record import RequestRecord
+from oauth2_token_operator.controller.request.values import Outcome, Request
 from tests.operator.conftest import Namespace, settle, wait_for
 from tests.operator.runner import OperatorThread
 

@@ -10,7 +10,7 @@ import base64
 import pytest
 from kubernetes import client as k8s
 
-from oauth2_token_operator.controller.seal import SealKeyError, load_seal_key
+from oauth2_token_operator.controller.shared.seal import SealKeyError, load_seal_key
 from oauth2_token_operator.kube.api import KubeApi, KubeApiError
 from tests.cluster.harness import KubeCluster, unique_name
 

@@ -22,8 +22,8 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.labels import USABLE_BY_OPERATOR
 from oauth2_token_operator.api.token_secret import decode_data
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.refresh_tokens import RefreshTokenWriter
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import RefreshToken, TokenKey
 from oauth2_token_operator.oauth2 import client_assertion

@@ -9,7 +9,10 @@ from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, VERSION
 from oauth2_token_operator.api.token_secret import Owner, Template, TokenRecord, desired_secret
-from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
+from oauth2_token_operator.controller.request.secret_writer import (
+    SecretConflictError,
+    write_token_secret,
+)
 from oauth2_token_operator.kube.api import KubeApi
 from tests.api.cases import VALID_REQUEST
 from tests.cluster.harness import unique_name

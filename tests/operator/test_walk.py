@@ -18,19 +18,23 @@ def test_the_walk_of_one_issuance_runs_from_the_handler_to_the_secret_write(
     walk = walk_one_issuance(operator, ns)
     assert walk.wrote_secret
     assert walk.entries[0] == Entry(
-        "controller/handlers.py", "controller/requests.py", "RequestReconciler.reconcile"
+        "controller/process/handlers.py",
+        "controller/request/reconciler.py",
+        "RequestReconciler.reconcile",
     )
     # The Secret write, and in its worker thread (`asyncio.to_thread`) the API call: the
     # walk follows the threads and tasks the reconcile hands work to.
     assert walk.entries[-2:] == [
-        Entry("controller/secret_writer.py", "kube/api.py", "KubeApi.create_secret"),
+        Entry("controller/request/secret_writer.py", "kube/api.py", "KubeApi.create_secret"),
         Entry("kube/api.py", "kube/rest.py", "PathApi.call"),
     ]
     built = [
-        e for e in walk.entries if (e.module, e.function) == ("controller/facts.py", "situation")
+        e
+        for e in walk.entries
+        if (e.module, e.function) == ("controller/request/facts.py", "situation")
     ]
     assert len(built) == 1, "the facts are built once per reconcile"
     counts = walk.counts()
-    assert counts["controller/requests.py"] >= 1
-    at_most_twice = ("controller/request_types.py", "client_config.py", "oauth2/client_auth.py")
+    assert counts["controller/request/reconciler.py"] >= 1
+    at_most_twice = ("controller/request/values.py", "client_config.py", "oauth2/client_auth.py")
     assert {module: counts[module] for module in at_most_twice if counts[module] > 2} == {}

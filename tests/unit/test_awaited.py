@@ -21,10 +21,10 @@ from oauth2_token_operator.client_config import (
     SecretData,
     SecretKey,
 )
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.awaited import CLIENT, REQUEST, Awaited
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.awaited import CLIENT, REQUEST, Awaited
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.scheduler import Scheduler
 from tests.polling import until
 
 DELAYS = (0.02, 0.08)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.request.values import Request
 from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.kube.freezing import freeze, thaw
 from oauth2_token_operator.kube.watches import (

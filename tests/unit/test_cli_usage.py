@@ -18,7 +18,7 @@ from oauth2_token_operator.cli.tokens import (
     token_json,
     token_summary,
 )
-from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 from oauth2_token_operator.oauth2 import Introspection
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED
 from oauth2_token_operator.oauth2.responses import TokenResponse
@@ -360,7 +360,7 @@ def test_run_refuses_wrong_egress_and_bind_values(
 
 
 def test_run_passes_the_scheduling_and_breaker_flags_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from oauth2_token_operator.controller import run as run_module
+    from oauth2_token_operator.controller.process import run as run_module
 
     started: list[OperatorConfig] = []
 

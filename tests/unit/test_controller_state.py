@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.token_secret import TokenRecord
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.ledger import Held, TokenLedger
-from oauth2_token_operator.controller.own_writes import Freshness, OwnWrites, changed_only_status
-from oauth2_token_operator.controller.request_status import waiting
-from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.request.status import waiting
+from oauth2_token_operator.controller.request.values import Request
+from oauth2_token_operator.controller.shared.ledger import Held, TokenLedger
 from oauth2_token_operator.kube.api import KubeApiError
+from oauth2_token_operator.kube.own_writes import Freshness, OwnWrites, changed_only_status
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenKey
 from oauth2_token_operator.oauth2 import errors
 from oauth2_token_operator.policies import checks

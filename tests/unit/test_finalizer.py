@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 
-from oauth2_token_operator.controller.context import Body
-from oauth2_token_operator.controller.finalizer import Finalizer
-from oauth2_token_operator.controller.request_record import RequestRecords
-from oauth2_token_operator.controller.requests import RequestReconciler
-from oauth2_token_operator.controller.write_guard import WriteGuard
+from oauth2_token_operator.controller.request.finalizer import Finalizer
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.request.record import RequestRecords
+from oauth2_token_operator.controller.request.write_guard import WriteGuard
+from oauth2_token_operator.controller.shared.context import Body
 from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound
 
 FINALIZER = "oauth2.token-operator.io/revoke-tokens"

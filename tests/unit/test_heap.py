@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from oauth2_token_operator.controller import heap
+from oauth2_token_operator.controller.process import heap
 from tests.memory import rss
 from tests.polling import until
 
@@ -37,7 +37,7 @@ def test_trim_returns_the_free_middle_of_a_heap() -> None:
 ARENAS = """
 import ctypes, sys, tempfile, threading
 sys.path[:0] = {path!r}
-from oauth2_token_operator.controller import heap
+from oauth2_token_operator.controller.process import heap
 if {limit}:
     assert heap.limit_arenas()
 started = threading.Barrier(8)

@@ -137,3 +137,52 @@ def test_a_reach_into_kube_is_found() -> None:
         f"{NAME}.kube.cache": {f"{NAME}.kube.watches"},
     }
     assert reaching_into_kube(graph) == [(f"{NAME}.controller.x", f"{NAME}.kube.freezing")]
+
+
+CONTROLLER_FOLDERS = ["shared", "request", "client", "process"]
+"""The controller's folders from the ground up (issue 24, item 7): what both reconcilers
+share (the context and its parts), one request's reconcile, one client's, and the process
+around them (start, kopf wiring, leader election, health, memory)."""
+
+
+def folder_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[1:2] != ["controller"] or len(parts) < 4:
+        return None
+    return CONTROLLER_FOLDERS.index(parts[2])
+
+
+def controller_upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import, inside `controller`, of a module from a higher folder."""
+    found = []
+    for module, targets in graph.items():
+        mine = folder_of(module)
+        for target in targets:
+            theirs = folder_of(target)
+            if mine is not None and theirs is not None and theirs > mine:
+                found.append((module, target))
+    return sorted(found)
+
+
+def test_the_controllers_modules_live_in_its_folders() -> None:
+    loose = sorted(
+        path.name for path in (PACKAGE / "controller").glob("*.py") if path.name != "__init__.py"
+    )
+    assert loose == []
+    assert sorted(
+        p.name for p in (PACKAGE / "controller").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ) == sorted(CONTROLLER_FOLDERS)
+
+
+def test_no_import_runs_back_up_between_the_controllers_folders() -> None:
+    assert controller_upward(imports()) == []
+
+
+def test_an_upward_import_between_folders_is_found() -> None:
+    graph = {
+        f"{NAME}.controller.shared.context": {f"{NAME}.controller.request.record"},
+        f"{NAME}.controller.process.app": {f"{NAME}.controller.request.reconciler"},
+    }
+    assert controller_upward(graph) == [
+        (f"{NAME}.controller.shared.context", f"{NAME}.controller.request.record")
+    ]

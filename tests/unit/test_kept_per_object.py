@@ -9,7 +9,7 @@ from typing import Any, cast
 import kopf
 import pytest
 
-from oauth2_token_operator.controller import app, handlers
+from oauth2_token_operator.controller.process import app, handlers
 from oauth2_token_operator.kube.cache import ClusterCache
 
 
@@ -22,7 +22,7 @@ async def test_the_memo_kopf_copies_for_every_object_stays_small(
     listing, which would wait for one, is left out.)"""
     from kubernetes import client as k8s
 
-    from oauth2_token_operator.controller.config import OperatorConfig
+    from oauth2_token_operator.controller.shared.config import OperatorConfig
 
     started: list[bool] = []
 

@@ -21,7 +21,7 @@ import json, sys
 sys.path[:0] = {path!r}
 from kubernetes import client as k8s
 from oauth2_token_operator.cli import main
-from oauth2_token_operator.controller import handlers, run
+from oauth2_token_operator.controller.process import handlers, run
 from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.oauth2.client_auth import ClientAuthenticator, ClientConfig

@@ -10,18 +10,18 @@ from typing import Literal
 import kopf
 import pytest
 
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.log_refs import about_client, about_request
-from oauth2_token_operator.controller.run import configure_logging
+from oauth2_token_operator.controller.process.run import configure_logging
+from oauth2_token_operator.controller.shared.config import OperatorConfig
+from oauth2_token_operator.controller.shared.log_refs import about_client, about_request
 
 
 def emitted(capsys: pytest.CaptureFixture[str], log_format: Literal["json", "text"]) -> str:
     configure_logging(OperatorConfig(log_format=log_format))
     try:
-        logging.getLogger("oauth2_token_operator.controller.requests").warning(
+        logging.getLogger("oauth2_token_operator.controller.request.reconciler").warning(
             "InvalidClient (the server refused)", extra=about_request(("team-a", "billing"))
         )
-        logging.getLogger("oauth2_token_operator.controller.clients").warning(
+        logging.getLogger("oauth2_token_operator.controller.client.reconciler").warning(
             "discovery failed", extra=about_client(("team-a", "idp"))
         )
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from oauth2_token_operator.controller.metrics import Metrics, ObjectGauge
+from oauth2_token_operator.controller.shared.metrics import Metrics, ObjectGauge
 
 NAME = "oauth2_token_operator_token_expiry_timestamp_seconds"
 HELP = "When the token in each request's Secret expires (Unix time)."

@@ -9,12 +9,12 @@ from typing import cast
 
 import pytest
 
-from oauth2_token_operator.controller import revocation
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.metrics import Metrics
-from oauth2_token_operator.controller.request_record import RequestRecord, RequestRecords
-from oauth2_token_operator.controller.requests import RequestReconciler
-from oauth2_token_operator.controller.write_guard import WriteGuard
+from oauth2_token_operator.controller.request import revocation
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.request.record import RequestRecord, RequestRecords
+from oauth2_token_operator.controller.request.write_guard import WriteGuard
+from oauth2_token_operator.controller.shared.context import OperatorContext
+from oauth2_token_operator.controller.shared.metrics import Metrics
 from oauth2_token_operator.policies.backoff import ApiBackoff
 
 KEY = ("ns", "req")

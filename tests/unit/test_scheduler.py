@@ -17,10 +17,10 @@ import kopf
 import pytest
 
 from oauth2_token_operator.client_config import Found, SecretKey
-from oauth2_token_operator.controller import handlers
-from oauth2_token_operator.controller.awaited import Awaited
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.controller.process import handlers
+from oauth2_token_operator.controller.shared.awaited import Awaited
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.scheduler import Scheduler
 from tests.polling import until
 
 

@@ -14,8 +14,8 @@ import yaml
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.controller.service_accounts import RENEW_AT
+from oauth2_token_operator.controller.shared.credentials import CredentialReader
+from oauth2_token_operator.controller.shared.service_accounts import RENEW_AT
 from oauth2_token_operator.kube.api import KubeApi, KubeApiError
 from oauth2_token_operator.oauth2.client_auth import (
     JWT_BEARER,

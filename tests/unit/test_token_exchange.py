@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.client_config import SERVICE_ACCOUNT, UID, SecretKey
-from oauth2_token_operator.controller import grants
+from oauth2_token_operator.controller.shared import grants
 from oauth2_token_operator.manager import InMemoryTokenStore, TokenManager
 from oauth2_token_operator.oauth2 import ClientConfig, IssuerConfig
 from oauth2_token_operator.oauth2.authorization_server import JWT_TOKEN_TYPE

@@ -24,7 +24,7 @@ from oauth2_token_operator.api.token_secret import (
     is_sealed,
     seal,
 )
-from oauth2_token_operator.controller.facts import inspect_secret
+from oauth2_token_operator.controller.request.facts import inspect_secret
 
 RECORD = TokenRecord(
     issuer="https://login.example.com",

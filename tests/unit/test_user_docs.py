@@ -18,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from oauth2_token_operator.cli.main import build_parser
-from oauth2_token_operator.controller.metrics import PREFIX, Metrics, ObjectGauge
+from oauth2_token_operator.controller.shared.metrics import PREFIX, Metrics, ObjectGauge
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "oauth2_token_operator"

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from oauth2_token_operator.controller.request_record import RequestRecords
-from oauth2_token_operator.controller.write_guard import WriteGuard
+from oauth2_token_operator.controller.request.record import RequestRecords
+from oauth2_token_operator.controller.request.write_guard import WriteGuard
 
 
 class Clock:
@@ -36,7 +36,7 @@ def test_a_write_loop_is_held_back_until_its_window_passes(
     clock = Clock()
     trips: list[None] = []
     guard = WriteGuard(clock, limit=10, window=60.0, on_trip=lambda: trips.append(None))
-    caplog.set_level(logging.ERROR, "oauth2_token_operator.controller.write_guard")
+    caplog.set_level(logging.ERROR, "oauth2_token_operator.controller.request.write_guard")
     loop, other = guard.budget("loop"), guard.budget("other")
     other.wrote("status")
     for _ in range(11):

@@ -24,7 +24,7 @@ ownerReference, the annotation, the data, and even `managedFields` (the field ma
 name is whatever the writer sends). A forged record would put the tenant's chosen token
 into the partition of the shared store that it names, for every request sharing it.
 So the record and the data are sealed with an HMAC-SHA256 under a key only the operator
-holds (`controller/seal.py`: a Secret in the operator's own namespace, so a restarted
+holds (`controller/shared/seal.py`: a Secret in the operator's own namespace, so a restarted
 or second replica verifies what the first wrote), bound to the Secret's namespace and
 name and to the request's UID: a seal copied to another Secret, or kept over data or a
 record changed by anyone else, does not verify, and such a token is never adopted.

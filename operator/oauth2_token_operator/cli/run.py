@@ -9,7 +9,7 @@ import ipaddress
 import os
 from typing import Any
 
-from oauth2_token_operator.controller.config import OperatorConfig
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 from oauth2_token_operator.oauth2.egress import DEFAULT_DENIED, parse_host_pattern, parse_network
 from oauth2_token_operator.policies.service_accounts import DEFAULT_API_AUDIENCES
 
@@ -269,6 +269,6 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    from oauth2_token_operator.controller.run import run
+    from oauth2_token_operator.controller.process.run import run
 
     return run(operator_config(args))

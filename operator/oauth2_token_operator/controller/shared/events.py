@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import kopf
 
-from oauth2_token_operator.controller.context import Body
+from oauth2_token_operator.controller.shared.context import Body
 from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.policies.conditions import bounded
 

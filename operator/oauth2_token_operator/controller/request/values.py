@@ -10,8 +10,8 @@ from typing import Any
 
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.references import SecretKeySelector
-from oauth2_token_operator.controller.context import Body
-from oauth2_token_operator.controller.ledger import RequestKey
+from oauth2_token_operator.controller.shared.context import Body
+from oauth2_token_operator.controller.shared.ledger import RequestKey
 from oauth2_token_operator.policies.access import CLIENT_NOT_ALLOWED as CLIENT_NOT_ALLOWED
 from oauth2_token_operator.policies.identity import TokenIdentity
 from oauth2_token_operator.policies.outcome import SECRET_CONFLICT as SECRET_CONFLICT

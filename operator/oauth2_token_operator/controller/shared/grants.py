@@ -26,7 +26,7 @@ from oauth2_token_operator.client_config import (
     SecretKey,
     collect_values,
 )
-from oauth2_token_operator.controller.credentials import CredentialReader
+from oauth2_token_operator.controller.shared.credentials import CredentialReader
 from oauth2_token_operator.manager import CLIENT_CREDENTIALS, AccessToken, TokenManager
 from oauth2_token_operator.oauth2.client_auth import ClientConfig
 from oauth2_token_operator.oauth2.errors import SpentRefreshTokenError

@@ -23,14 +23,14 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.token_secret import is_owned_by
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.adoption import adopt, key_for_spec
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.facts import revocation_requested
-from oauth2_token_operator.controller.ledger import Held, RequestKey
-from oauth2_token_operator.controller.log_refs import about
-from oauth2_token_operator.controller.request_types import Request, Resolved
-from oauth2_token_operator.controller.resolution import spec_or_none
+from oauth2_token_operator.controller.request.adoption import adopt, key_for_spec
+from oauth2_token_operator.controller.request.facts import revocation_requested
+from oauth2_token_operator.controller.request.resolution import spec_or_none
+from oauth2_token_operator.controller.request.values import Request, Resolved
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held, RequestKey
+from oauth2_token_operator.controller.shared.log_refs import about
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import DeleteResult, Revocation, partition_client
 from oauth2_token_operator.oauth2.client_auth import ClientConfig

@@ -29,10 +29,10 @@ from oauth2_token_operator.api.token_secret import (
     decode_data,
     is_sealed,
 )
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.ledger import Held
-from oauth2_token_operator.controller.request_types import Request
+from oauth2_token_operator.controller.request.values import Request
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held
 from oauth2_token_operator.manager import AccessToken, TokenKey, client_partition, token_key
 from oauth2_token_operator.policies.identity import TokenIdentity
 

@@ -52,9 +52,9 @@ from oauth2_token_operator.client_config import (
     collect_values,
     referenced_keys,
 )
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

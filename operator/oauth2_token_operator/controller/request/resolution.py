@@ -10,15 +10,15 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import AccessTokenRequestSpec, OAuth2ClientSpec
 from oauth2_token_operator.api.annotations import REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.request_types import (
+from oauth2_token_operator.controller.request.values import (
     SECRET_CONFLICT,
     Blocked,
     Request,
     Resolved,
 )
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.awaited import REQUEST
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
 from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.identity import TokenIdentity

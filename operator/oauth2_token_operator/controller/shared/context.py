@@ -7,18 +7,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.controller.ledger import RequestKey, TokenLedger
-from oauth2_token_operator.controller.metrics import Metrics
-from oauth2_token_operator.controller.refresh_tokens import RefreshTokenWriter
-from oauth2_token_operator.controller.scheduler import Scheduler
+from oauth2_token_operator.controller.shared.config import OperatorConfig
+from oauth2_token_operator.controller.shared.credentials import CredentialReader
+from oauth2_token_operator.controller.shared.ledger import RequestKey, TokenLedger
+from oauth2_token_operator.controller.shared.metrics import Metrics
+from oauth2_token_operator.controller.shared.refresh_tokens import RefreshTokenWriter
+from oauth2_token_operator.controller.shared.scheduler import Scheduler
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.manager import TokenManager
 
 if TYPE_CHECKING:
-    from oauth2_token_operator.controller.awaited import Awaited
+    from oauth2_token_operator.controller.shared.awaited import Awaited
 
 Body = Mapping[str, Any]
 

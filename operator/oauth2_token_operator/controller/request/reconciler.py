@@ -20,21 +20,21 @@ from typing import Any
 from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.token_secret import is_owned_by
-from oauth2_token_operator.controller import exchange, revocation
-from oauth2_token_operator.controller.adoption import adopt, key_of
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.executor import RequestExecutor
-from oauth2_token_operator.controller.facts import situation as gather
-from oauth2_token_operator.controller.finalizer import Finalizer
-from oauth2_token_operator.controller.introspection import introspect_if_due
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.controller.request_record import RequestRecord, RequestRecords
-from oauth2_token_operator.controller.request_status import write_status
-from oauth2_token_operator.controller.request_types import Blocked, Outcome, Request, Resolved
-from oauth2_token_operator.controller.resolution import resolve
-from oauth2_token_operator.controller.rollout_restarts import restart_if_due
-from oauth2_token_operator.controller.write_guard import WriteGuard
+from oauth2_token_operator.controller.request import exchange, revocation
+from oauth2_token_operator.controller.request.adoption import adopt, key_of
+from oauth2_token_operator.controller.request.executor import RequestExecutor
+from oauth2_token_operator.controller.request.facts import situation as gather
+from oauth2_token_operator.controller.request.finalizer import Finalizer
+from oauth2_token_operator.controller.request.introspection import introspect_if_due
+from oauth2_token_operator.controller.request.record import RequestRecord, RequestRecords
+from oauth2_token_operator.controller.request.resolution import resolve
+from oauth2_token_operator.controller.request.rollout_restarts import restart_if_due
+from oauth2_token_operator.controller.request.status import write_status
+from oauth2_token_operator.controller.request.values import Blocked, Outcome, Request, Resolved
+from oauth2_token_operator.controller.request.write_guard import WriteGuard
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.log_refs import about_request
 from oauth2_token_operator.kube.api import KubeApiError, version_of
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.client_config import SECRET_NOT_USABLE
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.facts import renewal_schedule
-from oauth2_token_operator.controller.ledger import Held
-from oauth2_token_operator.controller.own_writes import OwnWrites, changed_only_status
-from oauth2_token_operator.controller.request_types import (
+from oauth2_token_operator.controller.request.facts import renewal_schedule
+from oauth2_token_operator.controller.request.values import (
     Outcome,
     Request,
     Resolved,
     not_ready,
     time_or_unknown,
 )
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held
+from oauth2_token_operator.kube.own_writes import OwnWrites, changed_only_status
 from oauth2_token_operator.manager import AccessToken
 from oauth2_token_operator.oauth2.responses import unverified_subject
 from oauth2_token_operator.policies import checks

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from oauth2_token_operator.api.token_secret import decode_data, encode_data
-from oauth2_token_operator.controller.grants import parse_refresh_subject
+from oauth2_token_operator.controller.shared.grants import parse_refresh_subject
 from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError
 from oauth2_token_operator.manager import InMemoryTokenStore, RefreshToken
 from oauth2_token_operator.policies.secret_use import write_back_refusal

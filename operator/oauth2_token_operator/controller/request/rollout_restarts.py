@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.controller.request_types import Outcome, Request
+from oauth2_token_operator.controller.request.values import Outcome, Request
+from oauth2_token_operator.controller.shared.context import OperatorContext
+from oauth2_token_operator.controller.shared.log_refs import about_request
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.policies.rollout_restarts import (
     RESTARTED_AT,

@@ -14,12 +14,16 @@ from typing import Any, cast
 import kopf
 from kubernetes import client as k8s
 
-import oauth2_token_operator.controller.handlers  # noqa: F401 - registers the handlers
-from oauth2_token_operator.controller.app import load_configuration
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.health import answering_alive
-from oauth2_token_operator.controller.heap import limit_arenas
-from oauth2_token_operator.controller.leader import LeaderElection, LeaseSettings, LostLeadership
+import oauth2_token_operator.controller.process.handlers  # noqa: F401 - registers the handlers
+from oauth2_token_operator.controller.process.app import load_configuration
+from oauth2_token_operator.controller.process.health import answering_alive
+from oauth2_token_operator.controller.process.heap import limit_arenas
+from oauth2_token_operator.controller.process.leader import (
+    LeaderElection,
+    LeaseSettings,
+    LostLeadership,
+)
+from oauth2_token_operator.controller.shared.config import OperatorConfig
 from oauth2_token_operator.kube.api import KubeApi
 
 log = logging.getLogger(__name__)

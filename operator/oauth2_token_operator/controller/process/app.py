@@ -14,19 +14,22 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from oauth2_token_operator.api.crd import GROUP
-from oauth2_token_operator.controller.awaited import Awaited
-from oauth2_token_operator.controller.clients import ClientReconciler
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.credentials import CredentialReader
-from oauth2_token_operator.controller.events import EventGate
-from oauth2_token_operator.controller.health import answering_alive
-from oauth2_token_operator.controller.heap import HeapTrimmer
-from oauth2_token_operator.controller.metrics import Metrics
-from oauth2_token_operator.controller.refresh_tokens import PersistingTokenStore, RefreshTokenWriter
-from oauth2_token_operator.controller.requests import RequestReconciler
-from oauth2_token_operator.controller.scheduler import Scheduler
-from oauth2_token_operator.controller.seal import load_seal_key
+from oauth2_token_operator.controller.client.reconciler import ClientReconciler
+from oauth2_token_operator.controller.process.health import answering_alive
+from oauth2_token_operator.controller.process.heap import HeapTrimmer
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.shared.awaited import Awaited
+from oauth2_token_operator.controller.shared.config import OperatorConfig
+from oauth2_token_operator.controller.shared.context import OperatorContext
+from oauth2_token_operator.controller.shared.credentials import CredentialReader
+from oauth2_token_operator.controller.shared.events import EventGate
+from oauth2_token_operator.controller.shared.metrics import Metrics
+from oauth2_token_operator.controller.shared.refresh_tokens import (
+    PersistingTokenStore,
+    RefreshTokenWriter,
+)
+from oauth2_token_operator.controller.shared.scheduler import Scheduler
+from oauth2_token_operator.controller.shared.seal import load_seal_key
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.kube.cache import ClusterCache
 from oauth2_token_operator.manager import TokenManager, TokenManagerConfig

@@ -20,23 +20,27 @@ from oauth2_token_operator.client_config import (
     collect_values,
     referenced_keys,
 )
-from oauth2_token_operator.controller import exchange, grants, revocation
-from oauth2_token_operator.controller.awaited import REQUEST
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.facts import desired_token_secret, request_facts
-from oauth2_token_operator.controller.introspection import introspection_due
-from oauth2_token_operator.controller.ledger import Held, RequestKey
-from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.controller.request_record import RequestRecord
-from oauth2_token_operator.controller.request_status import readiness, settled, waiting
-from oauth2_token_operator.controller.request_types import (
+from oauth2_token_operator.controller.request import exchange, revocation
+from oauth2_token_operator.controller.request.facts import desired_token_secret, request_facts
+from oauth2_token_operator.controller.request.introspection import introspection_due
+from oauth2_token_operator.controller.request.record import RequestRecord
+from oauth2_token_operator.controller.request.secret_writer import (
+    SecretConflictError,
+    write_token_secret,
+)
+from oauth2_token_operator.controller.request.status import readiness, settled, waiting
+from oauth2_token_operator.controller.request.values import (
     Outcome,
     Request,
     Resolved,
     secret_conflict,
     time_or_unknown,
 )
-from oauth2_token_operator.controller.secret_writer import SecretConflictError, write_token_secret
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.awaited import REQUEST
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held, RequestKey
+from oauth2_token_operator.controller.shared.log_refs import about_request
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken
 from oauth2_token_operator.oauth2.client_auth import ClientConfig

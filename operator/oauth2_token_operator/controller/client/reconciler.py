@@ -18,12 +18,12 @@ from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.annotations import REVOKE_ALL_ON_DELETE, REVOKE_ALL_REQUESTED_AT
 from oauth2_token_operator.api.crd import OAUTH2_CLIENT
 from oauth2_token_operator.api.oauth2client import SERVICE_ACCOUNT_TOKEN
-from oauth2_token_operator.controller.awaited import CLIENT
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.log_refs import about_client
-from oauth2_token_operator.controller.own_writes import Freshness
+from oauth2_token_operator.controller.shared.awaited import CLIENT
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.log_refs import about_client
 from oauth2_token_operator.kube.api import KubeApiError
+from oauth2_token_operator.kube.own_writes import Freshness
 from oauth2_token_operator.policies.access import client_access
 from oauth2_token_operator.policies.conditions import READY, ConditionUpdate, set_conditions
 from oauth2_token_operator.policies.failures import classify

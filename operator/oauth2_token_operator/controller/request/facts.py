@@ -13,10 +13,10 @@ from oauth2_token_operator.api.annotations import RENEW_REQUESTED_AT
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST
 from oauth2_token_operator.api.secret_data import render_data, render_templates
 from oauth2_token_operator.api.token_secret import Owner, Template, desired_secret
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import Body, OperatorContext
-from oauth2_token_operator.controller.ledger import Held
-from oauth2_token_operator.controller.request_types import Request, Resolved
+from oauth2_token_operator.controller.request.values import Request, Resolved
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.context import Body, OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held
 from oauth2_token_operator.manager import TokenState, assess_validity
 from oauth2_token_operator.policies import checks
 from oauth2_token_operator.policies.backoff import History

@@ -21,17 +21,17 @@ import kopf
 from kubernetes import client as k8s
 
 from oauth2_token_operator.api.crd import ACCESS_TOKEN_REQUEST, GROUP, OAUTH2_CLIENT, VERSION
-from oauth2_token_operator.controller.app import (
+from oauth2_token_operator.controller.client.reconciler import ClientInUse, ClientReconciler
+from oauth2_token_operator.controller.process.app import (
     FINALIZER,
     assemble,
     close,
     load_configuration,
     start_schedulers,
 )
-from oauth2_token_operator.controller.clients import ClientInUse, ClientReconciler
-from oauth2_token_operator.controller.config import OperatorConfig
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.requests import RequestReconciler
+from oauth2_token_operator.controller.request.reconciler import RequestReconciler
+from oauth2_token_operator.controller.shared.config import OperatorConfig
+from oauth2_token_operator.controller.shared.context import OperatorContext
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from oauth2_token_operator.controller.context import Body
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.own_writes import OwnWrites
-from oauth2_token_operator.controller.write_guard import WriteBudget, WriteGuard
+from oauth2_token_operator.controller.request.write_guard import WriteBudget, WriteGuard
+from oauth2_token_operator.controller.shared.context import Body
+from oauth2_token_operator.controller.shared.ledger import RequestKey
 from oauth2_token_operator.kube.api import version_of
+from oauth2_token_operator.kube.own_writes import OwnWrites
 from oauth2_token_operator.policies.backoff import ApiBackoff
 
 SecretKey = tuple[str, str]

@@ -21,9 +21,9 @@ import logging
 from typing import Any, cast
 
 from oauth2_token_operator.api import ACCESS_TOKEN_REQUEST
-from oauth2_token_operator.controller.context import Body
-from oauth2_token_operator.controller.ledger import RequestKey
-from oauth2_token_operator.controller.log_refs import about_request
+from oauth2_token_operator.controller.shared.context import Body
+from oauth2_token_operator.controller.shared.ledger import RequestKey
+from oauth2_token_operator.controller.shared.log_refs import about_request
 from oauth2_token_operator.kube.api import Conflict, KubeApi, KubeApiError, NotFound
 
 log = logging.getLogger(__name__)

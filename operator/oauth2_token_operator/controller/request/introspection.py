@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.ledger import Held
-from oauth2_token_operator.controller.log_refs import about_request
-from oauth2_token_operator.controller.request_types import Outcome, Request, Resolved
+from oauth2_token_operator.controller.request.values import Outcome, Request, Resolved
+from oauth2_token_operator.controller.shared.context import OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held
+from oauth2_token_operator.controller.shared.log_refs import about_request
 from oauth2_token_operator.oauth2.errors import EndpointNotAdvertisedError
 from oauth2_token_operator.oauth2.responses import MAX_SUBJECT
 from oauth2_token_operator.policies.introspection import Judgement, first_look, judge, unsupported

@@ -30,7 +30,7 @@ from oauth2_token_operator.client_config import (
     configs,
     referenced_keys,
 )
-from oauth2_token_operator.controller.service_accounts import ServiceAccountTokens
+from oauth2_token_operator.controller.shared.service_accounts import ServiceAccountTokens
 from oauth2_token_operator.kube.api import KubeApi
 from oauth2_token_operator.manager import client_partition
 from oauth2_token_operator.oauth2.client_auth import ClientConfig

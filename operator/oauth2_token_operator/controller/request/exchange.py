@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from oauth2_token_operator.api import OAuth2ClientSpec
 from oauth2_token_operator.api.accesstokenrequest import ServiceAccountSubject
 from oauth2_token_operator.client_config import ClientConfigError
-from oauth2_token_operator.controller import grants
-from oauth2_token_operator.controller.context import OperatorContext
-from oauth2_token_operator.controller.ledger import Held, RequestKey
-from oauth2_token_operator.controller.request_types import Request, Resolved
+from oauth2_token_operator.controller.request.values import Request, Resolved
+from oauth2_token_operator.controller.shared import grants
+from oauth2_token_operator.controller.shared.context import OperatorContext
+from oauth2_token_operator.controller.shared.ledger import Held, RequestKey
 from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager import AccessToken, partition_client
 from oauth2_token_operator.manager.model import assess_validity

@@ -1,0 +1,1 @@
+"""One OAuth2Client's reconcile."""

@@ -1,0 +1,1 @@
+"""One AccessTokenRequest's reconcile: gather, plan, carry out, finalize."""

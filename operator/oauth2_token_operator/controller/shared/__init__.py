@@ -1,0 +1,1 @@
+"""What both reconcilers share: the context they are given and its parts."""
