@@ -66,53 +66,6 @@ async def test_status_merge_patch(kube_admin: k8s.ApiClient, kube_namespace: str
     assert patched["status"] == {"revision": 1, "secretName": name}
 
 
-async def test_add_finalizer_lands_only_on_the_version_read_and_keeps_others(
-    kube_admin: k8s.ApiClient, kube_namespace: str
-) -> None:
-    """One JSON patch guarded by a resourceVersion test: onto no list, onto another
-    controller's list (kept), and not at all onto a version that has moved on (`Conflict`:
-    a merge patch of the list would have dropped the other controller's finalizer)."""
-    objects = k8s.CustomObjectsApi(kube_admin)
-    api = KubeApi(kube_admin)
-    plural, mine, theirs = ACCESS_TOKEN_REQUEST.plural, f"{GROUP}/revoke-tokens", "example.com/x"
-
-    def create(name: str, finalizers: list[str]) -> dict[str, Any]:
-        created: dict[str, Any] = objects.create_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, kube_namespace, plural,
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AccessTokenRequest",
-             "metadata": {"name": name, "finalizers": finalizers}, "spec": VALID_REQUEST},
-        )  # fmt: skip
-        return created
-
-    bare = create(unique_name("atr"), [])
-    patched = await api.add_finalizer(plural, bare, mine)
-    assert patched["metadata"]["finalizers"] == [mine]
-    assert int(patched["metadata"]["resourceVersion"]) > int(bare["metadata"]["resourceVersion"])
-
-    shared = create(unique_name("atr"), [theirs])
-    assert (await api.add_finalizer(plural, shared, mine))["metadata"]["finalizers"] == [
-        theirs,
-        mine,
-    ]
-
-    stale = create(unique_name("atr"), [])
-    name = stale["metadata"]["name"]
-    objects.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, plural, name, {"metadata": {"finalizers": [theirs]}}
-    )
-    with pytest.raises(Conflict):
-        await api.add_finalizer(plural, stale, mine)
-    now: dict[str, Any] = objects.get_namespaced_custom_object(  # type: ignore[assignment]
-        GROUP, VERSION, kube_namespace, plural, name
-    )
-    assert now["metadata"]["finalizers"] == [theirs], "the other controller's finalizer kept"
-    for body in (bare, shared, stale):  # the test's objects go; no operator removes ours
-        objects.patch_namespaced_custom_object(
-            GROUP, VERSION, kube_namespace, plural, body["metadata"]["name"],
-            {"metadata": {"finalizers": None}},
-        )  # fmt: skip
-
-
 async def test_calls_run_off_the_event_loop(kube_admin: k8s.ApiClient, kube_namespace: str) -> None:
     loop_thread = threading.get_ident()
     seen: list[int] = []

@@ -21,7 +21,6 @@ from tests.operator.conftest import Namespace, settle, wait_for
 from tests.operator.runner import OperatorThread
 
 RENEW_REQUESTED_AT = "oauth2.token-operator.io/renew-requested-at"
-FINALIZER = "oauth2.token-operator.io/revoke-tokens"
 
 
 def counting_reconciles(
@@ -65,27 +64,6 @@ def test_an_issuance_or_a_renewal_is_reconciled_once_not_again_for_its_own_write
     )
     settle(operator, ns, "billing")
     assert counts[(ns.name, "billing")] == 2, "the annotation's event, and nothing for the echoes"
-
-
-def test_the_reconcile_puts_the_finalizer_on_and_issues_on_the_same_event(
-    ns: Namespace, operator: OperatorThread
-) -> None:
-    """kopf adds its finalizer only after the event handler has run, and nothing is
-    issued before the finalizer is on: left to kopf, each issuance waited for the watch
-    to bring kopf's patch back. The reconcile adds it itself (its field manager owns the
-    list) and goes on with the PATCH's reply; kopf then adds nothing (writes: test
-    `test_one_issuance_costs_three_api_writes`)."""
-    ns.client("idp", ns.authserver.clients["client_secret_basic"])
-    ns.request("billing", "idp")
-    ns.wait_ready("billing")
-    metadata = (ns.get("accesstokenrequests", "billing") or {})["metadata"]
-    assert metadata["finalizers"] == [FINALIZER]
-    owners = [
-        entry["manager"]
-        for entry in metadata["managedFields"]
-        if "f:finalizers" in (entry.get("fieldsV1") or {}).get("f:metadata", {})
-    ]
-    assert owners == ["oauth2-token-operator"], metadata["managedFields"]
 
 
 def test_watch_events_log_no_success_line_per_event(

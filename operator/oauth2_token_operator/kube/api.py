@@ -24,7 +24,6 @@ from oauth2_token_operator.api.crd import GROUP, VERSION
 from oauth2_token_operator.kube.rest import PathApi
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 FIELD_MANAGER = "oauth2-token-operator"
 
 SECRETS = "/api/v1/namespaces/{namespace}/secrets"
@@ -32,8 +31,7 @@ SECRET = SECRETS + "/{name}"
 CONFIG_MAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 SERVICE_ACCOUNT = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
 SERVICE_ACCOUNT_TOKEN = SERVICE_ACCOUNT + "/token"
-CUSTOM_OBJECT = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{{plural}}/{{name}}"
-CUSTOM_STATUS = CUSTOM_OBJECT + "/status"
+CUSTOM_STATUS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{{plural}}/{{name}}/status"
 WORKLOAD = "/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
 WORKLOAD_PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
                     "DaemonSet": "daemonsets"}  # fmt: skip
@@ -244,39 +242,6 @@ class KubeApi:
             body={"status": dict(status)},
             content_type=MERGE_PATCH,
         )
-        return patched
-
-    async def add_finalizer(
-        self, plural: str, body: Mapping[str, Any], finalizer: str
-    ) -> JsonObject:
-        """Add `finalizer` to one of our custom objects as `body` shows it, in one JSON
-        patch that first tests `metadata.resourceVersion`: it lands only on that very
-        version, so it appends to the finalizers `body` shows (or creates the list when
-        there is none) and can drop no other controller's. `Conflict` when the object has
-        changed since (the failed test, a 422), `NotFound` when it is gone."""
-        meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        what = f"adding the finalizer to {plural}/{namespace}/{name}"
-        add = (
-            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
-            if meta.get("finalizers")
-            else {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
-        )
-        test = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
-        try:
-            patched: JsonObject = await self._call(
-                what,
-                "PATCH",
-                CUSTOM_OBJECT,
-                path={"plural": plural, "namespace": namespace, "name": name},
-                query={"field_manager": FIELD_MANAGER},
-                body=[test, add],
-                content_type=JSON_PATCH,
-            )
-        except KubeApiError as exc:
-            if exc.status == 422:  # the test failed: a newer version is on its way
-                raise Conflict(f"{what}: the object changed", status=422) from None
-            raise
         return patched
 
     async def read_workload(self, kind: str, namespace: str, name: str) -> JsonObject | None:

@@ -24,7 +24,6 @@ from oauth2_token_operator.controller.request import exchange, revocation
 from oauth2_token_operator.controller.request.adoption import adopt, key_of
 from oauth2_token_operator.controller.request.executor import RequestExecutor
 from oauth2_token_operator.controller.request.facts import situation as gather
-from oauth2_token_operator.controller.request.finalizer import Finalizer
 from oauth2_token_operator.controller.request.introspection import introspect_if_due
 from oauth2_token_operator.controller.request.record import RequestRecord, RequestRecords
 from oauth2_token_operator.controller.request.resolution import resolve
@@ -35,7 +34,7 @@ from oauth2_token_operator.controller.request.write_guard import WriteGuard
 from oauth2_token_operator.controller.shared.context import Body, OperatorContext
 from oauth2_token_operator.controller.shared.ledger import RequestKey
 from oauth2_token_operator.controller.shared.log_refs import about_request
-from oauth2_token_operator.kube.api import KubeApiError, version_of
+from oauth2_token_operator.kube.api import KubeApiError
 from oauth2_token_operator.manager.keyed_locks import KeyedLocks
 from oauth2_token_operator.policies import plan
 from oauth2_token_operator.policies.backoff import api_retry, api_wait
@@ -48,8 +47,8 @@ log = logging.getLogger(__name__)
 class RequestReconciler:
     def __init__(self, ctx: OperatorContext, *, finalizer: str | None = None) -> None:
         self.ctx = ctx
-        self.finalizer = Finalizer(ctx.kube, finalizer) if finalizer is not None else None
-        """Requests are served only once this finalizer is on them (`finalizer`)."""
+        self.finalizer = finalizer
+        """Requests are served only once this finalizer is on them (kopf adds it)."""
         self._locks: KeyedLocks[RequestKey] = KeyedLocks()
         """Each request's reconciles and its finalization one at a time."""
         self._background: set[asyncio.Future[Any]] = set()
@@ -110,23 +109,16 @@ class RequestReconciler:
         meta = body.get("metadata", {})
         if meta.get("deletionTimestamp"):
             return
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        if self.finalizer is not None and not self.finalizer.on(body):
+        if self.finalizer is not None and self.finalizer not in (meta.get("finalizers") or ()):
             # Nothing is issued before the finalizer is on the object: a token can then
             # never outlive a request deleted in a hurry (and the two writes do not race).
-            # Put on here, not left to kopf: the work goes on with the PATCH's reply.
-            added = await self.finalizer.add(key, body, watched=watched)
-            if added is None:
-                return
-            self.records.of(key).finalizer_patch = version_of(added)
-            body = added
+            return
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
         async with self._locks(key):
             # After the lock: the event may have overtaken the reply of the write it
             # echoes, and that write's reconcile holds the lock until it is recorded.
             record = self.records.of(key)
             if watched and record.status.came_back(body):
-                return
-            if watched and record.finalizer_came_back(body):
                 return
             held_back = record.writes.held_until()
             if held_back is not None:

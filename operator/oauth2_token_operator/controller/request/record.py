@@ -4,8 +4,8 @@ whole by one `RequestRecords.forget` when it is finalized.
 
 None of it is in the request's status: a failed API write's backoff, the end of the
 server's `Retry-After`, the server its token requests went to, its write budget
-(`write_guard`), its finalizer PATCH until the watch shows it, and the operator's own
-writes of its status and of its Secret until the watch shows them (`own_writes`).
+(`write_guard`), and the operator's own writes of its status and of its Secret until
+the watch shows them (`own_writes`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from oauth2_token_operator.controller.request.write_guard import WriteBudget, WriteGuard
 from oauth2_token_operator.controller.shared.context import Body
 from oauth2_token_operator.controller.shared.ledger import RequestKey
-from oauth2_token_operator.kube.api import version_of
 from oauth2_token_operator.kube.own_writes import OwnWrites
 from oauth2_token_operator.policies.backoff import ApiBackoff
 
@@ -41,21 +40,6 @@ class RequestRecord:
     """Our writes of the Secret `secret_name`, likewise."""
     secret_name: str | None = None
     """The Secret `secret` is about (a new spec may name another)."""
-    finalizer_patch: int | None = None
-    """The version our PATCH of the finalizer made (`finalizer`), until the watch shows
-    it or a later one."""
-
-    def finalizer_came_back(self, watched: Body) -> bool:
-        """Is `watched` the watch event of our finalizer PATCH? Then it shows nothing the
-        reconcile that made it did not go on with. Our version is forgotten at any event
-        that reaches it (kopf may pass on only the newest of several quick events)."""
-        mine = self.finalizer_patch
-        if mine is None:
-            return False
-        theirs = version_of(watched)
-        if theirs is None or theirs >= mine:
-            self.finalizer_patch = None
-        return theirs == mine
 
     def secret_key(self) -> SecretKey | None:
         return None if self.secret_name is None else (self.key[0], self.secret_name)
